@@ -1,0 +1,93 @@
+"""``create_app(settings)``: the one place where everything is wired.
+
+The HTTP server, the scheduler and (later) the Mattermost connection share the app's
+event loop. Each resource opens and closes in its own ``cleanup_ctx`` generator, in
+order: database, cache, plugins, scheduler; they close in reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from aiohttp import web
+
+from bot.cache import create_cache
+from bot.context import AppContext
+from bot.db import create_engine, create_sessionmaker
+from bot.http import CONTEXT, CORE_ROUTES, MAX_BODY, add_core_routes, observe
+from bot.plugins import Plugin, Registry, load_plugins
+from bot.scheduler import Scheduler
+from bot.settings import Settings
+
+REGISTRY = web.AppKey("registry", Registry)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+
+# Feature areas enabled by default, as folders of ``plugins/``.
+DEFAULT_PLUGINS: tuple[str, ...] = ()
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    context = app[CONTEXT]
+    engine = create_engine(context.settings.async_database_url)
+    context.engine_ = engine
+    context.sessions_ = create_sessionmaker(engine)
+    yield
+    await engine.dispose()
+
+
+async def _cache(app: web.Application) -> AsyncIterator[None]:
+    context = app[CONTEXT]
+    redis_url = context.settings.redis_url
+    context.cache_ = create_cache(
+        redis_url.get_secret_value() if redis_url else None, context.metrics.registry
+    )
+    yield
+    await context.cache_.close()
+
+
+async def _plugins(app: web.Application) -> AsyncIterator[None]:
+    started: list[Plugin] = []
+    try:
+        for plugin in app[REGISTRY].plugins:
+            await plugin.on_start()
+            started.append(plugin)
+        yield
+    finally:
+        for plugin in reversed(started):
+            await plugin.on_stop()
+
+
+async def _scheduler(app: web.Application) -> AsyncIterator[None]:
+    scheduler = app[SCHEDULER]
+    scheduler.start()
+    yield
+    await scheduler.stop(grace=app[CONTEXT].settings.shutdown_timeout / 2)
+
+
+def create_app(
+    settings: Settings,
+    plugins: Sequence[type[Plugin]] | None = None,
+) -> web.Application:
+    """Build the application; no I/O happens until it starts.
+
+    ``plugins`` replaces the default feature areas (tests pass their own).
+    """
+    context = AppContext(settings=settings)
+    instances = (
+        [cls(context) for cls in plugins]
+        if plugins is not None
+        else load_plugins(DEFAULT_PLUGINS, context)
+    )
+    registry = Registry(instances, reserved_routes=CORE_ROUTES)
+
+    app = web.Application(middlewares=[observe], client_max_size=MAX_BODY)
+    app[CONTEXT] = context
+    app[REGISTRY] = registry
+    app[SCHEDULER] = Scheduler(context, registry)
+    add_core_routes(app)
+    for handler in registry.routes.values():
+        app.router.add_route(
+            handler.spec.options["method"], handler.spec.options["path"], handler.func
+        )
+    app.cleanup_ctx.extend([_database, _cache, _plugins, _scheduler])
+    return app

@@ -1,0 +1,45 @@
+"""The typed context every plugin receives: the app's shared resources.
+
+Resources are created when the app starts (``cleanup_ctx``), not when it is built, so
+the context hands them out through properties that fail loudly before start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.metrics import Metrics
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.cache import Cache
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    engine_: AsyncEngine | None = None
+    sessions_: async_sessionmaker[AsyncSession] | None = None
+    cache_: Cache | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self.engine_ is None:
+            raise RuntimeError("the database is not open yet (the app has not started)")
+        return self.engine_
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        if self.sessions_ is None:
+            raise RuntimeError("the database is not open yet (the app has not started)")
+        return self.sessions_
+
+    @property
+    def cache(self) -> Cache:
+        if self.cache_ is None:
+            raise RuntimeError("the cache is not open yet (the app has not started)")
+        return self.cache_

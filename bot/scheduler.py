@@ -1,0 +1,146 @@
+"""The scheduler: APScheduler on the app's loop, each run guarded to happen once.
+
+Several replicas fire the same cron at the same minute; the first to insert the
+``job_runs`` row for (job, period) runs it, the others see the unique key and skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot.context import AppContext
+from bot.db import utcnow
+from bot.logs import bound_id
+from bot.models import JobRun
+from bot.plugins import Handler, Registry
+
+log = logging.getLogger("bot.scheduler")
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class JobRunContext:
+    """What a job handler receives: its name and the period it runs for."""
+
+    job: str
+    period: str
+    scheduled: bool
+
+
+def minute_period(now: datetime | None = None) -> str:
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M")
+
+
+async def claim(context: AppContext, job: str, period: str) -> bool:
+    """Insert the (job, period) row; False when another run already holds it."""
+    try:
+        async with context.sessions.begin() as session:
+            session.add(JobRun(job_name=job, period=period, owner=OWNER))
+    except IntegrityError:
+        return False
+    return True
+
+
+async def _finish(context: AppContext, job: str, period: str, error: str | None) -> None:
+    async with context.sessions.begin() as session:
+        await session.execute(
+            update(JobRun)
+            .where(JobRun.job_name == job, JobRun.period == period)
+            .values(status="error" if error else "done", finished_at=utcnow(), error=error)
+        )
+
+
+async def run_guarded(
+    context: AppContext, handler: Handler, period: str, *, scheduled: bool = True
+) -> str:
+    """Run ``handler`` once for ``period``; returns "ok", "error" or "skipped"."""
+    job = handler.spec.key
+    with bound_id(f"job-{job}-{period}"):
+        if not await claim(context, job, period):
+            log.info("job %s for %s already ran elsewhere; skipped", job, period)
+            context.metrics.job_runs.labels(job, "skipped").inc()
+            return "skipped"
+        error: str | None = None
+        try:
+            await handler.func(JobRunContext(job, period, scheduled))
+        except asyncio.CancelledError:
+            error = "cancelled"
+            raise
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"[:2000]
+            log.exception("job %s for %s failed", job, period)
+            context.metrics.unhandled_errors.labels("job").inc()
+        finally:
+            await asyncio.shield(_finish(context, job, period, error))
+            outcome = "error" if error else "ok"
+            context.metrics.job_runs.labels(job, outcome).inc()
+        return outcome
+
+
+async def last_run(context: AppContext, job: str) -> JobRun | None:
+    async with context.sessions() as session:
+        result = await session.execute(
+            select(JobRun).where(JobRun.job_name == job).order_by(JobRun.started_at.desc()).limit(1)
+        )
+        return result.scalar_one_or_none()
+
+
+class Scheduler:
+    """Owns the APScheduler instance and the tasks of the runs in flight."""
+
+    def __init__(self, context: AppContext, registry: Registry) -> None:
+        self.context = context
+        self.registry = registry
+        self._scheduler: AsyncIOScheduler | None = None
+        self._running: set[asyncio.Task[str]] = set()
+
+    def cron_for(self, handler: Handler) -> str:
+        cron = handler.spec.options.get("cron")
+        if cron:
+            return str(cron)
+        configured = getattr(self.context.settings.schedule, handler.spec.key, None)
+        if configured is None:
+            raise ValueError(
+                f"job {handler.spec.key!r}: no cron given and no schedule.{handler.spec.key}"
+            )
+        return str(configured)
+
+    def _launcher(self, handler: Handler) -> Callable[[], Awaitable[None]]:
+        async def launch() -> None:
+            task = asyncio.create_task(run_guarded(self.context, handler, minute_period()))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+        return launch
+
+    def start(self) -> None:
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        for name, handler in sorted(self.registry.jobs.items()):
+            trigger = CronTrigger.from_crontab(self.cron_for(handler), timezone=UTC)
+            options: dict[str, Any] = {"misfire_grace_time": 300, "coalesce": True}
+            scheduler.add_job(self._launcher(handler), trigger, id=name, name=name, **options)
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info("scheduler started with %d job(s)", len(self.registry.jobs))
+
+    async def stop(self, grace: float) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        if self._running:
+            _, pending = await asyncio.wait(set(self._running), timeout=grace)
+            for task in pending:
+                task.cancel()

@@ -1,0 +1,403 @@
+"""Typed settings, read once: defaults < YAML file (with ``${VAR:default}``) < environment.
+
+``load_settings`` is the only entry point. Every problem with the configuration is
+raised as one ``ConfigError`` whose message is a single line naming the field and the
+problem, so that every command can print it and exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+CONFIG_ENV_VAR = "ROULETTE_CONFIG"
+DEFAULT_DATABASE_URL = "sqlite:///./roulette.db"
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message is one line: ``field: problem``."""
+
+
+# --------------------------------------------------------------------------- organisation
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Role = Literal["maintainer", "reviewer", "trainee"]
+
+
+class TeamConfig(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    labels: tuple[str, ...] = ()
+    channel: str | None = None
+    gitlab_group: str | None = None
+
+
+class UserConfig(_Strict):
+    gitlab: str = Field(min_length=1, max_length=255)
+    mattermost: str | None = None
+    team: str | None = None
+    role: Role = "reviewer"
+    timezone: str | None = None
+    email: str | None = None
+    max_active_reviews: int | None = Field(default=None, ge=1)
+
+    @field_validator("gitlab", "mattermost")
+    @classmethod
+    def _username(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().removeprefix("@")
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", value):
+            raise ValueError(f"{value!r} is not a valid username")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}") from None
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError(f"{value!r} is not an email address")
+        return value
+
+    @property
+    def mattermost_username(self) -> str:
+        return self.mattermost or self.gitlab
+
+
+class Weights(_Strict):
+    active_review: float = 10
+    recent_review: float = 5
+    expertise: float = 2
+
+
+class RouletteConfig(_Strict):
+    reviewers: int = Field(default=3, ge=1, le=10)
+    assign_in_gitlab: bool = True
+    notify_reviewers: Literal["dm", "off"] = "dm"
+    auto_roulette: Literal["off", "on_open"] = "off"
+    weights: Weights = Weights()
+
+    @field_validator("notify_reviewers", "auto_roulette", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as False.
+        return "off" if value is False else value
+
+
+class ScheduleConfig(_Strict):
+    digest: str = "0 9 * * 1-5"
+    aggregate: str = "0 2 * * *"
+    badges: str = "0 9 * * *"
+
+    @field_validator("digest", "aggregate", "badges")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as e:
+            raise ValueError(f"bad cron expression {value!r} ({e})") from None
+        return value
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[SecretStr], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Everything the bot reads from its environment and its YAML file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+        env_nested_delimiter="__",
+        nested_model_default_partial_update=True,
+    )
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: SecretStr | None = None
+    http_host: str = "0.0.0.0"  # noqa: S104 - the bot is a server
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str = "http://localhost:8080"
+
+    gitlab_url: str | None = None
+    gitlab_token: SecretStr | None = None
+    gitlab_webhook_secret: SecretStr | None = None
+    gitlab_webhook_signing_token: SecretStr | None = None
+    api_tokens: CommaList = []
+
+    mattermost_url: str | None = None
+    mattermost_token: SecretStr | None = None
+    mattermost_team: str | None = None
+    mattermost_command_tokens: CommaList = []
+
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    shutdown_timeout: float = Field(default=8.0, gt=0, le=60)
+
+    teams: tuple[TeamConfig, ...] = ()
+    users: tuple[UserConfig, ...] = ()
+    roulette: RouletteConfig = RouletteConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    locale: Literal["en", "fr"] = "en"
+
+    @field_validator("api_tokens", "mattermost_command_tokens", mode="before")
+    @classmethod
+    def _commas(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        parse_database_url(value)
+        return value
+
+    @field_validator("gitlab_url", "mattermost_url", mode="before")
+    @classmethod
+    def _optional_url(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("gitlab_url", "mattermost_url", "public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return None if value is None else value.rstrip("/")
+
+    @field_validator("gitlab_webhook_signing_token")
+    @classmethod
+    def _signing_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("whsec_"):
+            raise ValueError("must be a Standard Webhooks token starting with whsec_")
+        return value
+
+    @model_validator(mode="after")
+    def _organisation(self) -> Settings:
+        teams: dict[str, int] = {}
+        for i, team in enumerate(self.teams):
+            key = team.name.lower()
+            if key in teams:
+                raise ValueError(f"teams[{i}].name: duplicate team {team.name!r}")
+            teams[key] = i
+        seen: dict[str, tuple[str, int]] = {}
+        for i, user in enumerate(self.users):
+            if user.team is not None and user.team.lower() not in teams:
+                raise ValueError(f"users[{i}].team: unknown team {user.team!r}")
+            for kind, name in (("gitlab", user.gitlab), ("mattermost", user.mattermost_username)):
+                key = f"{kind}:{name.lower()}"
+                if key in seen:
+                    raise ValueError(
+                        f"users[{i}].{kind}: duplicate username {name!r}"
+                        f" (also users[{seen[key][1]}])"
+                    )
+                seen[key] = (name, i)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the YAML file, which is passed as init kwargs.
+        return (env_settings, init_settings)
+
+    # ----------------------------------------------------------------- derived values
+
+    @property
+    def async_database_url(self) -> URL:
+        return async_url(parse_database_url(self.database_url))
+
+    @property
+    def sync_database_url(self) -> URL:
+        return sync_url(parse_database_url(self.database_url))
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process knows, for the log masker."""
+        values: list[SecretStr | None] = [
+            self.redis_url,
+            self.gitlab_token,
+            self.gitlab_webhook_secret,
+            self.gitlab_webhook_signing_token,
+            self.mattermost_token,
+            *self.api_tokens,
+            *self.mattermost_command_tokens,
+        ]
+        found = [v.get_secret_value() for v in values if v is not None]
+        password = parse_database_url(self.database_url).password
+        if password:
+            found.append(str(password))
+        return found
+
+    def team(self, name: str) -> TeamConfig | None:
+        return next((t for t in self.teams if t.name.lower() == name.lower()), None)
+
+
+# --------------------------------------------------------------------------- database URLs
+
+
+def parse_database_url(value: str) -> URL:
+    """Parse and check a database URL; only SQLite and PostgreSQL are supported."""
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):
+        raise ValueError("not a database URL (expected sqlite:///… or postgresql://…)") from None
+    backend = url.get_backend_name()
+    if backend == "postgres":
+        url = url.set(drivername="postgresql")
+        backend = "postgresql"
+    if backend not in {"sqlite", "postgresql"}:
+        raise ValueError(f"unsupported database {backend!r} (use sqlite or postgresql)")
+    driver = url.get_driver_name()
+    allowed = {"sqlite": {"pysqlite", "aiosqlite"}, "postgresql": {"psycopg", "psycopg2"}}
+    if url.drivername != backend and driver not in allowed[backend]:
+        raise ValueError(f"unsupported driver {url.drivername!r}")
+    if backend == "postgresql" and not url.database:
+        raise ValueError("the PostgreSQL URL names no database")
+    return url
+
+
+def async_url(url: URL) -> URL:
+    if url.get_backend_name() == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite")
+    return url.set(drivername="postgresql+psycopg")
+
+
+def sync_url(url: URL) -> URL:
+    if url.get_backend_name() == "sqlite":
+        return url.set(drivername="sqlite")
+    return url.set(drivername="postgresql+psycopg")
+
+
+# --------------------------------------------------------------------------- loading
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+
+
+def expand_variables(node: Any, env: Mapping[str, str], where: str = "") -> Any:
+    """Replace ``${VAR}`` / ``${VAR:default}`` in every string of a parsed YAML tree."""
+    if isinstance(node, dict):
+        return {
+            k: expand_variables(v, env, f"{where}.{k}" if where else str(k))
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [expand_variables(v, env, f"{where}[{i}]") for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is None:
+            raise ConfigError(f"{where or 'config'}: ${{{name}}} is not set and has no default")
+        return default
+
+    return _VAR.sub(substitute, node)
+
+
+def _read_yaml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"config file {path}: cannot read ({e.strerror or e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "malformed YAML"
+        raise ConfigError(f"config file {path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping")
+    expanded = expand_variables(data, env)
+    return {str(k).lower(): v for k, v in expanded.items()}
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(p) for p in first["loc"]) or "config"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown setting"
+    elif first["type"] == "missing":
+        message = "required"
+    if not first["loc"] and re.match(r"^[\w.\[\]]+: ", message):
+        location, _, message = message.partition(": ")
+    extra = len(error.errors()) - 1
+    suffix = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra else ""
+    return f"{location}: {message}{suffix}".replace("\n", " ")
+
+
+def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings:
+    """Build the settings from the file and ``os.environ``; raise ``ConfigError`` (one line)."""
+    path = config_path or os.environ.get(CONFIG_ENV_VAR) or None
+    file_values = _read_yaml(Path(path), os.environ) if path else {}
+    try:
+        return Settings(**file_values)
+    except ValidationError as e:
+        raise ConfigError(_describe(e)) from None
+    except (ValueError, TypeError) as e:  # a source that could not decode a value
+        raise ConfigError(str(e).splitlines()[0]) from None
