@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import re
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -33,14 +36,33 @@ class CommandFailed(Exception):
     """A command could not do its work; the message is the one line the user sees."""
 
 
+# SQLAlchemy appends "(Background on this error at: https://sqlalche.me/...)".
+_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
+
+
 def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
+    text = " ".join(_BACKGROUND.sub("", str(error)).split()) or type(error).__name__
     return text[:400]
+
+
+def _socket_reason(error: OSError) -> str:
+    if error.errno and error.errno > 0 and not isinstance(error, socket.gaierror):
+        return os.strerror(error.errno)
+    return error.strerror or _one_line(error)
 
 
 def _fail(message: str, code: int, secrets: Sequence[str] = ()) -> NoReturn:
     print(f"{PROG}: {SecretMasker(secrets).mask(message)}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def _fail_config(error: ConfigError) -> NoReturn:
+    # "field: problem": mask only the problem, or a field called ``*_token`` would lose
+    # the problem's first word to the masker's ``name: value`` rule.
+    field, sep, problem = str(error).partition(": ")
+    masked = f"{field}{sep}{SecretMasker().mask(problem)}" if sep else SecretMasker().mask(field)
+    print(f"{PROG}: config error: {masked}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 # --------------------------------------------------------------------------- commands
@@ -91,18 +113,42 @@ def _migrate_quietly(settings: Settings) -> None:
     migrate.upgrade(settings.sync_database_url)
 
 
+async def _check_port(host: str, port: int) -> None:
+    """Fail fast, before touching the database, when the address cannot be listened on."""
+    loop = asyncio.get_running_loop()
+    try:
+        server = await loop.create_server(
+            asyncio.Protocol, host, port, reuse_address=True, start_serving=False
+        )
+    except OSError as e:
+        raise CommandFailed(f"cannot listen on {host}:{port}: {_socket_reason(e)}") from e
+    server.close()
+    await server.wait_closed()
+
+
 async def _serve(settings: Settings) -> None:
+    # From the start, SIGTERM/SIGINT mean "stop cleanly", even while still starting.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    await _check_port(settings.http_host, settings.http_port)
     try:
         await asyncio.to_thread(_migrate_quietly, settings)
     except (SQLAlchemyError, OSError) as e:
         raise CommandFailed(f"database unreachable: {_one_line(e)}") from e
+    if stop.is_set():
+        log.info("stopped before serving")
+        return
 
     app = create_app(settings)
     runner = web.AppRunner(
         app, shutdown_timeout=settings.shutdown_timeout, access_log=None, handle_signals=False
     )
-    await runner.setup()
     try:
+        # Inside the try: when a resource fails to start, those already started close.
+        await runner.setup()
         try:
             await sync_organisation(app[CONTEXT].sessions, settings)
         except (SQLAlchemyError, OSError) as e:
@@ -117,12 +163,8 @@ async def _serve(settings: Settings) -> None:
             await site.start()
         except OSError as e:
             where = f"{settings.http_host}:{settings.http_port}"
-            raise CommandFailed(f"cannot listen on {where}: {e.strerror or e}") from e
+            raise CommandFailed(f"cannot listen on {where}: {_socket_reason(e)}") from e
 
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
         log.info(
             "serving on %s:%s (public URL %s)",
             settings.http_host,
@@ -172,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = load_settings(getattr(args, "config", None))
     except ConfigError as e:
-        _fail(f"config error: {e}", 2)
+        _fail_config(e)
     secrets = settings.secret_values()
     configure_logging(settings.log_level, settings.log_format, secrets)
 
@@ -188,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except Exception as e:
-        log.exception("%s failed", args.command)
+        # The traceback is for debugging (LOG_LEVEL=debug); the user gets one line.
+        log.debug("%s failed", args.command, exc_info=True)
         _fail(f"{args.command} failed: {type(e).__name__}: {_one_line(e)}", 1, secrets)
 
 

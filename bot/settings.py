@@ -361,6 +361,10 @@ def _read_yaml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"config file {path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file {path}: not UTF-8 text (byte {e.start + 1} cannot be decoded)"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -376,16 +380,36 @@ def _read_yaml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in expanded.items()}
 
 
-def _describe(error: ValidationError) -> str:
+def _location(loc: tuple[int | str, ...]) -> str:
+    """``('users', 1, 'team')`` -> ``users[1].team``, the style of the organisation checks."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _environment_name(loc: tuple[int | str, ...], env: Mapping[str, str]) -> str | None:
+    """The environment variable that set the field at ``loc``, if one did."""
+    if not loc or not all(isinstance(part, str) for part in loc):
+        return None
+    wanted = "__".join(str(part) for part in loc).lower()
+    return next((name for name in env if name.lower() == wanted), None)
+
+
+def _describe(error: ValidationError, env: Mapping[str, str]) -> str:
     first = error.errors()[0]
-    location = ".".join(str(p) for p in first["loc"]) or "config"
+    loc = tuple(first["loc"])
+    location = _location(loc) or "config"
     message = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown setting"
     elif first["type"] == "missing":
         message = "required"
-    if not first["loc"] and re.match(r"^[\w.\[\]]+: ", message):
+    if not loc and re.match(r"^[\w.\[\]]+: ", message):
         location, _, message = message.partition(": ")
+    variable = _environment_name(loc, env)
+    if variable is not None:
+        message += f" (from the environment variable {variable})"
     extra = len(error.errors()) - 1
     suffix = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra else ""
     return f"{location}: {message}{suffix}".replace("\n", " ")
@@ -398,6 +422,6 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
     try:
         return Settings(**file_values)
     except ValidationError as e:
-        raise ConfigError(_describe(e)) from None
+        raise ConfigError(_describe(e, os.environ)) from None
     except (ValueError, TypeError) as e:  # a source that could not decode a value
         raise ConfigError(str(e).splitlines()[0]) from None

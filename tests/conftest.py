@@ -1,0 +1,108 @@
+"""Shared fixtures: settings, databases on both engines, the app over real HTTP.
+
+Every database test runs twice, on SQLite and on the real PostgreSQL; each PostgreSQL
+test gets a schema of its own (dropped afterwards), so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot import migrate
+from bot.db import create_engine, create_sessionmaker
+from bot.settings import Settings
+from tests.services import TEST_DATABASE_URL, service_unavailable
+
+# Variables that would leak the developer's own environment into the tests.
+_ENVIRONMENT = (
+    "ROULETTE_CONFIG",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "HTTP_HOST",
+    "HTTP_PORT",
+    "PUBLIC_URL",
+    "GITLAB_URL",
+    "GITLAB_TOKEN",
+    "GITLAB_WEBHOOK_SECRET",
+    "GITLAB_WEBHOOK_SIGNING_TOKEN",
+    "API_TOKENS",
+    "MATTERMOST_URL",
+    "MATTERMOST_TOKEN",
+    "MATTERMOST_TEAM",
+    "MATTERMOST_COMMAND_TOKENS",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "LOCALE",
+    "USERS",
+    "TEAMS",
+    "ROULETTE",
+    "SCHEDULE",
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+
+
+def _postgres_schema_url(schema: str) -> URL:
+    base = make_url(TEST_DATABASE_URL)
+    return base.update_query_dict({"options": f"-csearch_path={schema}"})
+
+
+def _postgres_admin(statement: str) -> None:
+    base = make_url(TEST_DATABASE_URL)
+    conninfo = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as connection:
+            connection.execute(statement)  # type: ignore[arg-type]
+    except psycopg.OperationalError as e:
+        service_unavailable("PostgreSQL", f"{base.render_as_string()}: {e}".splitlines()[0])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[URL]:
+    """A URL to a fresh, empty database, on each engine in turn."""
+    if request.param == "sqlite":
+        yield make_url(f"sqlite:///{tmp_path / 'roulette.db'}")
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    _postgres_admin(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield _postgres_schema_url(schema)
+    finally:
+        _postgres_admin(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def migrated_url(database_url: URL) -> URL:
+    migrate.upgrade(database_url)
+    return database_url
+
+
+def settings_for(url: URL | str, **values: Any) -> Settings:
+    if isinstance(url, URL):
+        url = url.render_as_string(hide_password=False)
+    return Settings(database_url=url, **values)
+
+
+@pytest.fixture
+def settings(migrated_url: URL) -> Settings:
+    return settings_for(migrated_url)
+
+
+@pytest.fixture
+async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(settings.async_database_url)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,190 @@
+"""The app factory over real HTTP: probes, metrics, the error contract, readiness."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from bot.app import create_app
+from bot.plugins import Plugin, route
+from bot.settings import Settings
+from tests.conftest import settings_for
+from tests.services import TEST_REDIS_URL, service_unavailable
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[..., Awaitable[Client]]
+
+
+class Probe(Plugin):
+    """Routes that misbehave in the ways the error middleware must contain."""
+
+    name = "probe"
+
+    @route("GET", "/boom")
+    async def boom(self, request: web.Request) -> web.Response:
+        raise RuntimeError("secret internals: /srv/app.py line 42")
+
+    @route("POST", "/strict")
+    async def strict(self, request: web.Request) -> web.Response:
+        await request.read()
+        raise web.HTTPBadRequest(reason="Field 'x' is required")
+
+    @route("GET", "/items/{id}")
+    async def item(self, request: web.Request) -> web.Response:
+        return web.json_response({"id": request.match_info["id"]})
+
+
+@pytest.fixture
+async def client(aiohttp_client: MakeClient, settings: Settings) -> Client:
+    return await aiohttp_client(create_app(settings, plugins=[Probe]))
+
+
+async def test_health_answers_ok(client: Client) -> None:
+    response = await client.get("/health")
+    assert response.status == 200
+    assert await response.text() == "ok"
+
+
+async def test_liveness(client: Client) -> None:
+    response = await client.get("/liveness")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/json"
+
+
+async def test_readiness_with_a_working_database(client: Client) -> None:
+    response = await client.get("/readiness")
+    assert response.status == 200
+    assert await response.json() == {"status": "ready", "checks": {"database": "ok"}}
+
+
+async def test_metrics_count_requests_by_route_and_status(client: Client) -> None:
+    for _ in range(3):
+        await client.get("/health")
+    await client.get("/items/1")
+    await client.get("/items/2")
+    await client.get("/no/such/page")
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = await response.text()
+    assert 'http_requests_total{method="GET",route="/health",status="200"} 3.0' in text
+    # The route template, never the raw path: no unbounded label values.
+    assert 'http_requests_total{method="GET",route="/items/{id}",status="200"} 2.0' in text
+    assert 'route="/items/1"' not in text
+    assert 'http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+    assert 'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/health"' in text
+    assert "process_cpu_seconds_total" in text
+
+
+async def test_an_unexpected_error_is_a_json_500_without_traceback(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="bot.http"):
+        response = await client.get("/boom")
+    assert response.status == 500
+    assert response.headers["Content-Type"] == "application/json"
+    body = await response.text()
+    assert await response.json() == {"error": "internal error"}
+    assert "Traceback" not in body and "secret internals" not in body
+    # ...but the operator gets the traceback in the log, and a metric.
+    record = next(r for r in caplog.records if r.name == "bot.http" and r.exc_info)
+    assert "secret internals" in str(record.exc_info[1])  # type: ignore[index]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'unhandled_errors_total{where="http"} 1.0' in metrics
+    assert 'http_requests_total{method="GET",route="/boom",status="500"} 1.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "error"),
+    [
+        ("GET", "/no/such/page", 404, "not found"),
+        ("DELETE", "/health", 405, "method not allowed"),
+        ("POST", "/strict", 400, "field 'x' is required"),
+    ],
+)
+async def test_client_errors_are_json(
+    client: Client, method: str, path: str, status: int, error: str
+) -> None:
+    response = await client.request(method, path)
+    assert response.status == status
+    assert response.headers["Content-Type"] == "application/json"
+    assert await response.json() == {"error": error}
+
+
+async def test_method_not_allowed_keeps_allow_header(client: Client) -> None:
+    response = await client.delete("/health")
+    assert "GET" in response.headers["Allow"]
+
+
+async def test_a_body_over_one_mebibyte_is_413(client: Client) -> None:
+    response = await client.post("/strict", data=b"x" * (1024 * 1024 + 1))
+    assert response.status == 413
+    assert (await response.json())["error"] == "request entity too large"
+
+
+async def test_request_id_is_echoed_or_made(client: Client) -> None:
+    response = await client.get("/health", headers={"X-Request-Id": "abc-123"})
+    assert response.headers["X-Request-Id"] == "abc-123"
+    response = await client.get("/health", headers={"X-Request-Id": "bad id\u00e9" * 20})
+    made = response.headers["X-Request-Id"]
+    assert made != "bad id" and len(made) == 16
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
+        "sqlite:////nonexistent-dir/roulette.db",
+    ],
+)
+async def test_readiness_is_503_when_the_database_is_unreachable(
+    aiohttp_client: MakeClient, url: str
+) -> None:
+    client = await aiohttp_client(create_app(settings_for(url)))
+    response = await client.get("/readiness")
+    assert response.status == 503
+    body = await response.json()
+    assert body["failed"] == ["database"]
+    assert body["error"] == "not ready: database"
+    assert (await client.get("/health")).status == 200
+    assert (await client.get("/liveness")).status == 200
+
+
+async def _redis_reachable() -> None:
+    probe = redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1)
+    try:
+        await probe.ping()
+    except (OSError, redis.RedisError) as e:
+        service_unavailable("Redis", f"{TEST_REDIS_URL}: {type(e).__name__}")
+    finally:
+        await probe.aclose()
+
+
+async def test_readiness_checks_redis_when_configured(
+    aiohttp_client: MakeClient, migrated_url: Any
+) -> None:
+    await _redis_reachable()
+    client = await aiohttp_client(create_app(settings_for(migrated_url, redis_url=TEST_REDIS_URL)))
+    response = await client.get("/readiness")
+    assert response.status == 200
+    assert (await response.json())["checks"] == {"database": "ok", "redis": "ok"}
+
+
+async def test_readiness_is_503_naming_redis_when_redis_is_down(
+    aiohttp_client: MakeClient, migrated_url: Any
+) -> None:
+    settings = settings_for(migrated_url, redis_url="redis://:pw@127.0.0.1:1/0")
+    client = await aiohttp_client(create_app(settings))
+    response = await client.get("/readiness")
+    assert response.status == 503
+    body = await response.json()
+    assert body["failed"] == ["redis"]
+    assert body["checks"]["database"] == "ok"
+    assert "pw@" not in await response.text()
+    assert (await client.get("/health")).status == 200
