@@ -9,46 +9,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
-import re
 import signal
-import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import migrate
-from bot.app import create_app
-from bot.db import create_engine, create_sessionmaker
-from bot.http import CONTEXT
+from bot.errors import CommandFailed, one_line
 from bot.logs import SecretMasker, configure_logging
 from bot.settings import ConfigError, Settings, load_settings
-from bot.users import sync_organisation
+
+# The heavy modules (aiohttp, Alembic, the app and its plugins) are imported by the
+# commands that use them, after the configuration is validated: a bad configuration
+# (or ``--help``) answers at once.
 
 log = logging.getLogger("bot.cli")
 PROG = "roulette-bot"
-
-
-class CommandFailed(Exception):
-    """A command could not do its work; the message is the one line the user sees."""
-
-
-# SQLAlchemy appends "(Background on this error at: https://sqlalche.me/...)".
-_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(_BACKGROUND.sub("", str(error)).split()) or type(error).__name__
-    return text[:400]
-
-
-def _socket_reason(error: OSError) -> str:
-    if error.errno and error.errno > 0 and not isinstance(error, socket.gaierror):
-        return os.strerror(error.errno)
-    return error.strerror or _one_line(error)
 
 
 def _fail(message: str, code: int, secrets: Sequence[str] = ()) -> NoReturn:
@@ -69,13 +46,15 @@ def _fail_config(error: ConfigError) -> NoReturn:
 
 
 def _migrate(settings: Settings) -> None:
+    from bot import migrate
+
     url = settings.sync_database_url
     try:
         before = migrate.current_revision(url)
         migrate.upgrade(url)
         after = migrate.current_revision(url)
     except (SQLAlchemyError, OSError) as e:
-        raise CommandFailed(f"database unreachable: {_one_line(e)}") from e
+        raise CommandFailed(f"database unreachable: {one_line(e)}") from e
     where = url.render_as_string(hide_password=True)
     if before == after:
         print(f"{where}: already at revision {after} (head)")
@@ -84,11 +63,14 @@ def _migrate(settings: Settings) -> None:
 
 
 async def _sync_users(settings: Settings) -> None:
+    from bot.db import create_engine, create_sessionmaker
+    from bot.users import sync_organisation
+
     engine = create_engine(settings.async_database_url)
     try:
         report = await sync_organisation(create_sessionmaker(engine), settings)
     except (SQLAlchemyError, OSError) as e:
-        raise CommandFailed(f"database unreachable: {_one_line(e)}") from e
+        raise CommandFailed(f"database unreachable: {one_line(e)}") from e
     finally:
         await engine.dispose()
     print(f"sync-users: {report.summary()}")
@@ -103,83 +85,23 @@ async def _sync_users(settings: Settings) -> None:
 
 def _sync_users_command(settings: Settings) -> None:
     try:
-        _migrate_quietly(settings)
+        from bot import migrate
+
+        migrate.upgrade(settings.sync_database_url)
     except (SQLAlchemyError, OSError) as e:
-        raise CommandFailed(f"database unreachable: {_one_line(e)}") from e
+        raise CommandFailed(f"database unreachable: {one_line(e)}") from e
     asyncio.run(_sync_users(settings))
 
 
-def _migrate_quietly(settings: Settings) -> None:
-    migrate.upgrade(settings.sync_database_url)
-
-
-async def _check_port(host: str, port: int) -> None:
-    """Fail fast, before touching the database, when the address cannot be listened on."""
-    loop = asyncio.get_running_loop()
-    try:
-        server = await loop.create_server(
-            asyncio.Protocol, host, port, reuse_address=True, start_serving=False
-        )
-    except OSError as e:
-        raise CommandFailed(f"cannot listen on {host}:{port}: {_socket_reason(e)}") from e
-    server.close()
-    await server.wait_closed()
-
-
 async def _serve(settings: Settings) -> None:
+    from bot.server import run_server
+
     # From the start, SIGTERM/SIGINT mean "stop cleanly", even while still starting.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-
-    await _check_port(settings.http_host, settings.http_port)
-    try:
-        await asyncio.to_thread(_migrate_quietly, settings)
-    except (SQLAlchemyError, OSError) as e:
-        raise CommandFailed(f"database unreachable: {_one_line(e)}") from e
-    if stop.is_set():
-        log.info("stopped before serving")
-        return
-
-    app = create_app(settings)
-    runner = web.AppRunner(
-        app, shutdown_timeout=settings.shutdown_timeout, access_log=None, handle_signals=False
-    )
-    try:
-        # Inside the try: when a resource fails to start, those already started close.
-        await runner.setup()
-        try:
-            await sync_organisation(app[CONTEXT].sessions, settings)
-        except (SQLAlchemyError, OSError) as e:
-            raise CommandFailed(f"database unreachable: {_one_line(e)}") from e
-        site = web.TCPSite(
-            runner,
-            settings.http_host,
-            settings.http_port,
-            shutdown_timeout=settings.shutdown_timeout,
-        )
-        try:
-            await site.start()
-        except OSError as e:
-            where = f"{settings.http_host}:{settings.http_port}"
-            raise CommandFailed(f"cannot listen on {where}: {_socket_reason(e)}") from e
-
-        log.info(
-            "serving on %s:%s (public URL %s)",
-            settings.http_host,
-            settings.http_port,
-            settings.public_url,
-        )
-        await stop.wait()
-        log.info("shutting down: no new requests, finishing the ones in flight")
-    finally:
-        # Stop accepting, let in-flight requests finish, then close every resource.
-        try:
-            await asyncio.wait_for(runner.cleanup(), timeout=settings.shutdown_timeout + 1)
-        except TimeoutError:
-            log.warning("shutdown took longer than %ss; exiting anyway", settings.shutdown_timeout)
-    log.info("stopped")
+    await run_server(settings, stop)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -232,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as e:
         # The traceback is for debugging (LOG_LEVEL=debug); the user gets one line.
         log.debug("%s failed", args.command, exc_info=True)
-        _fail(f"{args.command} failed: {type(e).__name__}: {_one_line(e)}", 1, secrets)
+        _fail(f"{args.command} failed: {type(e).__name__}: {one_line(e)}", 1, secrets)
 
 
 if __name__ == "__main__":

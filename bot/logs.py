@@ -391,7 +391,8 @@ _FORMATTERS: dict[str, type[_MaskingFormatter]] = {
     "console": ConsoleFormatter,
 }
 # Chatty below WARNING; shown again at debug level.
-_NOISY_LOGGERS = ("urllib3", "httpx", "httpcore", "apscheduler")
+# alembic.runtime.plugins announces each of its plugins at import: noise, not news.
+_NOISY_LOGGERS = ("urllib3", "httpx", "httpcore", "apscheduler", "alembic.runtime.plugins")
 # The application writes its own access lines.
 _ALWAYS_QUIET_LOGGERS = ("aiohttp.access",)
 

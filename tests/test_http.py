@@ -166,6 +166,7 @@ async def _redis_reachable() -> None:
         await probe.aclose()
 
 
+@pytest.mark.redis
 async def test_readiness_checks_redis_when_configured(
     aiohttp_client: MakeClient, migrated_url: Any
 ) -> None:

@@ -1,0 +1,87 @@
+"""Running the app: migrate, start, serve until asked to stop, then shut down cleanly.
+
+Shutdown order: stop accepting connections, let in-flight requests finish (up to
+``shutdown_timeout``), stop the scheduler and the plugins, close the cache and the
+database. The whole of it is bounded, so SIGTERM always ends the process in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot import migrate
+from bot.app import create_app
+from bot.errors import CommandFailed, one_line, socket_reason
+from bot.http import CONTEXT
+from bot.plugins import Plugin
+from bot.settings import Settings
+from bot.users import sync_organisation
+
+log = logging.getLogger("bot.server")
+
+
+async def _check_port(host: str, port: int) -> None:
+    """Fail fast, before touching the database, when the address cannot be listened on."""
+    loop = asyncio.get_running_loop()
+    try:
+        server = await loop.create_server(
+            asyncio.Protocol, host, port, reuse_address=True, start_serving=False
+        )
+    except OSError as e:
+        raise CommandFailed(f"cannot listen on {host}:{port}: {socket_reason(e)}") from e
+    server.close()
+    await server.wait_closed()
+
+
+async def run_server(
+    settings: Settings,
+    stop: asyncio.Event,
+    plugins: Sequence[type[Plugin]] | None = None,
+) -> None:
+    """Serve until ``stop`` is set; raise ``CommandFailed`` when it cannot start."""
+    await _check_port(settings.http_host, settings.http_port)
+    try:
+        await asyncio.to_thread(migrate.upgrade, settings.sync_database_url)
+    except (SQLAlchemyError, OSError) as e:
+        raise CommandFailed(f"database unreachable: {one_line(e)}") from e
+    if stop.is_set():
+        log.info("stopped before serving")
+        return
+
+    app = create_app(settings, plugins)
+    runner = web.AppRunner(
+        app, shutdown_timeout=settings.shutdown_timeout, access_log=None, handle_signals=False
+    )
+    try:
+        # Inside the try: when a resource fails to start, those already started close.
+        await runner.setup()
+        try:
+            await sync_organisation(app[CONTEXT].sessions, settings)
+        except (SQLAlchemyError, OSError) as e:
+            raise CommandFailed(f"database unreachable: {one_line(e)}") from e
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        try:
+            await site.start()
+        except OSError as e:
+            where = f"{settings.http_host}:{settings.http_port}"
+            raise CommandFailed(f"cannot listen on {where}: {socket_reason(e)}") from e
+
+        log.info(
+            "serving on %s:%s (public URL %s)",
+            settings.http_host,
+            settings.http_port,
+            settings.public_url,
+        )
+        await stop.wait()
+        log.info("shutting down: no new requests, finishing the ones in flight")
+    finally:
+        try:
+            await asyncio.wait_for(runner.cleanup(), timeout=settings.shutdown_timeout + 1)
+        except TimeoutError:
+            log.warning("shutdown took longer than %ss; exiting anyway", settings.shutdown_timeout)
+    log.info("stopped")
