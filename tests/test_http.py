@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -154,6 +157,16 @@ async def test_readiness_is_503_when_the_database_is_unreachable(
     assert body["error"] == "not ready: database"
     assert (await client.get("/health")).status == 200
     assert (await client.get("/liveness")).status == 200
+    await _aiosqlite_threads_finished()
+
+
+async def _aiosqlite_threads_finished(deadline: float = 5.0) -> None:
+    """aiosqlite stops the thread of a failed connection without awaiting it; let it end
+    while this test's loop is still open, or it reports into a closed loop later."""
+    until = time.monotonic() + deadline
+    while any("_connection_worker_thread" in t.name for t in threading.enumerate()):
+        assert time.monotonic() < until, "aiosqlite threads still running"
+        await asyncio.sleep(0.01)
 
 
 async def _redis_reachable() -> None:
