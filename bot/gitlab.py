@@ -1,0 +1,478 @@
+"""The one adapter to GitLab: python-gitlab, always off the event loop.
+
+python-gitlab is blocking (``requests``), so every call runs in a worker thread through
+``asyncio.to_thread``; nothing here blocks the loop. The constructor does no I/O
+(python-gitlab's constructor does not connect, and ``auth()`` is never called).
+
+Retries are python-gitlab's own (``retry_transient_errors=True``): a 429, a 500/502/503/504
+or 52x answer, a connection error or a timeout is retried up to ``max_retries`` times
+with a backoff of 0.1 s, 0.2 s, 0.4 s... (or what the server's ``Retry-After`` /
+``RateLimit-Reset`` header asks for). python-gitlab takes ``max_retries`` per request,
+not in its constructor, so every call here passes it along.
+
+Errors leave this module as the bot's own types, with a one-line message that never
+contains the token: :class:`GitLabNotFound` (404), :class:`GitLabForbidden` (401/403),
+:class:`GitLabUnavailable` (unreachable, timed out, 5xx/429 after the retries) or the
+base :class:`GitLabError`.
+
+Endpoints are called by their documented REST paths (``http_get``/``http_list``) rather
+than through python-gitlab's managers, so the path is exactly the one we mean: the MR's
+``/diffs`` (``mr.diffs`` would be ``/versions``), never the deprecated ``/changes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import SplitResult, quote, unquote, urlsplit
+
+import gitlab
+import requests
+from gitlab import exceptions as gle
+
+from bot.errors import one_line
+
+__all__ = [
+    "CODEOWNERS_PATHS",
+    "GitLab",
+    "GitLabError",
+    "GitLabForbidden",
+    "GitLabNotFound",
+    "GitLabUnavailable",
+    "GitLabUser",
+    "MergeRequestInfo",
+    "MergeRequestRef",
+    "UserStatus",
+    "parse_mr_url",
+]
+
+log = logging.getLogger("bot.gitlab")
+
+T = TypeVar("T")
+
+#: Where GitLab looks for CODEOWNERS, in its order: the first one found wins.
+CODEOWNERS_PATHS = ("CODEOWNERS", "docs/CODEOWNERS", ".gitlab/CODEOWNERS")
+PER_PAGE = 100
+USER_AGENT = "reviewer-roulette"
+# user_by_email checks at most this many search hits one by one for an exact match.
+_MAX_EMAIL_CANDIDATES = 10
+
+
+class GitLabError(Exception):
+    """GitLab refused or failed a request; ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class GitLabNotFound(GitLabError):
+    """404: the project, merge request, user, group or file does not exist (or is hidden)."""
+
+
+class GitLabForbidden(GitLabError):
+    """401 or 403: the token is wrong, expired, or lacks the right to do this."""
+
+
+class GitLabUnavailable(GitLabError):
+    """GitLab is unreachable, timed out, or kept answering 5xx/429 through the retries."""
+
+
+# --- merge request URLs ----------------------------------------------------------------
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_MR_PATH = re.compile(
+    r"/(?P<project>.+?)/(?:-/)?merge_requests/(?P<iid>[0-9]+)(?:\.(?:diff|patch)|/.*)?"
+)
+# A namespace or project path segment, as GitLab allows them.
+_SEGMENT = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class MergeRequestRef:
+    """A merge request by project path (``group/sub/proj``, or a numeric id) and iid."""
+
+    project: str
+    iid: int
+
+    def __str__(self) -> str:
+        return f"{self.project}!{self.iid}"
+
+
+def _shown(text: str, limit: int = 120) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _origin(parts: SplitResult) -> tuple[str, int | None]:
+    """(host, port) with the host lower-cased and a scheme's default port as ``None``."""
+    host = (parts.hostname or "").rstrip(".")
+    port = parts.port
+    if port == _DEFAULT_PORTS.get(parts.scheme.lower()):
+        port = None
+    return host, port
+
+
+def _describe(parts: SplitResult) -> str:
+    host, port = _origin(parts)
+    shown = host if port is None else f"{host}:{port}"
+    return shown + parts.path.rstrip("/")
+
+
+def parse_mr_url(url: str, gitlab_url: str) -> MergeRequestRef:
+    """The merge request a web URL points to, if it is on the GitLab at ``gitlab_url``.
+
+    Accepts ``https://host[:port][/prefix]/group/sub/proj/-/merge_requests/12`` with any
+    trailing page (``/diffs``), query or fragment, and the legacy form without ``/-/``.
+    Hosts compare case-insensitively, default ports are normalised (so ``http`` and
+    ``https`` on their usual ports compare equal), and a GitLab installed under a path
+    prefix (``https://host/gitlab``) is honoured. Raises ``ValueError`` with one line.
+    """
+    text = url.strip().strip("<>")
+    not_mr = ValueError(f"not a merge request URL: {_shown(url)}")
+    try:
+        parts = urlsplit(text)
+        origin = _origin(parts)
+        configured = urlsplit(gitlab_url.strip())
+        expected = _origin(configured)
+    except ValueError:  # a port that is not a number, a broken IPv6 literal...
+        raise not_mr from None
+    if parts.scheme.lower() not in _DEFAULT_PORTS or not origin[0]:
+        raise not_mr
+    if not _MR_PATH.fullmatch(parts.path):
+        raise not_mr
+    elsewhere = ValueError(f"that URL is not on the configured GitLab ({_describe(configured)})")
+    if origin != expected:
+        raise elsewhere
+    prefix = configured.path.rstrip("/")
+    if prefix and not parts.path.startswith(prefix + "/"):
+        raise elsewhere
+    match = _MR_PATH.fullmatch(parts.path[len(prefix) :])
+    if match is None:
+        raise not_mr
+    segments = [unquote(s) for s in match["project"].split("/")]
+    if len(segments) < 2 or not all(_SEGMENT.fullmatch(s) for s in segments):
+        raise not_mr
+    iid = int(match["iid"])
+    if iid < 1:
+        raise not_mr
+    return MergeRequestRef("/".join(segments), iid)
+
+
+# --- what the adapter returns ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MergeRequestInfo:
+    project_id: int
+    project_path: str
+    iid: int
+    id: int
+    title: str
+    author: str
+    author_id: int
+    labels: tuple[str, ...]
+    draft: bool
+    state: str
+    target_branch: str
+    web_url: str
+    reviewers: tuple[str, ...]
+    reviewer_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class UserStatus:
+    availability: str  # "not_set" | "busy"
+    emoji: str | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class GitLabUser:
+    id: int
+    username: str
+    name: str
+    state: str
+    public_email: str | None
+
+
+class _Unexpected(Exception):
+    """GitLab's answer did not have the shape its documentation promises."""
+
+
+def _user(data: Any) -> GitLabUser:
+    return GitLabUser(
+        id=int(data["id"]),
+        username=str(data["username"]),
+        name=str(data.get("name") or data["username"]),
+        state=str(data.get("state") or "active"),
+        public_email=data.get("public_email") or None,
+    )
+
+
+def _merge_request(data: Any, ref: MergeRequestRef) -> MergeRequestInfo:
+    full = (data.get("references") or {}).get("full") or ""
+    project_path = full.rpartition("!")[0] or ref.project
+    reviewers = data.get("reviewers") or []
+    return MergeRequestInfo(
+        project_id=int(data["project_id"]),
+        project_path=project_path,
+        iid=int(data["iid"]),
+        id=int(data["id"]),
+        title=str(data["title"]),
+        author=str(data["author"]["username"]),
+        author_id=int(data["author"]["id"]),
+        labels=tuple(str(label) for label in data.get("labels") or ()),
+        draft=bool(data.get("draft", data.get("work_in_progress", False))),
+        state=str(data["state"]),
+        target_branch=str(data["target_branch"]),
+        web_url=str(data.get("web_url") or ""),
+        reviewers=tuple(str(r["username"]) for r in reviewers),
+        reviewer_ids=tuple(int(r["id"]) for r in reviewers),
+    )
+
+
+def _changed_paths(diffs: Iterable[Any]) -> list[str]:
+    paths: dict[str, None] = {}  # an ordered set
+    for diff in diffs:
+        paths.setdefault(str(diff["new_path"]))
+        if diff.get("renamed_file") or diff.get("deleted_file"):
+            paths.setdefault(str(diff["old_path"]))
+    return list(paths)
+
+
+def _encoded(value: str | int) -> str:
+    """A path parameter: ``g/sub/p`` → ``g%2Fsub%2Fp``, as GitLab requires."""
+    return quote(str(value), safe="")
+
+
+# --- the adapter -----------------------------------------------------------------------
+
+
+class GitLab:
+    """GitLab's REST API v4, as the bot needs it; every method is a coroutine."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float = 10.0,
+        max_retries: int = 3,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._token = token
+        self._max_retries = max_retries
+        self._client = gitlab.Gitlab(
+            self.url,
+            private_token=token,
+            timeout=timeout,
+            retry_transient_errors=True,
+            per_page=PER_PAGE,
+            user_agent=USER_AGENT,
+        )
+
+    def __repr__(self) -> str:
+        return f"GitLab({self.url!r})"
+
+    async def close(self) -> None:
+        """Close the pooled HTTP connections."""
+        await asyncio.to_thread(self._client.session.close)
+
+    # Reads ------------------------------------------------------------------------------
+
+    async def merge_request(self, ref: MergeRequestRef) -> MergeRequestInfo:
+        path = f"/projects/{_encoded(ref.project)}/merge_requests/{ref.iid}"
+        data = await self._get(f"merge request {ref}", path)
+        return self._parse(f"merge request {ref}", _merge_request, data, ref)
+
+    async def changed_paths(self, project_id: int, iid: int) -> list[str]:
+        """Every path the MR touches: new paths, plus old paths of renamed/deleted files."""
+        what = f"changes of merge request {project_id}!{iid}"
+        diffs = await self._list(what, f"/projects/{project_id}/merge_requests/{iid}/diffs")
+        return self._parse(what, _changed_paths, diffs)
+
+    async def codeowners_file(self, project_id: int, ref: str) -> tuple[str, str] | None:
+        """(path, text) of the CODEOWNERS GitLab would use on ``ref``, or ``None``."""
+        for path in CODEOWNERS_PATHS:
+            what = f"{path} of project {project_id} at {ref}"
+            try:
+                content = await self._raw(
+                    what,
+                    f"/projects/{project_id}/repository/files/{_encoded(path)}/raw",
+                    {"ref": ref},
+                )
+            except GitLabNotFound:
+                continue
+            return path, content.decode("utf-8", errors="replace")
+        return None
+
+    async def user_status(self, user: str | int) -> UserStatus:
+        data = await self._get(f"status of user {user}", f"/users/{_encoded(user)}/status")
+
+        def parse(data: Any) -> UserStatus:
+            return UserStatus(
+                availability=str(data.get("availability") or "not_set"),
+                emoji=data.get("emoji") or None,
+                message=data.get("message") or None,
+            )
+
+        return self._parse(f"status of user {user}", parse, data)
+
+    async def user(self, username: str) -> GitLabUser | None:
+        what = f"user {username}"
+        found = await self._list(what, "/users", {"username": username}, get_all=False)
+        users = self._parse(what, lambda items: [_user(item) for item in items], found)
+        return next((u for u in users if u.username.lower() == username.lower()), None)
+
+    async def user_by_email(self, email: str) -> GitLabUser | None:
+        """The user whose *public* email is exactly ``email`` (case-insensitive), if any.
+
+        ``GET /users?search=`` also matches names and usernames, and for other users it
+        returns the basic entity without ``public_email``; each candidate is then read
+        with ``GET /users/:id``, which carries it.
+        """
+        what = f"user with email {email}"
+        found = await self._list(what, "/users", {"search": email}, get_all=False)
+        candidates = self._parse(what, lambda items: [_user(item) for item in items], found)
+        wanted = email.strip().lower()
+        for candidate in candidates[:_MAX_EMAIL_CANDIDATES]:
+            user = candidate
+            if user.public_email is None:
+                data = await self._get(f"user {candidate.id}", f"/users/{candidate.id}")
+                user = self._parse(f"user {candidate.id}", _user, data)
+            if (user.public_email or "").lower() == wanted:
+                return user
+        return None
+
+    async def group_members(self, group: str) -> list[GitLabUser]:
+        """The group's direct members (not those inherited from parent groups)."""
+        what = f"members of group {group}"
+        found = await self._list(what, f"/groups/{_encoded(group)}/members")
+        return self._parse(what, lambda items: [_user(item) for item in items], found)
+
+    async def project_members(self, project_id: int) -> list[tuple[GitLabUser, int]]:
+        """Direct and inherited members, each with its (highest) access level."""
+        what = f"members of project {project_id}"
+        found = await self._list(what, f"/projects/{project_id}/members/all")
+        return self._parse(
+            what, lambda items: [(_user(m), int(m["access_level"])) for m in items], found
+        )
+
+    # Transport --------------------------------------------------------------------------
+    # Each helper runs one python-gitlab call in a worker thread and translates its
+    # errors; new endpoints (notes, reviewers, approvals) are built on these.
+
+    async def _get(self, what: str, path: str, query: Mapping[str, Any] | None = None) -> Any:
+        def call() -> Any:
+            result = self._client.http_get(
+                path, query_data=dict(query or {}), max_retries=self._max_retries
+            )
+            if isinstance(result, requests.Response):
+                raise _Unexpected(f"not JSON but {result.headers.get('Content-Type')}")
+            return result
+
+        return await self._call(what, call)
+
+    async def _list(
+        self,
+        what: str,
+        path: str,
+        query: Mapping[str, Any] | None = None,
+        *,
+        get_all: bool = True,
+    ) -> list[Any]:
+        """Every page (following GitLab's ``Link`` header), or only the first."""
+
+        def call() -> list[Any]:
+            result = self._client.http_list(
+                path,
+                query_data={**(query or {}), "per_page": PER_PAGE},
+                get_all=get_all,
+                max_retries=self._max_retries,
+            )
+            if not isinstance(result, list):
+                raise _Unexpected("not a list")
+            return result
+
+        return await self._call(what, call)
+
+    async def _raw(self, what: str, path: str, query: Mapping[str, Any] | None = None) -> bytes:
+        def call() -> bytes:
+            response = self._client.http_get(
+                path, query_data=dict(query or {}), raw=True, max_retries=self._max_retries
+            )
+            if not isinstance(response, requests.Response):
+                raise _Unexpected("not a raw answer")
+            return response.content
+
+        return await self._call(what, call)
+
+    async def _call(self, what: str, call: Callable[[], T]) -> T:
+        try:
+            return await asyncio.to_thread(call)
+        except gle.GitlabError as e:
+            raise self._translated(what, e) from e
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as e:
+            error = GitLabUnavailable(self._clean(f"{what}: {self._unreachable(e)}"))
+            log.warning("%s", error)
+            raise error from e
+        except (requests.RequestException, _Unexpected) as e:
+            raise GitLabError(self._clean(f"{what}: {one_line(e)}")) from e
+
+    def _parse(self, what: str, parse: Callable[..., T], *args: Any) -> T:
+        try:
+            return parse(*args)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise GitLabError(
+                self._clean(f"{what}: GitLab answered in an unexpected shape ({e!r})")
+            ) from e
+
+    def _translated(self, what: str, error: gle.GitlabError) -> GitLabError:
+        status = error.response_code
+        detail = error.error_message
+        if not isinstance(detail, str):
+            detail = str(detail)
+        detail = one_line(Exception(detail))[:200]
+        if detail.startswith("<"):  # a proxy's HTML error page says nothing useful
+            detail = ""
+        if status is not None and not detail.startswith(str(status)):
+            detail = f"{status} {detail}".strip()
+        cls: type[GitLabError] = GitLabError
+        if status in (401, 403):
+            cls = GitLabForbidden
+        elif status == 404:
+            cls = GitLabNotFound
+        elif status is not None and (status == 429 or status >= 500):
+            cls = GitLabUnavailable
+            retries = self._max_retries
+            detail += f" (after {retries} {'retry' if retries == 1 else 'retries'})"
+        message = f"{what}: GitLab answered {detail}" if status else f"{what}: {detail}"
+        translated = cls(self._clean(message), status=status)
+        if cls is GitLabUnavailable:
+            log.warning("%s", translated)
+        return translated
+
+    def _unreachable(self, error: Exception) -> str:
+        host = urlsplit(self.url).netloc.rpartition("@")[2]  # never any userinfo
+        if isinstance(error, requests.Timeout):
+            reason = "timed out"
+        else:
+            errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(error))
+            reason = errno.group(1).strip() if errno else type(error).__name__
+        return f"GitLab at {host} is unreachable: {reason}"
+
+    def _clean(self, message: str) -> str:
+        """One line, and never the token, whatever GitLab or a proxy echoed back."""
+        text = one_line(Exception(message))
+        if self._token:
+            text = text.replace(self._token, "***")
+        return text
