@@ -21,7 +21,7 @@ import re
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -151,6 +151,21 @@ class Cache(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release the backend's connections. Never raises."""
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """The values at ``keys``, in order (``None`` where missing): one round trip on Redis."""
+        return [await self.get(key) for key in keys]
+
+    async def get_json_many(self, keys: Sequence[str]) -> list[Any | None]:
+        """:meth:`get_json` for many keys at once."""
+        values: list[Any | None] = []
+        for key, raw in zip(keys, await self.get_many(keys), strict=True):
+            try:
+                values.append(None if raw is None else json.loads(raw))
+            except ValueError:
+                logger.warning("Cache value at %r is not valid JSON; treating it as a miss", key)
+                values.append(None)
+        return values
 
     async def get_json(self, key: str) -> Any | None:
         """The JSON value stored by :meth:`set_json`; ``None`` if missing or undecodable.
@@ -506,6 +521,15 @@ class RedisCache(Cache):
     async def get(self, key: str) -> str | None:
         value = await self._run("get", lambda client: client.get(self._key(key)), None)
         return None if value is None else _text(value)
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        if not keys:
+            return []
+        names = [self._key(key) for key in keys]
+        values = await self._run("get", lambda client: client.mget(names), None)
+        if values is None:
+            return [None] * len(keys)
+        return [None if value is None else _text(value) for value in values]
 
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
         _check_ttl(ttl)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -16,7 +17,7 @@ from typing import NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.errors import CommandFailed, one_line
+from bot.errors import CommandFailed, UsageError, one_line
 from bot.logs import SecretMasker, configure_logging
 from bot.settings import ConfigError, Settings, load_settings
 
@@ -64,23 +65,20 @@ def _migrate(settings: Settings) -> None:
 
 async def _sync_users(settings: Settings) -> None:
     from bot.db import create_engine, create_sessionmaker
-    from bot.users import sync_organisation
+    from bot.users import gitlab_directory, sync_organisation
 
     engine = create_engine(settings.async_database_url)
     try:
-        report = await sync_organisation(create_sessionmaker(engine), settings)
+        # GitLab problems (unknown names, unreadable groups) are in the report, not raised.
+        async with gitlab_directory(settings) as gitlab:
+            report = await sync_organisation(create_sessionmaker(engine), settings, gitlab)
     except (SQLAlchemyError, OSError) as e:
         raise CommandFailed(f"database unreachable: {one_line(e)}") from e
     finally:
         await engine.dispose()
     print(f"sync-users: {report.summary()}")
-    for label, names in (
-        ("created", report.created),
-        ("updated", report.updated),
-        ("deactivated", report.deactivated),
-    ):
-        if names:
-            print(f"  {label}: {', '.join(sorted(names))}")
+    for line in report.details():
+        print(line)
 
 
 def _sync_users_command(settings: Settings) -> None:
@@ -102,6 +100,71 @@ async def _serve(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await run_server(settings, stop)
+
+
+async def _pick(settings: Settings, url: str, explain: bool, as_json: bool) -> None:
+    from bot.cache import MemoryCache
+    from bot.db import create_engine, create_sessionmaker
+    from bot.gitlab import GitLab, GitLabError, GitLabNotFound, parse_mr_url
+    from plugins.roulette.flags import Flags
+    from plugins.roulette.render import plan_json, plan_text
+    from plugins.roulette.service import RouletteService
+
+    if not settings.gitlab_url:
+        raise UsageError("GITLAB_URL is not set: pick reads the merge request from GitLab")
+    try:
+        ref = parse_mr_url(url, settings.gitlab_url)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    token = settings.gitlab_token.get_secret_value() if settings.gitlab_token else None
+    # A dry run: the database is opened read-only and the cache is this process's own.
+    engine = create_engine(settings.async_database_url, read_only=True)
+    service = RouletteService(
+        settings, create_sessionmaker(engine), MemoryCache(), GitLab(settings.gitlab_url, token)
+    )
+    try:
+        plan = await service.plan(ref, Flags(explain=explain))
+    except GitLabNotFound:
+        raise UsageError(f"no merge request at {url} (or the token cannot see it)") from None
+    except GitLabError as e:
+        raise CommandFailed(f"GitLab: {one_line(e)}") from e
+    finally:
+        await engine.dispose()
+    if as_json:
+        print(json.dumps(plan_json(plan, url), ensure_ascii=False))
+    else:
+        print(plan_text(plan, explain))
+
+
+def _simulate(settings: Settings, mrs: int, days: int, seed: int, strategy: str) -> None:
+    import random
+
+    from plugins.roulette.flags import Flags
+    from plugins.roulette.service import configured_people, options_from
+    from plugins.roulette.simulate import STRATEGIES, format_reports, simulate, synthetic_people
+
+    if len(settings.users) >= 6:
+        people = configured_people(settings)
+        origin = f"the configured organisation ({len(people)} people)"
+    else:
+        people = synthetic_people(random.Random(seed))
+        origin = f"a synthetic organisation ({len(people)} people in 4 teams)"
+    strategies = STRATEGIES if strategy == "all" else (strategy,)
+    options = options_from(settings.roulette, Flags())
+    reports = simulate(people, options, mrs=mrs, days=days, seed=seed, strategies=strategies)
+    print(f"{mrs} merge requests over {days} days, seed {seed}, {origin}")
+    print("CV: coefficient of variation of assignments per (non-trainee) person; lower is fairer")
+    print(format_reports(reports, people))
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
 
 
 # --------------------------------------------------------------------------- parsing
@@ -128,6 +191,25 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "sync-users", parents=[common], help="load teams and users from the configuration"
     )
+    pick = commands.add_parser(
+        "pick", parents=[common], help="dry run: who would review MR_URL, and why"
+    )
+    pick.add_argument("mr_url", metavar="MR_URL", help="the merge request's web URL")
+    pick.add_argument("--explain", action="store_true", help="every candidate's score and why")
+    pick.add_argument("--json", action="store_true", help="print one JSON object")
+    sim = commands.add_parser(
+        "simulate", parents=[common], help="replay the selection and measure its fairness"
+    )
+    sim.add_argument("--mrs", type=_positive, default=500, metavar="N", help="merge requests")
+    sim.add_argument("--days", type=_positive, default=30, metavar="N", help="days replayed")
+    sim.add_argument("--seed", type=int, default=1, metavar="S", help="random seed")
+    sim.add_argument(
+        "--strategy",
+        default="all",
+        choices=("all", "engine", "random", "round-robin", "plain"),
+        metavar="S",
+        help="engine, random, round-robin, plain or all (default)",
+    )
     return parser
 
 
@@ -138,17 +220,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as e:
         _fail_config(e)
     secrets = settings.secret_values()
-    configure_logging(settings.log_level, settings.log_format, secrets)
+    # One-shot commands speak through their output and their one-line error; their logs
+    # only show errors (everything with LOG_LEVEL=debug). ``serve`` logs as configured.
+    quiet = args.command != "serve" and settings.log_level != "debug"
+    configure_logging("error" if quiet else settings.log_level, settings.log_format, secrets)
 
     actions: dict[str, Callable[[], object]] = {
         "serve": lambda: asyncio.run(_serve(settings)),
         "migrate": lambda: _migrate(settings),
         "sync-users": lambda: _sync_users_command(settings),
+        "pick": lambda: asyncio.run(_pick(settings, args.mr_url, args.explain, args.json)),
+        "simulate": lambda: _simulate(settings, args.mrs, args.days, args.seed, args.strategy),
     }
     try:
         actions[args.command]()
     except CommandFailed as e:
-        _fail(str(e), 1, secrets)
+        _fail(str(e), e.exit_code, secrets)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except Exception as e:

@@ -69,12 +69,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: URL) -> AsyncEngine:
-    """An async engine for ``url`` (already converted by ``Settings.async_database_url``)."""
+def create_engine(url: URL, *, read_only: bool = False) -> AsyncEngine:
+    """An async engine for ``url`` (already converted by ``Settings.async_database_url``).
+
+    ``read_only`` engines cannot write, and never create a missing SQLite file.
+    """
     if url.get_backend_name() == "sqlite":
+        if read_only and url.database not in (None, "", ":memory:"):
+            url = url.set(database=f"file:{url.database}").update_query_dict(
+                {"mode": "ro", "uri": "true"}
+            )
         engine = create_async_engine(url, connect_args={"timeout": 5})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        pragmas = _sqlite_read_only_pragmas if read_only else _sqlite_pragmas
+        event.listen(engine.sync_engine, "connect", pragmas)
         return engine
+    if read_only:
+        existing = url.query.get("options", "")
+        options = " ".join(filter(None, [str(existing), "-c default_transaction_read_only=on"]))
+        url = url.update_query_dict({"options": options})
     return create_async_engine(
         url,
         pool_pre_ping=True,
@@ -83,6 +95,12 @@ def create_engine(url: URL) -> AsyncEngine:
         pool_timeout=5,
         connect_args={"connect_timeout": 5},
     )
+
+
+def _sqlite_read_only_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

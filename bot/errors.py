@@ -10,6 +10,14 @@ import socket
 class CommandFailed(Exception):
     """A command could not do its work; the message is the one line the user sees."""
 
+    exit_code = 1
+
+
+class UsageError(CommandFailed):
+    """The command was asked something it cannot do (a bad argument): exit 2."""
+
+    exit_code = 2
+
 
 # SQLAlchemy appends "(Background on this error at: https://sqlalche.me/...)".
 _BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
@@ -26,3 +34,7 @@ def socket_reason(error: OSError) -> str:
     if error.errno and error.errno > 0 and not isinstance(error, socket.gaierror):
         return os.strerror(error.errno)
     return error.strerror or one_line(error)
+
+
+class CommandError(Exception):
+    """An expected user failure (bad flag, unknown MR...): the reason is shown as is."""

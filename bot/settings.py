@@ -105,6 +105,43 @@ class Weights(_Strict):
     active_review: float = 10
     recent_review: float = 5
     expertise: float = 2
+    working_hours: float = 3  # bonus for people within their working hours right now
+
+
+class WorkingHours(_Strict):
+    start: int = Field(default=9, ge=0, le=23)
+    end: int = Field(default=18, ge=1, le=24)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WorkingHours:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+AWAY_KEYWORDS = (
+    "ooo",
+    "out of office",
+    "pto",
+    "vacation",
+    "holiday",
+    "congé",
+    "vacances",
+    "absent",
+    "sick",
+    "parental leave",
+)
+AWAY_EMOJIS = (
+    "palm_tree",
+    "beach_umbrella",
+    "umbrella_on_ground",
+    "desert_island",
+    "airplane",
+    "face_with_thermometer",
+    "thermometer",
+    "sneezing_face",
+    "red_circle",
+)
 
 
 class RouletteConfig(_Strict):
@@ -113,8 +150,15 @@ class RouletteConfig(_Strict):
     notify_reviewers: Literal["dm", "off"] = "dm"
     auto_roulette: Literal["off", "on_open"] = "off"
     weights: Weights = Weights()
+    # Candidates within this many points of the best score are equals (random pick).
+    margin: float = Field(default=0.0, ge=0)
+    working_hours: WorkingHours = WorkingHours()
+    # Trainees: only as an extra reviewer (default), like everyone else, or never.
+    trainees: Literal["extra", "regular", "off"] = "extra"
+    away_keywords: tuple[str, ...] = AWAY_KEYWORDS
+    away_emojis: tuple[str, ...] = AWAY_EMOJIS
 
-    @field_validator("notify_reviewers", "auto_roulette", mode="before")
+    @field_validator("notify_reviewers", "auto_roulette", "trainees", mode="before")
     @classmethod
     def _yaml_off(cls, value: Any) -> Any:
         # YAML 1.1 reads a bare `off` as False.
@@ -180,6 +224,13 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["json", "console"] = "json"
     shutdown_timeout: float = Field(default=8.0, gt=0, le=60)
+    # The webhook inbox: concurrent workers, attempts before a delivery is dead-lettered,
+    # the first retry delay (doubling after each failure), and how long a worker holds a
+    # delivery before another may take it over (after a crash).
+    webhook_workers: int = Field(default=4, ge=1, le=64)
+    webhook_max_attempts: int = Field(default=5, ge=1, le=50)
+    webhook_retry_seconds: float = Field(default=2.0, gt=0, le=3600)
+    webhook_lease_seconds: float = Field(default=120.0, gt=0, le=3600)
 
     teams: tuple[TeamConfig, ...] = ()
     users: tuple[UserConfig, ...] = ()

@@ -63,10 +63,13 @@ def _postgres_admin(statement: str) -> None:
     base = make_url(TEST_DATABASE_URL)
     conninfo = base.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
-        with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as connection:
-            connection.execute(statement)  # type: ignore[arg-type]
+        connection = psycopg.connect(conninfo, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as e:
         service_unavailable("PostgreSQL", f"{base.render_as_string()}: {e}".splitlines()[0])
+    with connection:
+        # A test that leaves a transaction open must fail, not hang the run.
+        connection.execute("SET lock_timeout = '15s'")
+        connection.execute(statement)  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -1,0 +1,1 @@
+"""Reviewer Roulette: pick merge-request reviewers from CODEOWNERS and the team."""

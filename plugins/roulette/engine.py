@@ -1,0 +1,379 @@
+"""The selection engine: who reviews this MR, and why. Pure: no I/O, no clock, no globals.
+
+``select`` takes a snapshot of the facts (the organisation, the MR, each person's
+availability and load) and returns the picks with a full explanation. The service
+gathers the facts; the simulator feeds synthetic ones; both call this same function.
+
+Score (SPEC): ``100 - active * w.active_review - (recent ? w.recent_review : 0)
++ (owns a changed file ? w.expertise : 0)``, plus a working-hours bonus. Picking fills
+one slot per pool in order (code owner, team member, external) with a random choice
+among the candidates within ``margin`` of the pool's best score, so equals share load.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+Pool = Literal["codeowner", "team", "external"]
+Reason = Literal[
+    "author", "inactive", "ooo", "busy", "away", "capacity", "excluded", "rerolled", "trainee"
+]
+POOLS: tuple[Pool, ...] = ("codeowner", "team", "external")
+BASE_SCORE = 100.0
+UTC = ZoneInfo("UTC")
+
+
+@dataclass(frozen=True)
+class Person:
+    """A member of the organisation, as the engine needs to know them."""
+
+    username: str
+    team: str | None = None
+    role: str = "reviewer"  # maintainer | reviewer | trainee
+    timezone: str | None = None
+    max_active_reviews: int | None = None
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Availability:
+    """What the outside world says about a person today."""
+
+    ooo: bool = False
+    status: Literal["available", "busy", "away", "unknown"] = "available"
+    detail: str = ""  # e.g. "status message 'PTO until Monday'", "status check failed"
+
+
+@dataclass(frozen=True)
+class MergeRequestFacts:
+    author: str
+    team: str | None  # the MR's team: by label, else the author's team
+    draft: bool = False
+    owners: frozenset[str] = frozenset()  # usernames owning at least one changed file
+    current_reviewers: tuple[str, ...] = ()
+    responded: frozenset[str] = frozenset()  # current reviewers who already answered
+
+
+@dataclass(frozen=True)
+class Weights:
+    active_review: float = 10.0
+    recent_review: float = 5.0
+    expertise: float = 2.0
+    working_hours: float = 3.0
+
+
+@dataclass(frozen=True)
+class Options:
+    reviewers: int = 3
+    weights: Weights = Weights()
+    margin: float = 0.0  # candidates within this much of the best score are equals
+    working_hours: tuple[int, int] = (9, 18)  # local [start, end) hours
+    trainees: Literal["extra", "regular", "off"] = "extra"
+    force: bool = False
+    reroll: bool = False
+    no_codeowner: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Load:
+    active: Mapping[str, int] = field(default_factory=dict)  # open assignments per user
+    recent: frozenset[str] = frozenset()  # assigned in the last 24 h
+
+
+@dataclass(frozen=True)
+class Candidate:
+    username: str
+    pools: tuple[Pool, ...]
+    active_reviews: int
+    components: Mapping[str, float]  # base, active_review, recent_review, expertise, working_hours
+
+    @property
+    def score(self) -> float:
+        return sum(self.components.values())
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    username: str
+    reason: Reason
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Pick:
+    username: str
+    role: Pool
+    score: float | None  # None for reviewers kept as they were set on the MR
+    active_reviews: int
+    kept: bool = False  # already a reviewer of the MR, kept in its slot
+    extra: bool = False  # a trainee added beyond the configured count
+    included: bool = False  # asked for with --include
+
+
+@dataclass(frozen=True)
+class Selection:
+    picks: tuple[Pick, ...]
+    candidates: tuple[Candidate, ...]  # every eligible person, best first
+    excluded: tuple[Exclusion, ...]  # everyone who could not be picked, with why
+    empty_pools: tuple[Pool, ...]  # slots left empty: nobody available in that pool
+    owners: tuple[str, ...]  # every code owner of the changed files, sorted
+    notes: tuple[str, ...]  # user-facing remarks (draft, include refused, ...)
+
+    @property
+    def reviewers(self) -> tuple[str, ...]:
+        return tuple(p.username for p in self.picks)
+
+
+# --------------------------------------------------------------------------- availability
+
+
+def unavailability(
+    person: Person,
+    mr: MergeRequestFacts,
+    availability: Availability,
+    active_reviews: int,
+) -> Exclusion | None:
+    """Why ``person`` can never be picked for ``mr`` right now, or None."""
+    name = person.username
+    if name.lower() == mr.author.lower():
+        return Exclusion(name, "author", "wrote this merge request")
+    if not person.active:
+        return Exclusion(name, "inactive", "no longer in the organisation")
+    if availability.ooo:
+        return Exclusion(name, "ooo", availability.detail or "out of office today")
+    if availability.status == "busy":
+        return Exclusion(name, "busy", availability.detail or "GitLab status is busy")
+    if availability.status == "away":
+        return Exclusion(name, "away", availability.detail or "GitLab status says away")
+    cap = person.max_active_reviews
+    if cap is not None and active_reviews >= cap:
+        return Exclusion(name, "capacity", f"{active_reviews} active reviews (capacity {cap})")
+    return None
+
+
+def in_working_hours(timezone: str | None, now: datetime, hours: tuple[int, int]) -> bool:
+    """Whether it is a weekday within ``hours`` where ``timezone`` (UTC when None) is."""
+    local = now.astimezone(ZoneInfo(timezone) if timezone else UTC)
+    start, end = hours
+    return local.weekday() < 5 and start <= local.hour < end
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def score_components(
+    person: Person,
+    *,
+    active_reviews: int,
+    recent: bool,
+    owner: bool,
+    working: bool,
+    options: Options,
+) -> dict[str, float]:
+    w = options.weights
+    return {
+        "base": BASE_SCORE,
+        "active_review": -active_reviews * w.active_review,
+        "recent_review": -w.recent_review if recent and not options.force else 0.0,
+        "expertise": w.expertise if owner else 0.0,
+        "working_hours": w.working_hours if working else 0.0,
+    }
+
+
+def pools_of(person: Person, mr: MergeRequestFacts, owners: frozenset[str]) -> tuple[Pool, ...]:
+    pools: list[Pool] = []
+    if person.username.lower() in owners:
+        pools.append("codeowner")
+    if mr.team is not None and person.team is not None and person.team.lower() == mr.team.lower():
+        pools.append("team")
+    else:
+        pools.append("external")
+    return tuple(pools)
+
+
+def choose(candidates: Sequence[Candidate], margin: float, rng: random.Random) -> Candidate | None:
+    """A random candidate among those within ``margin`` of the best score."""
+    if not candidates:
+        return None
+    best = max(c.score for c in candidates)
+    equals = [c for c in candidates if c.score >= best - margin - 1e-9]
+    return rng.choice(equals)
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def _slots(options: Options) -> list[Pool | None]:
+    order: list[Pool] = [p for p in POOLS if not (p == "codeowner" and options.no_codeowner)]
+    slots: list[Pool | None] = list(order[: options.reviewers])
+    slots += [None] * (options.reviewers - len(slots))  # beyond one per pool: anyone
+    return slots
+
+
+def _role_of(candidate: Candidate, options: Options) -> Pool:
+    """The pool a candidate picked outside a slot of its own counts for."""
+    pools = [p for p in candidate.pools if not (p == "codeowner" and options.no_codeowner)]
+    return pools[0]
+
+
+def _lower(names: Iterable[str]) -> set[str]:
+    return {n.lower().removeprefix("@") for n in names}
+
+
+def select(
+    mr: MergeRequestFacts,
+    people: Sequence[Person],
+    availability: Mapping[str, Availability],
+    load: Load,
+    options: Options,
+    rng: random.Random,
+    now: datetime,
+) -> Selection:
+    """Pick the reviewers of ``mr``. Deterministic for a given ``rng`` state."""
+    owners = frozenset(o.lower() for o in mr.owners)
+    excluded_names = _lower(options.exclude)
+    current = list(dict.fromkeys(mr.current_reviewers))
+    responded = _lower(mr.responded)
+    notes: list[str] = []
+    if mr.draft:
+        notes.append("This merge request is still a draft.")
+
+    # Who stays: reviewers already on the MR fill their slots, unless --force; with
+    # reroll only those who already answered stay, the others are replaced.
+    kept_names: list[str] = []
+    rerolled: set[str] = set()
+    if options.reroll:
+        kept_names = [r for r in current if r.lower() in responded]
+        rerolled = {r.lower() for r in current if r.lower() not in responded}
+    elif not options.force:
+        kept_names = current
+
+    by_name = {p.username.lower(): p for p in people}
+    zones: dict[str | None, bool] = {}
+
+    def working(timezone: str | None) -> bool:
+        if timezone not in zones:
+            zones[timezone] = in_working_hours(timezone, now, options.working_hours)
+        return zones[timezone]
+
+    excluded: list[Exclusion] = []
+    eligible: list[tuple[Person, Candidate]] = []
+    trainees: list[tuple[Person, Candidate]] = []
+    for person in people:
+        key = person.username.lower()
+        active_reviews = load.active.get(person.username, 0)
+        facts = availability.get(person.username, Availability())
+        reason = unavailability(person, mr, facts, active_reviews)
+        if reason is None and key in excluded_names:
+            reason = Exclusion(person.username, "excluded", "excluded with --exclude")
+        if reason is None and key in rerolled:
+            reason = Exclusion(person.username, "rerolled", "has not answered; replaced")
+        if reason is None and person.role == "trainee" and options.trainees == "off":
+            reason = Exclusion(person.username, "trainee", "trainees are not picked")
+        if reason is not None:
+            excluded.append(reason)
+            continue
+        is_owner = key in owners
+        candidate = Candidate(
+            username=person.username,
+            pools=pools_of(person, mr, owners),
+            active_reviews=active_reviews,
+            components=score_components(
+                person,
+                active_reviews=active_reviews,
+                recent=person.username in load.recent,
+                owner=is_owner,
+                working=working(person.timezone),
+                options=options,
+            ),
+        )
+        if facts.status == "unknown" and facts.detail:
+            notes.append(f"@{person.username}: {facts.detail}; counted as available.")
+        if person.role == "trainee" and options.trainees == "extra":
+            trainees.append((person, candidate))
+        else:
+            eligible.append((person, candidate))
+
+    picks: list[Pick] = []
+    taken: set[str] = set()
+    slots = _slots(options)
+
+    def occupy(name: str, role: Pool) -> None:
+        taken.add(name.lower())
+        if role in slots:
+            slots.remove(role)
+        elif None in slots:
+            slots.remove(None)
+        elif slots:
+            slots.pop()  # the least important slot left
+
+    for name in kept_names:
+        if len(picks) >= options.reviewers:
+            break
+        person = by_name.get(name.lower(), Person(name))
+        role = pools_of(person, mr, owners)[0]
+        active_reviews = load.active.get(person.username, 0)
+        picks.append(Pick(person.username, role, None, active_reviews, kept=True))
+        occupy(person.username, role)
+
+    pool_of = {c.username.lower(): c for _, c in eligible + trainees}
+    for name in options.include:
+        key = name.lower().removeprefix("@")
+        if key in taken or len(picks) >= options.reviewers:
+            continue
+        wanted = pool_of.get(key)
+        if wanted is None:
+            why = next((e for e in excluded if e.username.lower() == key), None)
+            because = f"{why.reason}: {why.detail}" if why else "not in the organisation"
+            notes.append(f"@{key} cannot be included ({because}).")
+            continue
+        role = next((p for p in wanted.pools if p in slots), _role_of(wanted, options))
+        picks.append(
+            Pick(wanted.username, role, wanted.score, wanted.active_reviews, included=True)
+        )
+        occupy(wanted.username, role)
+
+    empty: list[Pool] = []
+    for slot in list(slots):
+        pool = [
+            c
+            for _, c in eligible
+            if c.username.lower() not in taken and (slot is None or slot in c.pools)
+        ]
+        chosen = choose(pool, options.margin, rng)
+        if chosen is None:
+            if slot is not None:
+                empty.append(slot)
+            continue
+        role = slot or _role_of(chosen, options)
+        picks.append(Pick(chosen.username, role, chosen.score, chosen.active_reviews))
+        taken.add(chosen.username.lower())
+
+    if trainees and options.trainees == "extra":
+        pool = [c for _, c in trainees if c.username.lower() not in taken]
+        team_first = [c for c in pool if "team" in c.pools] or pool
+        chosen = choose(team_first, options.margin, rng)
+        if chosen is not None:
+            extra_role: Pool = "team" if "team" in chosen.pools else chosen.pools[-1]
+            picks.append(
+                Pick(chosen.username, extra_role, chosen.score, chosen.active_reviews, extra=True)
+            )
+
+    candidates = sorted(
+        (c for _, c in eligible + trainees), key=lambda c: (-c.score, c.username.lower())
+    )
+    return Selection(
+        picks=tuple(picks),
+        candidates=tuple(candidates),
+        excluded=tuple(sorted(excluded, key=lambda e: e.username.lower())),
+        empty_pools=tuple(empty),
+        owners=tuple(sorted(mr.owners, key=str.lower)),
+        notes=tuple(dict.fromkeys(notes)),
+    )

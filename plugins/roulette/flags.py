@@ -1,0 +1,92 @@
+"""The ``/roulette`` flags, shared by GitLab comments, chat commands and ``pick``.
+
+/roulette [reroll] [--explain] [--force] [--no-codeowner]
+          [--include @user]... [--exclude @user]...
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.errors import CommandError
+
+USAGE = (
+    "/roulette [reroll] [--explain] [--force] [--no-codeowner] [--include @user] [--exclude @user]"
+)
+_USERNAME = re.compile(r"@?([A-Za-z0-9_.\-]+)")
+_SWITCHES = {"--explain": "explain", "--force": "force", "--no-codeowner": "no_codeowner"}
+_LISTS = ("--include", "--exclude")
+
+
+@dataclass(frozen=True)
+class Flags:
+    explain: bool = False
+    force: bool = False
+    reroll: bool = False
+    no_codeowner: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    help: bool = False
+
+
+def split_words(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as e:
+        raise CommandError(f"cannot read the options ({e}); usage: {USAGE}") from None
+
+
+def _usernames(flag: str, value: str) -> list[str]:
+    names = []
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        match = _USERNAME.fullmatch(part)
+        if match is None:
+            raise CommandError(f"{flag} expects @username, not {part!r}")
+        names.append(match.group(1))
+    if not names:
+        raise CommandError(f"{flag} expects @username")
+    return names
+
+
+def parse_flags(words: Sequence[str]) -> Flags:
+    """Parse the words after ``/roulette`` (and after the MR URL in chat)."""
+    values: dict[str, bool] = {}
+    lists: dict[str, list[str]] = {"--include": [], "--exclude": []}
+    reroll = help_ = False
+    position = 0
+    while position < len(words):
+        word = words[position]
+        flag, has_value, value = word.partition("=")
+        if word in ("reroll", "--reroll"):
+            reroll = True
+        elif word in ("help", "--help", "-h"):
+            help_ = True
+        elif word in _SWITCHES:
+            values[_SWITCHES[word]] = True
+        elif flag in _LISTS:
+            if not has_value:
+                position += 1
+                if position >= len(words) or words[position].startswith("--"):
+                    raise CommandError(f"{flag} expects @username")
+                value = words[position]
+            lists[flag] += _usernames(flag, value)
+        elif word.startswith("-"):
+            raise CommandError(f"unknown option {word}; usage: {USAGE}")
+        else:
+            raise CommandError(f"unexpected {word!r}; usage: {USAGE}")
+        position += 1
+    overlap = {n.lower() for n in lists["--include"]} & {n.lower() for n in lists["--exclude"]}
+    if overlap:
+        raise CommandError(f"@{sorted(overlap)[0]} is both included and excluded")
+    return Flags(
+        explain=values.get("explain", False),
+        force=values.get("force", False),
+        reroll=reroll,
+        no_codeowner=values.get("no_codeowner", False),
+        include=tuple(dict.fromkeys(lists["--include"])),
+        exclude=tuple(dict.fromkeys(lists["--exclude"])),
+        help=help_,
+    )

@@ -1,0 +1,511 @@
+"""Gathering the facts for a selection: GitLab, the database, the cache. No transport.
+
+``RouletteService.plan`` reads everything the engine needs and returns the engine's
+answer with its context; it writes nothing. GitLab answers are cached (statuses 5 min,
+CODEOWNERS per project and ref, group members), so a pick costs a few calls at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import re
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import case, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.cache import Cache
+from bot.gitlab import (
+    GitLabError,
+    GitLabForbidden,
+    GitLabUser,
+    MergeRequestInfo,
+    MergeRequestRef,
+    UserStatus,
+)
+from bot.models import MrReview, OooStatus, ReviewerAssignment, User
+from bot.settings import RouletteConfig, Settings
+from plugins.roulette import engine
+from plugins.roulette.codeowners import CodeOwners, Owner, parse
+from plugins.roulette.flags import Flags
+
+log = logging.getLogger("plugins.roulette")
+
+STATUS_TTL = 300.0  # SPEC: availability is cached for 5 minutes
+CODEOWNERS_TTL = 300.0
+MEMBERS_TTL = 300.0
+ROLE_ACCESS = {"developer": 30, "maintainer": 40, "owner": 50}
+_STATUS_CONCURRENCY = 16
+
+
+class GitLabReader(Protocol):
+    """What the selection reads from GitLab (``bot.gitlab.GitLab`` provides it)."""
+
+    async def merge_request(self, ref: MergeRequestRef) -> MergeRequestInfo: ...
+    async def changed_paths(self, project_id: int, iid: int) -> list[str]: ...
+    async def codeowners_file(self, project_id: int, ref: str) -> tuple[str, str] | None: ...
+    async def user_status(self, user: str | int) -> UserStatus: ...
+    async def user(self, username: str) -> GitLabUser | None: ...
+    async def user_by_email(self, email: str) -> GitLabUser | None: ...
+    async def group_members(self, group: str) -> list[GitLabUser]: ...
+    async def project_members(self, project_id: int) -> list[tuple[GitLabUser, int]]: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A selection with what it was made from."""
+
+    mr: MergeRequestInfo
+    team: str | None
+    changed_paths: tuple[str, ...]
+    codeowners_path: str | None
+    selection: engine.Selection
+    problems: tuple[str, ...]  # what the people asking should know (no CODEOWNERS...)
+    warnings: tuple[str, ...]  # details for --explain and the logs
+
+
+@dataclass(frozen=True)
+class _OwnersFile:
+    path: str | None
+    parsed: CodeOwners | None
+    problem: str | None
+
+
+def options_from(config: RouletteConfig, flags: Flags) -> engine.Options:
+    w = config.weights
+    return engine.Options(
+        reviewers=config.reviewers,
+        weights=engine.Weights(w.active_review, w.recent_review, w.expertise, w.working_hours),
+        margin=config.margin,
+        working_hours=(config.working_hours.start, config.working_hours.end),
+        trainees=config.trainees,
+        force=flags.force,
+        reroll=flags.reroll,
+        no_codeowner=flags.no_codeowner,
+        include=flags.include,
+        exclude=flags.exclude,
+    )
+
+
+def configured_people(settings: Settings) -> list[engine.Person]:
+    """The configured organisation (the source of truth; the database mirrors it)."""
+    return [
+        engine.Person(
+            username=u.gitlab,
+            team=u.team,
+            role=u.role,
+            timezone=u.timezone,
+            max_active_reviews=u.max_active_reviews,
+        )
+        for u in settings.users
+    ]
+
+
+class StatusReader:
+    """Turns a GitLab status into availability: busy, away (message or emoji) or available."""
+
+    def __init__(self, keywords: Iterable[str], emojis: Iterable[str]) -> None:
+        words = sorted((re.escape(k.casefold()) for k in keywords if k.strip()), key=len)
+        self._away = re.compile(rf"(?<!\w)(?:{'|'.join(reversed(words))})(?!\w)") if words else None
+        self._emojis = {e.strip(":").casefold() for e in emojis}
+
+    def availability(self, status: UserStatus) -> engine.Availability:
+        if status.availability == "busy":
+            return engine.Availability(status="busy", detail="GitLab status is busy")
+        message = (status.message or "").casefold()
+        if self._away is not None and (found := self._away.search(message)):
+            detail = f"GitLab status message says {found.group(0)!r}"
+            return engine.Availability(status="away", detail=detail)
+        emoji = (status.emoji or "").strip(":").casefold()
+        if emoji and emoji in self._emojis:
+            return engine.Availability(status="away", detail=f"GitLab status emoji :{emoji}:")
+        return engine.Availability()
+
+
+def _status_key(username: str) -> str:
+    return f"gl:status:{username.lower()}"
+
+
+def _status_from(cached: dict[str, Any]) -> UserStatus:
+    return UserStatus(
+        availability=str(cached.get("availability") or "not_set"),
+        emoji=cached.get("emoji"),
+        message=cached.get("message"),
+    )
+
+
+class _Parsed:
+    """A small in-process memo of parsed CODEOWNERS files, by content hash."""
+
+    def __init__(self, size: int = 32) -> None:
+        self._items: OrderedDict[str, CodeOwners] = OrderedDict()
+        self._size = size
+
+    def get(self, text: str) -> CodeOwners:
+        key = hashlib.sha256(text.encode()).hexdigest()
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        parsed = parse(text)
+        self._items[key] = parsed
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return parsed
+
+
+class RouletteService:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession] | None,
+        cache: Cache,
+        gitlab: GitLabReader,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.cache = cache
+        self.gitlab = gitlab
+        self.statuses = StatusReader(settings.roulette.away_keywords, settings.roulette.away_emojis)
+        self._parsed = _Parsed()
+
+    # ----------------------------------------------------------------- the plan
+
+    async def plan(
+        self,
+        ref: MergeRequestRef,
+        flags: Flags | None = None,
+        *,
+        now: datetime | None = None,
+        rng: random.Random | None = None,
+    ) -> Plan:
+        now = now or datetime.now(UTC)
+        mr = await self.gitlab.merge_request(ref)
+        paths, codeowners = await asyncio.gather(
+            self.gitlab.changed_paths(mr.project_id, mr.iid),
+            self.codeowners(mr.project_id, mr.target_branch),
+        )
+        warnings: list[str] = []
+        owner_names: set[str] = set()
+        if codeowners.parsed is not None:
+            warnings += codeowners.parsed.warnings
+            owner_names = await self.resolve_owners(
+                codeowners.parsed.all_owners(paths), mr.project_id, warnings
+            )
+
+        configured = self.people()
+        flags = flags or Flags()
+        history = await self.history(configured, mr, now, with_responses=flags.reroll)
+        people = configured + list(history.inactive)
+        team = self.team_of(mr, people)
+        candidates = [p for p in people if p.active and p.username.lower() != mr.author.lower()]
+        availability = await self.availability(candidates, history.ooo)
+        facts = engine.MergeRequestFacts(
+            author=mr.author,
+            team=team,
+            draft=mr.draft,
+            owners=frozenset(owner_names),
+            current_reviewers=mr.reviewers,
+            responded=history.responded,
+        )
+        selection = engine.select(
+            facts,
+            people,
+            availability,
+            history.load,
+            options_from(self.settings.roulette, flags),
+            rng or random.Random(),
+            now,
+        )
+        return Plan(
+            mr=mr,
+            team=team,
+            changed_paths=tuple(paths),
+            codeowners_path=codeowners.path,
+            selection=selection,
+            problems=(codeowners.problem,) if codeowners.problem else (),
+            warnings=tuple(dict.fromkeys(warnings + list(history.warnings))),
+        )
+
+    # ----------------------------------------------------------------- organisation
+
+    def people(self) -> list[engine.Person]:
+        return configured_people(self.settings)
+
+    def team_of(self, mr: MergeRequestInfo, people: Sequence[engine.Person]) -> str | None:
+        """The MR's team: the first team with one of the MR's labels, else the author's."""
+        labels = set(mr.labels)
+        for team in self.settings.teams:
+            if labels.intersection(team.labels):
+                return team.name
+        author = next((p for p in people if p.username.lower() == mr.author.lower()), None)
+        return author.team if author else None
+
+    # ----------------------------------------------------------------- CODEOWNERS
+
+    async def codeowners(self, project_id: int, ref: str) -> _OwnersFile:
+        """The project's CODEOWNERS on ``ref`` (cached), or why there is none."""
+        key = f"codeowners:{project_id}:{hashlib.sha1(ref.encode()).hexdigest()}"  # noqa: S324
+        cached = await self.cache.get_json(key)
+        if not isinstance(cached, dict):
+            cached = {"path": None, "text": None, "problem": None}
+            try:
+                found = await self.gitlab.codeowners_file(project_id, ref)
+            except GitLabForbidden:
+                log.warning("cannot read CODEOWNERS of project %s", project_id)
+                cached["problem"] = "the bot cannot read this project's CODEOWNERS (no access)"
+            else:
+                if found is None:
+                    cached["problem"] = f"this project has no CODEOWNERS file on {ref}"
+                else:
+                    cached["path"], cached["text"] = found
+            await self.cache.set_json(key, cached, ttl=CODEOWNERS_TTL)
+        text, path, problem = cached.get("text"), cached.get("path"), cached.get("problem")
+        return _OwnersFile(
+            path=path if isinstance(path, str) else None,
+            parsed=self._parsed.get(text) if isinstance(text, str) else None,
+            problem=problem if isinstance(problem, str) else None,
+        )
+
+    async def resolve_owners(
+        self, owners: Iterable[Owner], project_id: int, warnings: list[str]
+    ) -> set[str]:
+        """GitLab usernames behind the owners: users, group members, emails, roles."""
+        configured = {u.gitlab.lower(): u.gitlab for u in self.settings.users}
+        emails = {u.email.lower(): u.gitlab for u in self.settings.users if u.email}
+        names: set[str] = set()
+        for owner in sorted(owners):
+            if owner.kind == "name":
+                if owner.value.lower() in configured:
+                    names.add(configured[owner.value.lower()])
+                elif await self._cached_user(owner.value):
+                    names.add(owner.value)
+                else:
+                    names.update(await self._group_members(owner.value))
+            elif owner.kind == "group":
+                names.update(await self._group_members(owner.value))
+            elif owner.kind == "email":
+                if owner.value in emails:
+                    names.add(emails[owner.value])
+                elif (user := await self._user_by_email(owner.value)) is not None:
+                    names.add(user)
+                else:
+                    warnings.append(f"no user has the public email {owner.value}")
+            elif owner.kind == "role":
+                names.update(await self._role_members(project_id, owner.value, warnings))
+        return names
+
+    async def _remember(self, key: str, ttl: float, load: Any) -> Any:
+        cached = await self.cache.get_json(key)
+        if cached is not None:
+            return cached
+        value = await load()
+        await self.cache.set_json(key, value, ttl=ttl)
+        return value
+
+    async def _cached_user(self, username: str) -> bool:
+        async def load() -> bool:
+            try:
+                return await self.gitlab.user(username) is not None
+            except GitLabError:
+                return False
+
+        return bool(await self._remember(f"gl:user:{username.lower()}", MEMBERS_TTL, load))
+
+    async def _user_by_email(self, email: str) -> str | None:
+        async def load() -> str:
+            try:
+                user = await self.gitlab.user_by_email(email)
+            except GitLabError:
+                return ""
+            return user.username if user else ""
+
+        found = await self._remember(f"gl:email:{email}", MEMBERS_TTL, load)
+        return str(found) or None
+
+    async def _group_members(self, group: str) -> list[str]:
+        async def load() -> list[str]:
+            try:
+                return [m.username for m in await self.gitlab.group_members(group)]
+            except GitLabError:
+                log.warning("cannot read the members of group %s", group)
+                return []
+
+        members = await self._remember(f"gl:group:{group.lower()}", MEMBERS_TTL, load)
+        return [str(m) for m in members]
+
+    async def _role_members(self, project_id: int, role: str, warnings: list[str]) -> list[str]:
+        async def load() -> list[list[Any]]:
+            members = await self.gitlab.project_members(project_id)
+            return [[m.username, level] for m, level in members]
+
+        try:
+            members = await self._remember(f"gl:members:{project_id}", MEMBERS_TTL, load)
+        except GitLabError:
+            warnings.append(f"@@{role}: cannot read the project's members; ignored")
+            return []
+        wanted = ROLE_ACCESS.get(role.rstrip("s"), 0)
+        return [str(name) for name, level in members if int(level) >= wanted]
+
+    # ----------------------------------------------------------------- availability
+
+    async def availability(
+        self, people: Sequence[engine.Person], ooo: frozenset[str]
+    ) -> dict[str, engine.Availability]:
+        """Each person's availability: out of office, else their (cached) GitLab status."""
+        result = {
+            p.username: engine.Availability(ooo=True, detail="out of office today")
+            for p in people
+            if p.username in ooo
+        }
+        asking = [p.username for p in people if p.username not in ooo]
+        cached = await self.cache.get_json_many([_status_key(name) for name in asking])
+        missing = []
+        for name, value in zip(asking, cached, strict=True):
+            if isinstance(value, dict):
+                result[name] = self.statuses.availability(_status_from(value))
+            else:
+                missing.append(name)
+        if missing:
+            limit = asyncio.Semaphore(_STATUS_CONCURRENCY)
+
+            async def fetch(name: str) -> tuple[str, engine.Availability]:
+                async with limit:
+                    return name, await self.status_of(name)
+
+            result.update(await asyncio.gather(*(fetch(name) for name in missing)))
+        return result
+
+    async def status_of(self, username: str) -> engine.Availability:
+        """One person's availability from GitLab, cached for five minutes."""
+        key = _status_key(username)
+        cached = await self.cache.get_json(key)
+        if isinstance(cached, dict):
+            return self.statuses.availability(_status_from(cached))
+        try:
+            status = await self.gitlab.user_status(username)
+        except GitLabError as e:
+            log.info("GitLab status of %s unavailable: %s", username, type(e).__name__)
+            return engine.Availability(status="unknown", detail="GitLab status check failed")
+        await self.cache.set_json(key, vars(status).copy(), ttl=STATUS_TTL)
+        return self.statuses.availability(status)
+
+    # ----------------------------------------------------------------- history
+
+    async def history(
+        self,
+        people: Sequence[engine.Person],
+        mr: MergeRequestInfo,
+        now: datetime,
+        with_responses: bool = False,
+    ) -> _History:
+        if self.sessions is None:
+            return _History(engine.Load(), frozenset(), frozenset())
+        try:
+            async with self.sessions() as session:
+                return await _read_history(session, people, mr, now, with_responses)
+        except SQLAlchemyError as e:
+            log.warning("no review history: %s", type(e).__name__)
+            return _History(
+                engine.Load(),
+                frozenset(),
+                frozenset(),
+                warnings=("no review history could be read (is the database migrated?)",),
+            )
+
+
+@dataclass(frozen=True)
+class _History:
+    load: engine.Load
+    ooo: frozenset[str]
+    responded: frozenset[str]
+    inactive: tuple[engine.Person, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def local_today(timezone: str | None, now: datetime) -> date:
+    return now.astimezone(ZoneInfo(timezone) if timezone else UTC).date()
+
+
+async def _read_history(
+    session: AsyncSession,
+    people: Sequence[engine.Person],
+    mr: MergeRequestInfo,
+    now: datetime,
+    with_responses: bool,
+) -> _History:
+    """Open reviews and 24 h assignments per user, today's absences, who answered."""
+    name = User.gitlab_username
+    assignment, review = ReviewerAssignment, MrReview
+    is_active = (assignment.status == "active") & (review.state == "open")
+    is_recent = assignment.assigned_at >= now - timedelta(hours=24)
+    rows = await session.execute(
+        select(
+            name,
+            func.sum(case((is_active, 1), else_=0)),
+            func.max(case((is_recent, 1), else_=0)),
+        )
+        .join(assignment, assignment.user_id == User.id)
+        .join(review, review.id == assignment.review_id)
+        .where(is_active | is_recent)
+        .group_by(name)
+    )
+    active: dict[str, int] = {}
+    recent: set[str] = set()
+    for username, open_count, was_recent in rows.all():
+        if open_count:
+            active[str(username)] = int(open_count)
+        if was_recent:
+            recent.add(str(username))
+
+    # Out of office "today in the reviewer's timezone": read the periods around today
+    # in UTC once, then check each person's own date.
+    utc_today = now.date()
+    periods = await session.execute(
+        select(name, OooStatus.start_date, OooStatus.end_date)
+        .join(OooStatus, OooStatus.user_id == User.id)
+        .where(
+            OooStatus.cancelled_at.is_(None),
+            OooStatus.start_date <= utc_today + timedelta(days=1),
+            OooStatus.end_date >= utc_today - timedelta(days=1),
+        )
+    )
+    zones = {p.username: p.timezone for p in people}
+    away: set[str] = set()
+    for username, start, end in periods.all():
+        today = local_today(zones.get(username), now)
+        if start <= today <= end:
+            away.add(str(username))
+
+    responded: frozenset[str] = frozenset()
+    if with_responses:
+        answered = (assignment.first_response_at.is_not(None)) | (
+            assignment.approved_at.is_not(None)
+        )
+        responded_rows = await session.scalars(
+            select(name)
+            .join(assignment, assignment.user_id == User.id)
+            .join(review, review.id == assignment.review_id)
+            .where(review.project_id == mr.project_id, review.mr_iid == mr.iid, answered)
+        )
+        responded = frozenset(str(n) for n in responded_rows.all())
+
+    # People who left the configuration stay in the database, inactive.
+    configured = {p.username.lower() for p in people}
+    left = await session.scalars(select(name).where(User.is_active.is_(False)))
+    return _History(
+        load=engine.Load(active=active, recent=frozenset(recent)),
+        ooo=frozenset(away),
+        responded=responded,
+        inactive=tuple(
+            engine.Person(str(n), active=False) for n in left.all() if n.lower() not in configured
+        ),
+    )

@@ -1,0 +1,289 @@
+"""Replaying reviewer selection over a stream of merge requests, to compare strategies.
+
+A deterministic (seeded) world: an organisation (synthetic, or the configured one),
+code areas with their owners, out-of-office periods and GitLab statuses that change day
+by day, and a stream of MRs whose reviews complete over time. Each strategy staffs the
+same stream; we measure how evenly the work spreads and what each one gets wrong.
+
+Strategies:
+- ``engine``: this project's selection (``engine.select``) with the configured options;
+- ``random``: three distinct people uniformly at random (the author excluded);
+- ``round-robin``: the same slots as the engine (code owner, team, external), each
+  filled by rotating through that pool's members (the author skipped), blind to load
+  and availability, as a typical rotation bot does;
+- ``plain``: the seed's plain formula (``100 - 10·active - 5·recent + 2·expertise``) over
+  everyone but the author, best three, blind to availability and pools.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from plugins.roulette import engine
+
+STRATEGIES = ("engine", "random", "round-robin", "plain")
+START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
+TIMEZONES = ("Europe/Paris", "Europe/London", "America/New_York", "Asia/Tokyo", None)
+
+
+@dataclass(frozen=True)
+class World:
+    people: tuple[engine.Person, ...]
+    areas: tuple[frozenset[str], ...]  # owners of each code area
+    unavailable: dict[tuple[str, int], str]  # (username, day) -> ooo | busy | away
+    mrs: tuple[SimulatedMR, ...]
+
+
+@dataclass(frozen=True)
+class SimulatedMR:
+    at: datetime
+    author: str
+    team: str | None
+    owners: frozenset[str]
+    review_hours: tuple[float, ...]  # how long each of up to 4 reviews will take
+
+
+@dataclass
+class Report:
+    strategy: str
+    assignments: Counter[str] = field(default_factory=Counter)
+    max_load: int = 0
+    with_owners: int = 0
+    owner_covered: int = 0
+    author_violations: int = 0
+    unavailable_violations: int = 0
+
+    def cv(self, people: Sequence[engine.Person]) -> float:
+        counts = [self.assignments[p.username] for p in people if p.role != "trainee"]
+        mean = statistics.fmean(counts) if counts else 0.0
+        return statistics.pstdev(counts) / mean if mean else 0.0
+
+    @property
+    def coverage(self) -> float:
+        return self.owner_covered / self.with_owners if self.with_owners else 1.0
+
+    @property
+    def violations(self) -> int:
+        return self.author_violations + self.unavailable_violations
+
+
+# --------------------------------------------------------------------------- the world
+
+
+def synthetic_people(rng: random.Random, teams: int = 4, size: int = 10) -> list[engine.Person]:
+    people = []
+    for t in range(teams):
+        for i in range(size):
+            role = "trainee" if i == size - 1 else ("maintainer" if i < 2 else "reviewer")
+            people.append(
+                engine.Person(
+                    username=f"{chr(ord('a') + t)}{i:02d}",
+                    team=f"team-{t}",
+                    role=role,
+                    timezone=rng.choice(TIMEZONES),
+                )
+            )
+    return people
+
+
+def build_world(
+    rng: random.Random,
+    people: Sequence[engine.Person],
+    mrs: int,
+    days: int,
+    areas_per_team: int = 3,
+) -> World:
+    teams = sorted({p.team or "" for p in people})
+    regulars = [p for p in people if p.role != "trainee"]
+    areas: list[frozenset[str]] = []
+    for team in teams:
+        members = [p.username for p in regulars if (p.team or "") == team]
+        others = [p.username for p in regulars if (p.team or "") != team]
+        for _ in range(areas_per_team):
+            area = rng.sample(members, min(3, len(members)))
+            if others and rng.random() < 0.5:
+                area.append(rng.choice(others))
+            areas.append(frozenset(area))
+
+    unavailable: dict[tuple[str, int], str] = {}
+    for person in people:
+        day = 0
+        while day < days:
+            roll = rng.random()
+            if roll < 0.015:  # an out-of-office period of 1 to 5 days
+                for d in range(day, min(days, day + rng.randint(1, 5))):
+                    unavailable[(person.username, d)] = "ooo"
+                day += 5
+                continue
+            if roll < 0.035:
+                unavailable[(person.username, day)] = "busy"
+            elif roll < 0.05:
+                unavailable[(person.username, day)] = "away"
+            day += 1
+
+    authors = [p for p in people if p.role != "trainee"]
+    stream = []
+    for _ in range(mrs):
+        at = START + timedelta(days=rng.randrange(days), hours=rng.uniform(7, 19))
+        author = rng.choice(authors)
+        touched = rng.sample(range(len(areas)), rng.choice((1, 1, 2)))
+        touched_owners: frozenset[str] = frozenset().union(*(areas[i] for i in touched))
+        owners = touched_owners - {author.username}
+        hours = tuple(rng.lognormvariate(math.log(10), 0.8) for _ in range(4))
+        stream.append(SimulatedMR(at, author.username, author.team, owners, hours))
+    stream.sort(key=lambda mr: mr.at)
+    return World(tuple(people), tuple(areas), unavailable, tuple(stream))
+
+
+# --------------------------------------------------------------------------- strategies
+
+Chooser = Callable[[SimulatedMR, dict[str, int], frozenset[str], int], list[tuple[str, str]]]
+
+
+def _engine(world: World, options: engine.Options, rng: random.Random) -> Chooser:
+    def choose(
+        mr: SimulatedMR, active: dict[str, int], recent: frozenset[str], day: int
+    ) -> list[tuple[str, str]]:
+        availability = {}
+        for person in world.people:
+            state = world.unavailable.get((person.username, day))
+            if state == "ooo":
+                availability[person.username] = engine.Availability(ooo=True)
+            elif state in ("busy", "away"):
+                availability[person.username] = engine.Availability(status=state)  # type: ignore[arg-type]
+        facts = engine.MergeRequestFacts(author=mr.author, team=mr.team, owners=mr.owners)
+        load = engine.Load(active=active, recent=recent)
+        selection = engine.select(facts, world.people, availability, load, options, rng, mr.at)
+        return [(p.username, p.role) for p in selection.picks if not p.extra]
+
+    return choose
+
+
+def _random(world: World, rng: random.Random) -> Chooser:
+    def choose(mr: SimulatedMR, *_: object) -> list[tuple[str, str]]:
+        pool = [p.username for p in world.people if p.username != mr.author]
+        return [(name, "any") for name in rng.sample(pool, 3)]
+
+    return choose
+
+
+def _round_robin(world: World) -> Chooser:
+    turn: Counter[str] = Counter()
+
+    def next_in(pool_key: str, members: Sequence[str], taken: set[str]) -> str | None:
+        for _ in range(len(members)):
+            name = members[turn[pool_key] % len(members)]
+            turn[pool_key] += 1
+            if name not in taken:
+                return name
+        return None
+
+    regulars = [p for p in world.people if p.role != "trainee"]
+
+    def choose(mr: SimulatedMR, *_: object) -> list[tuple[str, str]]:
+        taken = {mr.author}
+        picks = []
+        pools = (
+            ("codeowner", sorted(mr.owners)),
+            (f"team:{mr.team}", [p.username for p in regulars if p.team == mr.team]),
+            (f"ext:{mr.team}", [p.username for p in regulars if p.team != mr.team]),
+        )
+        for key, members in pools:
+            pool_key = key if key != "codeowner" else f"co:{','.join(members)}"
+            name = next_in(pool_key, members, taken) if members else None
+            if name is not None:
+                picks.append((name, key.split(":")[0]))
+                taken.add(name)
+        return picks
+
+    return choose
+
+
+def _plain(world: World, rng: random.Random) -> Chooser:
+    def choose(
+        mr: SimulatedMR, active: dict[str, int], recent: frozenset[str], day: int
+    ) -> list[tuple[str, str]]:
+        scored = []
+        for p in world.people:
+            if p.username == mr.author:
+                continue
+            score = 100 - 10 * active.get(p.username, 0) - (5 if p.username in recent else 0)
+            score += 2 if p.username in mr.owners else 0
+            scored.append((-score, rng.random(), p.username))
+        return [(name, "any") for _, _, name in sorted(scored)[:3]]
+
+    return choose
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def replay(world: World, strategy: str, options: engine.Options, seed: int) -> Report:
+    rng = random.Random(f"{seed}:{strategy}")
+    choosers: dict[str, Callable[[], Chooser]] = {
+        "engine": lambda: _engine(world, options, rng),
+        "random": lambda: _random(world, rng),
+        "round-robin": lambda: _round_robin(world),
+        "plain": lambda: _plain(world, rng),
+    }
+    choose = choosers[strategy]()
+    report = Report(strategy)
+    active: dict[str, int] = defaultdict(int)
+    finishing: list[tuple[datetime, str]] = []  # (done_at, username)
+    assigned: list[tuple[datetime, str]] = []  # for the 24 h "recent" window
+    for mr in world.mrs:
+        while finishing and finishing[0][0] <= mr.at:
+            _, name = heapq.heappop(finishing)
+            active[name] -= 1
+        window = mr.at - timedelta(hours=24)
+        recent = frozenset(name for at, name in assigned if at >= window)
+        day = (mr.at - START).days
+        picks = choose(mr, dict(active), recent, day)
+        if mr.owners:
+            report.with_owners += 1
+            report.owner_covered += any(name in mr.owners for name, _ in picks)
+        for (name, _), hours in zip(picks, mr.review_hours, strict=False):
+            report.assignments[name] += 1
+            if name == mr.author:
+                report.author_violations += 1
+            elif (name, day) in world.unavailable:
+                report.unavailable_violations += 1
+            active[name] += 1
+            report.max_load = max(report.max_load, active[name])
+            heapq.heappush(finishing, (mr.at + timedelta(hours=hours), name))
+            assigned.append((mr.at, name))
+        assigned = [(at, name) for at, name in assigned if at >= window]
+    return report
+
+
+def simulate(
+    people: Sequence[engine.Person],
+    options: engine.Options,
+    *,
+    mrs: int = 500,
+    days: int = 30,
+    seed: int = 1,
+    strategies: Sequence[str] = STRATEGIES,
+) -> list[Report]:
+    world = build_world(random.Random(seed), people, mrs, days)
+    return [replay(world, s, options, seed) for s in strategies]
+
+
+def format_reports(reports: Sequence[Report], people: Sequence[engine.Person]) -> str:
+    lines = [
+        f"{'strategy':<12} {'CV':>6} {'max load':>9} {'owner cov.':>11} "
+        f"{'author':>7} {'unavail.':>9}"
+    ]
+    for r in reports:
+        lines.append(
+            f"{r.strategy:<12} {r.cv(people):>6.3f} {r.max_load:>9} "
+            f"{r.coverage:>10.1%} {r.author_violations:>7} {r.unavailable_violations:>9}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,45 @@
+"""The /roulette flags, as typed in a GitLab comment or a chat command."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.errors import CommandError
+from plugins.roulette.flags import Flags, parse_flags, split_words
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", Flags()),
+        ("--explain", Flags(explain=True)),
+        ("reroll --force", Flags(reroll=True, force=True)),
+        ("--no-codeowner", Flags(no_codeowner=True)),
+        ("--include @bob --include carol", Flags(include=("bob", "carol"))),
+        (
+            "--include=@bob,@carol --exclude @dave",
+            Flags(include=("bob", "carol"), exclude=("dave",)),
+        ),
+        ("--include @bob --include @bob", Flags(include=("bob",))),
+        ("help", Flags(help=True)),
+    ],
+)
+def test_flags(text: str, expected: Flags) -> None:
+    assert parse_flags(split_words(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("--bogus", "unknown option --bogus"),
+        ("--include", "--include expects @username"),
+        ("--include --force", "--include expects @username"),
+        ("--exclude @bad!name", "--exclude expects @username, not '@bad!name'"),
+        ("--include @bob --exclude bob", "@bob is both included and excluded"),
+        ("please", "unexpected 'please'"),
+        ('--include "@bob', "cannot read the options"),
+    ],
+)
+def test_bad_flags_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        parse_flags(split_words(text))
