@@ -8,6 +8,7 @@ database. The whole of it is bounded, so SIGTERM always ends the process in time
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Sequence
 
@@ -61,7 +62,7 @@ async def run_server(
         # Inside the try: when a resource fails to start, those already started close.
         await runner.setup()
         try:
-            await sync_organisation(app[CONTEXT].sessions, settings)
+            await sync_organisation(app[CONTEXT].sessions, settings, app[CONTEXT].gitlab_)
         except (SQLAlchemyError, OSError) as e:
             raise CommandFailed(f"database unreachable: {one_line(e)}") from e
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
@@ -71,6 +72,9 @@ async def run_server(
             where = f"{settings.http_host}:{settings.http_port}"
             raise CommandFailed(f"cannot listen on {where}: {socket_reason(e)}") from e
 
+        # Everything built at start-up lives until shutdown: keep it out of the cyclic
+        # garbage collector's scans, which otherwise stall requests for tens of ms.
+        gc.freeze()
         log.info(
             "serving on %s:%s (public URL %s)",
             settings.http_host,
