@@ -10,6 +10,13 @@ with a backoff of 0.1 s, 0.2 s, 0.4 s... (or what the server's ``Retry-After`` /
 ``RateLimit-Reset`` header asks for). python-gitlab takes ``max_retries`` per request,
 not in its constructor, so every call here passes it along.
 
+python-gitlab retries a POST exactly like a GET, so a note GitLab stored before its
+answer was lost (a 502 from a proxy, a timeout) would be posted twice. :meth:`GitLab.post_note`
+therefore turns transient retries off for its POST and retries only a 429 (GitLab's
+rate limiter refuses before doing anything); its caller retries, after checking its own
+idempotency marker. Setting reviewers (``PUT``, the whole list each time) is idempotent
+and retried as usual.
+
 Errors leave this module as the bot's own types, with a one-line message that never
 contains the token: :class:`GitLabNotFound` (404), :class:`GitLabForbidden` (401/403),
 :class:`GitLabUnavailable` (unreachable, timed out, 5xx/429 after the retries) or the
@@ -25,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, quote, unquote, urlsplit
@@ -38,6 +45,7 @@ from bot.errors import one_line
 
 __all__ = [
     "CODEOWNERS_PATHS",
+    "Approvals",
     "GitLab",
     "GitLabError",
     "GitLabForbidden",
@@ -46,6 +54,7 @@ __all__ = [
     "GitLabUser",
     "MergeRequestInfo",
     "MergeRequestRef",
+    "Note",
     "UserStatus",
     "parse_mr_url",
 ]
@@ -200,6 +209,33 @@ class GitLabUser:
     public_email: str | None
 
 
+@dataclass(frozen=True)
+class Note:
+    """A comment (or a system note, ``system=True``) on a merge request."""
+
+    id: int
+    body: str
+    author: str
+    system: bool
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Approvals:
+    """A merge request's approval state.
+
+    ``approvals_required``/``approvals_left`` come from approval rules (GitLab Premium);
+    GitLab Free has neither and they read 0. ``approved`` is GitLab's own verdict: on
+    Premium, every rule satisfied (so true when nothing is required); on Free, anyone
+    approved.
+    """
+
+    approved: bool
+    approved_by: tuple[str, ...]
+    approvals_required: int
+    approvals_left: int
+
+
 class _Unexpected(Exception):
     """GitLab's answer did not have the shape its documentation promises."""
 
@@ -236,6 +272,25 @@ def _merge_request(data: Any, ref: MergeRequestRef) -> MergeRequestInfo:
     )
 
 
+def _note(data: Any) -> Note:
+    return Note(
+        id=int(data["id"]),
+        body=str(data["body"]),
+        author=str(data["author"]["username"]),
+        system=bool(data.get("system", False)),
+        created_at=str(data.get("created_at") or ""),
+    )
+
+
+def _approvals(data: Any) -> Approvals:
+    return Approvals(
+        approved=bool(data["approved"]),
+        approved_by=tuple(str(a["user"]["username"]) for a in data.get("approved_by") or ()),
+        approvals_required=int(data.get("approvals_required") or 0),
+        approvals_left=int(data.get("approvals_left") or 0),
+    )
+
+
 def _changed_paths(diffs: Iterable[Any]) -> list[str]:
     paths: dict[str, None] = {}  # an ordered set
     for diff in diffs:
@@ -267,6 +322,7 @@ class GitLab:
         self.url = url.rstrip("/")
         self._token = token
         self._max_retries = max_retries
+        self._me: GitLabUser | None = None
         self._client = gitlab.Gitlab(
             self.url,
             private_token=token,
@@ -363,6 +419,75 @@ class GitLab:
             what, lambda items: [(_user(m), int(m["access_level"])) for m in items], found
         )
 
+    async def user_by_id(self, user_id: int) -> GitLabUser | None:
+        """The user with this id (``GET /users/:id``, with ``public_email``), if any."""
+        what = f"user {user_id}"
+        try:
+            data = await self._get(what, f"/users/{int(user_id)}")
+        except GitLabNotFound:
+            return None
+        return self._parse(what, _user, data)
+
+    async def current_user(self) -> GitLabUser:
+        """The token's own account (``GET /user``): the author of the bot's notes.
+
+        Read once, then remembered: an account does not change hands.
+        """
+        if self._me is None:
+            data = await self._get("the token's user", "/user")
+            self._me = self._parse("the token's user", _user, data)
+        return self._me
+
+    async def recent_notes(self, project_id: int, iid: int, limit: int = 50) -> list[Note]:
+        """The MR's most recent notes (system notes included), newest first; one page."""
+        what = f"notes of merge request {project_id}!{iid}"
+        found = await self._list(
+            what,
+            f"/projects/{project_id}/merge_requests/{iid}/notes",
+            {"sort": "desc", "order_by": "created_at"},
+            get_all=False,
+            per_page=max(1, min(limit, PER_PAGE)),
+        )
+        return self._parse(what, lambda items: [_note(item) for item in items], found)
+
+    async def approvals(self, project_id: int, iid: int) -> Approvals:
+        what = f"approvals of merge request {project_id}!{iid}"
+        data = await self._get(what, f"/projects/{project_id}/merge_requests/{iid}/approvals")
+        return self._parse(what, _approvals, data)
+
+    # Writes -----------------------------------------------------------------------------
+
+    async def post_note(self, project_id: int, iid: int, body: str) -> Note:
+        """Comment on the MR (``POST .../notes``), as the token's user.
+
+        Never retried on a 5xx, a timeout or a lost connection: GitLab may have stored
+        the note before the answer was lost, and a retry would post it twice. A 429 is
+        retried (GitLab refused before doing anything). On :class:`GitLabUnavailable`
+        the note may or may not exist: look before posting again.
+        """
+        what = f"note on merge request {project_id}!{iid}"
+        data = await self._post(
+            what, f"/projects/{project_id}/merge_requests/{iid}/notes", {"body": body}
+        )
+        return self._parse(what, _note, data)
+
+    async def set_reviewers(
+        self, project_id: int, iid: int, reviewer_ids: Sequence[int]
+    ) -> MergeRequestInfo:
+        """Make ``reviewer_ids`` the MR's reviewers, replacing any (``[]`` clears them).
+
+        GitLab drops ids of unknown users silently, and GitLab Free keeps only the
+        first reviewer: the returned MR says who the reviewers really are.
+        """
+        ref = MergeRequestRef(str(project_id), iid)
+        what = f"reviewers of merge request {project_id}!{iid}"
+        data = await self._put(
+            what,
+            f"/projects/{project_id}/merge_requests/{iid}",
+            {"reviewer_ids": [int(i) for i in reviewer_ids]},
+        )
+        return self._parse(what, _merge_request, data, ref)
+
     # Transport --------------------------------------------------------------------------
     # Each helper runs one python-gitlab call in a worker thread and translates its
     # errors; new endpoints (notes, reviewers, approvals) are built on these.
@@ -385,13 +510,14 @@ class GitLab:
         query: Mapping[str, Any] | None = None,
         *,
         get_all: bool = True,
+        per_page: int = PER_PAGE,
     ) -> list[Any]:
         """Every page (following GitLab's ``Link`` header), or only the first."""
 
         def call() -> list[Any]:
             result = self._client.http_list(
                 path,
-                query_data={**(query or {}), "per_page": PER_PAGE},
+                query_data={**(query or {}), "per_page": per_page},
                 get_all=get_all,
                 max_retries=self._max_retries,
             )
@@ -412,11 +538,41 @@ class GitLab:
 
         return await self._call(what, call)
 
-    async def _call(self, what: str, call: Callable[[], T]) -> T:
+    async def _post(self, what: str, path: str, data: Mapping[str, Any]) -> Any:
+        """A POST that is never retried blindly: only a 429 (refused, so not done)."""
+
+        def call() -> Any:
+            result = self._client.http_post(
+                path,
+                post_data=dict(data),
+                retry_transient_errors=False,
+                obey_rate_limit=True,
+                max_retries=self._max_retries,
+            )
+            if isinstance(result, requests.Response):
+                raise _Unexpected(f"not JSON but {result.headers.get('Content-Type')}")
+            return result
+
+        return await self._call(what, call, transient_retries=False)
+
+    async def _put(self, what: str, path: str, data: Mapping[str, Any]) -> Any:
+        """A PUT of a whole value: idempotent, so retried like a read."""
+
+        def call() -> Any:
+            result = self._client.http_put(
+                path, post_data=dict(data), max_retries=self._max_retries
+            )
+            if isinstance(result, requests.Response):
+                raise _Unexpected(f"not JSON but {result.headers.get('Content-Type')}")
+            return result
+
+        return await self._call(what, call)
+
+    async def _call(self, what: str, call: Callable[[], T], *, transient_retries: bool = True) -> T:
         try:
             return await asyncio.to_thread(call)
         except gle.GitlabError as e:
-            raise self._translated(what, e) from e
+            raise self._translated(what, e, transient_retries=transient_retries) from e
         except (
             requests.ConnectionError,
             requests.Timeout,
@@ -436,7 +592,9 @@ class GitLab:
                 self._clean(f"{what}: GitLab answered in an unexpected shape ({e!r})")
             ) from e
 
-    def _translated(self, what: str, error: gle.GitlabError) -> GitLabError:
+    def _translated(
+        self, what: str, error: gle.GitlabError, *, transient_retries: bool = True
+    ) -> GitLabError:
         status = error.response_code
         detail = error.error_message
         if not isinstance(detail, str):
@@ -454,7 +612,10 @@ class GitLab:
         elif status is not None and (status == 429 or status >= 500):
             cls = GitLabUnavailable
             retries = self._max_retries
-            detail += f" (after {retries} {'retry' if retries == 1 else 'retries'})"
+            if status != 429 and not transient_retries:
+                detail += " (not retried)"
+            else:
+                detail += f" (after {retries} {'retry' if retries == 1 else 'retries'})"
         message = f"{what}: GitLab answered {detail}" if status else f"{what}: {detail}"
         translated = cls(self._clean(message), status=status)
         if cls is GitLabUnavailable:

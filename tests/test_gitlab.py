@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.gitlab import (
+    Approvals,
     GitLab,
     GitLabError,
     GitLabForbidden,
@@ -24,6 +25,7 @@ from bot.gitlab import (
     GitLabUnavailable,
     GitLabUser,
     MergeRequestRef,
+    Note,
     UserStatus,
     parse_mr_url,
 )
@@ -513,3 +515,203 @@ async def test_calls_run_concurrently(gl: GitLab, standin: GitLabStandIn) -> Non
     )
     assert [i.iid for i in infos] == [1, 1, 1]
     assert time.monotonic() - started < 0.8  # not 3 x 0.3 s one after the other
+
+
+# --- the bot's account, notes, reviewers, approvals ------------------------------------
+
+
+async def test_user_by_id(gl: GitLab, standin: GitLabStandIn) -> None:
+    alice = standin.user("alice")
+    found = await gl.user_by_id(alice["id"])
+    assert found == GitLabUser(alice["id"], "alice", "Alice A", "active", "Alice@Example.com")
+    assert await gl.user_by_id(99_999) is None
+
+
+async def test_current_user_is_read_once(gl: GitLab, standin: GitLabStandIn) -> None:
+    me = await gl.current_user()
+    assert (me.id, me.username) == (standin.bot["id"], "roulette-bot")
+    assert await gl.current_user() is me
+    assert standin.requests == [("GET", "/api/v4/user")]
+
+
+async def test_post_note(gl: GitLab, standin: GitLabStandIn) -> None:
+    info = await gl.merge_request(MergeRequestRef("g/sub/p", 1))
+    note = await gl.post_note(info.project_id, 1, "Picked @bob :game_die:")
+    assert isinstance(note, Note)
+    assert (note.body, note.author, note.system) == (
+        "Picked @bob :game_die:",
+        "roulette-bot",
+        False,
+    )
+    assert note.created_at.endswith("Z")
+    stored = standin.notes("g/sub/p", 1)
+    assert [(n["id"], n["body"]) for n in stored] == [(note.id, note.body)]
+    assert standin.writes[-1][2] == {"body": "Picked @bob :game_die:"}
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["lost-before", "lost-after-storing"])
+async def test_post_note_is_not_retried_into_a_duplicate(
+    gl: GitLab, standin: GitLabStandIn, after: bool
+) -> None:
+    info = await gl.merge_request(MergeRequestRef("g/sub/p", 1))
+    standin.fail_next(r"/notes$", 502, method="POST", after=after)
+    with pytest.raises(GitLabUnavailable) as caught:
+        await gl.post_note(info.project_id, 1, "Picked @bob")
+    assert str(caught.value) == (
+        f"note on merge request {info.project_id}!1: GitLab answered 502 Bad Gateway (not retried)"
+    )
+    posts = [path for method, path in standin.requests if method == "POST"]
+    assert len(posts) == 1  # python-gitlab would have retried max_retries times
+    assert len(standin.notes("g/sub/p", 1)) == (1 if after else 0)
+
+
+async def test_post_note_is_not_retried_after_a_timeout(url: str, standin: GitLabStandIn) -> None:
+    client = GitLab(url, TOKEN, timeout=0.2, max_retries=3)
+    standin.delay_next(r"/notes$", 0.5, method="POST", after=True)  # stored, answered late
+    try:
+        with pytest.raises(GitLabUnavailable, match="timed out"):
+            await client.post_note(standin.project("g/sub/p")["id"], 1, "slow")
+    finally:
+        await client.close()
+    assert [n["body"] for n in standin.notes("g/sub/p", 1)] == ["slow"]
+    assert sum(method == "POST" for method, _ in standin.requests) == 1
+
+
+async def test_post_note_waits_out_a_rate_limit(gl: GitLab, standin: GitLabStandIn) -> None:
+    # A 429 is GitLab's rate limiter refusing before doing anything: safe to retry.
+    standin.fail_next(r"/notes$", 429, method="POST", retry_after=0)
+    project_id = standin.project("g/sub/p")["id"]
+    await gl.post_note(project_id, 1, "once")
+    assert [n["body"] for n in standin.notes("g/sub/p", 1)] == ["once"]
+    assert sum(method == "POST" for method, _ in standin.requests) == 2
+
+
+async def test_post_note_errors(gl: GitLab, standin: GitLabStandIn) -> None:
+    project_id = standin.project("g/sub/p")["id"]
+    with pytest.raises(GitLabError) as caught:
+        await gl.post_note(project_id, 1, "   ")
+    assert type(caught.value) is GitLabError and caught.value.status == 400
+    assert "can't be blank" in str(caught.value)
+    with pytest.raises(GitLabNotFound, match="404 Not found"):
+        await gl.post_note(project_id, 99, "hello")
+
+
+async def test_recent_notes_newest_first_one_page(gl: GitLab, standin: GitLabStandIn) -> None:
+    for i in range(6):
+        standin.add_note("g/sub/p", 1, "alice", f"comment {i}")
+    standin.approve("g/sub/p", 1, "carol")  # a system note
+    project_id = standin.project("g/sub/p")["id"]
+    notes = await gl.recent_notes(project_id, 1, limit=3)
+    assert [(n.body, n.author, n.system) for n in notes] == [
+        ("approved this merge request", "carol", True),
+        ("comment 5", "alice", False),
+        ("comment 4", "alice", False),
+    ]
+    assert standin.requests == [
+        (
+            "GET",
+            f"/api/v4/projects/{project_id}/merge_requests/1/notes"
+            "?sort=desc&order_by=created_at&per_page=3",
+        )
+    ]
+    assert len(await gl.recent_notes(project_id, 1)) == 7
+    assert await gl.recent_notes(project_id, 2) == []
+
+
+async def test_set_reviewers(gl: GitLab, standin: GitLabStandIn) -> None:
+    info = await gl.merge_request(MergeRequestRef("g/sub/p", 1))
+    alice, carol = standin.user("alice")["id"], standin.user("carol")["id"]
+    updated = await gl.set_reviewers(info.project_id, 1, [carol, alice, 99_999])
+    assert updated.reviewers == ("carol", "alice")  # the unknown id: dropped by GitLab
+    assert updated.reviewer_ids == (carol, alice)
+    assert updated.project_path == "g/sub/p" and updated.title == "Add the thing"
+    assert standin.writes[-1][2] == {"reviewer_ids": [carol, alice, 99_999]}
+    cleared = await gl.set_reviewers(info.project_id, 1, [])
+    assert cleared.reviewers == () and cleared.reviewer_ids == ()
+    assert standin.merge_request("g/sub/p", 1)["reviewers"] == []
+
+
+async def test_set_reviewers_is_retried_as_it_is_idempotent(
+    gl: GitLab, standin: GitLabStandIn
+) -> None:
+    project_id = standin.project("g/sub/p")["id"]
+    carol = standin.user("carol")["id"]
+    standin.fail_next(r"/merge_requests/1$", 502, method="PUT", after=True)
+    updated = await gl.set_reviewers(project_id, 1, [carol])
+    assert updated.reviewers == ("carol",)
+    assert sum(method == "PUT" for method, _ in standin.requests) == 2
+    # The second PUT found carol already there: one change, one system note.
+    assert [n["body"] for n in standin.notes("g/sub/p", 1)] == ["removed review request for @bob"]
+
+
+async def test_set_reviewers_errors(gl: GitLab, standin: GitLabStandIn) -> None:
+    with pytest.raises(GitLabNotFound, match="404 Not found"):
+        await gl.set_reviewers(standin.project("g/sub/p")["id"], 99, [1])
+    with pytest.raises(GitLabNotFound, match="404 Project Not Found"):
+        await gl.set_reviewers(99_999, 1, [1])
+
+
+async def test_approvals(gl: GitLab, standin: GitLabStandIn) -> None:
+    mr = standin.add_merge_request("g/sub/p", author="alice", approvals_required=2)
+    standin.approve("g/sub/p", mr["iid"], "bob")
+    project_id = mr["project_id"]
+    assert await gl.approvals(project_id, mr["iid"]) == Approvals(False, ("bob",), 2, 1)
+    standin.approve("g/sub/p", mr["iid"], "carol")
+    assert await gl.approvals(project_id, mr["iid"]) == Approvals(True, ("bob", "carol"), 2, 0)
+    assert await gl.approvals(project_id, 1) == Approvals(True, (), 0, 0)
+
+
+async def test_approvals_on_gitlab_free() -> None:
+    free = GitLabStandIn(TOKEN, premium=False)
+    free.add_user("alice")
+    free.add_user("bob")
+    project = free.add_project("g/p")
+    free.add_merge_request("g/p", author="alice")
+    async with serve(free) as url:
+        client = GitLab(url, TOKEN)
+        try:
+            assert await client.approvals(project["id"], 1) == Approvals(False, (), 0, 0)
+            free.approve("g/p", 1, "bob")
+            assert await client.approvals(project["id"], 1) == Approvals(True, ("bob",), 0, 0)
+        finally:
+            await client.close()
+
+
+async def test_the_token_never_shows_in_write_errors(
+    url: str, standin: GitLabStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    project_id = standin.project("g/sub/p")["id"]
+    wrong = GitLab(url, OTHER_TOKEN, max_retries=0)
+    right = GitLab(url, TOKEN, max_retries=1)
+    attempts = [
+        wrong.post_note(project_id, 1, "x"),
+        wrong.set_reviewers(project_id, 1, []),
+        wrong.current_user(),
+        right.post_note(project_id, 1, "x"),
+        right.set_reviewers(project_id, 1, []),
+    ]
+    errors = []
+    for number, attempt in enumerate(attempts):
+        if number == 3:  # the right token now meets a failing GitLab
+            standin.fail_next(r"/notes$", 503, method="POST")
+            standin.fail_next(r"/merge_requests/1$", 503, times=10, method="PUT")
+        with pytest.raises(GitLabError) as caught:
+            await attempt
+        errors.append(caught.value)
+    for client in (wrong, right):
+        await client.close()
+    assert [type(e) for e in errors] == [
+        GitLabForbidden,
+        GitLabForbidden,
+        GitLabForbidden,
+        GitLabUnavailable,
+        GitLabUnavailable,
+    ]
+    assert str(errors[-1]).endswith("503 Service Unavailable (after 1 retry)")
+    for error in errors:
+        text = "".join(traceback.format_exception(error)) + repr(error)
+        assert TOKEN not in text and OTHER_TOKEN not in text
+        assert "\n" not in str(error)
+    assert TOKEN not in caplog.text and OTHER_TOKEN not in caplog.text
+    assert standin.notes("g/sub/p", 1) == []

@@ -309,7 +309,7 @@ async def test_pagination_headers_use_the_request_host(standin: GitLabStandIn) -
             assert got == {
                 "X-Page": "2",
                 "X-Per-Page": "50",
-                "X-Total": "133",
+                "X-Total": "134",  # 3 + 130, and the token's own (bot) user
                 "X-Total-Pages": "3",
             }
             assert (r.headers["X-Next-Page"], r.headers["X-Prev-Page"]) == ("3", "1")
@@ -401,3 +401,333 @@ def test_model_api_validates() -> None:
     )
     assert mr["changes_count"] == "3"
     assert s.merge_request("g/p", mr["iid"])["id"] == mr["id"]
+
+
+# --- the token's user, notes, reviewers, approvals ---------------------------------------
+
+NOTE_KEYS = {
+    "id",
+    "type",
+    "body",
+    "attachment",
+    "author",
+    "created_at",
+    "updated_at",
+    "system",
+    "noteable_id",
+    "noteable_type",
+    "project_id",
+    "noteable_iid",
+    "resolvable",
+    "confidential",
+    "internal",
+}
+
+
+async def test_current_user_is_the_tokens_bot(url: str, standin: GitLabStandIn) -> None:
+    def scenario() -> Any:
+        with client(url) as gl:
+            gl.auth()
+            return gl.user
+
+    me, caught = await in_thread(scenario)
+    assert caught == []  # web_url matches the client's URL: no misconfiguration warning
+    assert (me.username, me.bot) == ("roulette-bot", True)
+    assert me.id == standin.bot["id"] and me.email == "roulette-bot@127.0.0.1"
+    assert standin.requests == [("GET", "/api/v4/user")]
+    # The bot's id is its own: users added later keep theirs (alice 1, bob 2...).
+    assert standin.user("alice")["id"] == 1 and standin.add_user("dave")["id"] != me.id
+
+    def anonymous() -> gle.GitlabAuthenticationError:
+        with client(url, None) as gl, pytest.raises(gle.GitlabAuthenticationError) as e:
+            gl.auth()
+        return e.value
+
+    error, _ = await in_thread(anonymous)
+    assert error.response_code == 401
+
+
+async def test_notes_create_and_list(url: str, standin: GitLabStandIn) -> None:
+    standin.add_note("g/sub/p", 1, "alice", "first")
+    standin.add_note("g/sub/p", 1, "bob", "second")
+
+    def scenario() -> tuple[Any, Any, list[Any], list[Any], list[Any], list[Any]]:
+        with client(url) as gl:
+            mr = gl.projects.get("g/sub/p", lazy=True).mergerequests.get(1)
+            created = mr.notes.create({"body": "@alice please review"})
+            return (
+                mr,
+                created,
+                mr.notes.list(get_all=True),  # GitLab's default: newest first
+                mr.notes.list(sort="asc", order_by="created_at", get_all=True),
+                mr.notes.list(sort="desc", per_page=2, page=1),
+                mr.notes.list(sort="asc", per_page=2, get_all=True),
+            )
+
+    (mr, created, default, ascending, first_page, paged), caught = await in_thread(scenario)
+    assert caught == []
+    assert set(created.attributes) >= NOTE_KEYS
+    assert created.body == "@alice please review"
+    assert created.author["username"] == "roulette-bot"
+    assert created.system is False and created.type is None
+    assert created.noteable_id == mr.id != mr.iid  # the MR's global id
+    assert (created.noteable_type, created.noteable_iid) == ("MergeRequest", 1)
+    assert created.resolvable is False and created.internal is False
+    # the MR's project_id, not the path it was read by
+    assert ("POST", f"/api/v4/projects/{mr.project_id}/merge_requests/1/notes") in standin.requests
+    bodies = ["first", "second", "@alice please review"]
+    assert [n.body for n in ascending] == bodies
+    assert [n.body for n in default] == bodies[::-1]
+    assert [n.body for n in first_page] == bodies[::-1][:2]
+    assert [n.body for n in paged] == bodies
+    assert standin.notes("g/sub/p", 1)[-1]["id"] == created.id
+    assert mr.user_notes_count == 2  # read before the bot's note
+
+
+async def test_note_errors(url: str, standin: GitLabStandIn) -> None:
+    path = "/projects/g%2Fsub%2Fp/merge_requests/1/notes"
+
+    def scenario() -> list[tuple[int | None, Any]]:
+        errors = []
+        with client(url) as gl:
+            calls: list[Callable[[], Any]] = [
+                lambda: gl.http_post(path, post_data={}),
+                lambda: gl.http_post(path, post_data={"body": "   "}),
+                lambda: gl.http_post(path.replace("/1/", "/99/"), post_data={"body": "x"}),
+                lambda: gl.http_get(path, query_data={"sort": "sideways"}),
+                lambda: gl.http_get(path, query_data={"order_by": "id"}),
+            ]
+            for call in calls:
+                with pytest.raises(gle.GitlabHttpError) as caught:
+                    call()
+                errors.append((caught.value.response_code, caught.value.error_message))
+        return errors
+
+    errors, _ = await in_thread(scenario)
+    assert errors == [
+        (400, "body is missing"),  # Grape's {"error": ...}
+        (400, '400 Bad request - Note {:note=>["can\'t be blank"]}'),
+        (404, "404 Not found"),
+        (400, "sort does not have a valid value"),
+        (400, "order_by does not have a valid value"),
+    ]
+    assert standin.notes("g/sub/p", 1) == []
+
+
+async def test_note_as_form_and_query_and_activity_filter(url: str, standin: GitLabStandIn) -> None:
+    standin.set_reviewers("g/sub/p", 1, ["carol"])  # leaves a system note
+    notes = f"{url}/api/v4/projects/g%2Fsub%2Fp/merge_requests/1/notes"
+    async with aiohttp.ClientSession(headers={"PRIVATE-TOKEN": TOKEN}) as http:
+        async with http.post(notes, data={"body": "as a form"}) as r:
+            assert r.status == 201 and (await r.json())["body"] == "as a form"
+        async with http.post(notes + "?body=in+the+query") as r:
+            assert r.status == 201
+        async with http.get(notes + "?activity_filter=only_comments&sort=asc") as r:
+            assert [n["body"] for n in await r.json()] == ["as a form", "in the query"]
+        async with http.get(notes + "?activity_filter=only_activity") as r:
+            assert [n["body"] for n in await r.json()] == [
+                "requested review from @carol and removed review request for @bob"
+            ]
+
+
+async def test_update_reviewer_ids(url: str, standin: GitLabStandIn) -> None:
+    ids = {name: standin.user(name)["id"] for name in ("alice", "bob", "carol")}
+
+    def scenario() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        with client(url) as gl:
+            mrs = gl.projects.get("g/sub/p", lazy=True).mergerequests
+            both = mrs.update(1, {"reviewer_ids": [ids["alice"], ids["carol"], 999]})
+            cleared = mrs.update(1, {"reviewer_ids": []})
+            zero = mrs.update(1, {"reviewer_ids": [ids["bob"]]}) and mrs.update(
+                1, {"reviewer_ids": [0]}
+            )
+            return both, cleared, zero
+
+    (both, cleared, zero), caught = await in_thread(scenario)
+    assert caught == []
+    assert [r["username"] for r in both["reviewers"]] == ["alice", "carol"]  # 999: dropped
+    assert cleared["reviewers"] == [] and zero["reviewers"] == []
+    assert both["updated_at"] != standin.merge_request("g/sub/p", 2)["updated_at"]
+    assert [n["body"] for n in standin.notes("g/sub/p", 1) if n["system"]] == [
+        "requested review from @alice and @carol and removed review request for @bob",
+        "removed review request for @alice and @carol",
+        "requested review from @bob",
+        "removed review request for @bob",
+    ]
+    assert all(n["author"]["username"] == "roulette-bot" for n in standin.notes("g/sub/p", 1))
+    method, path, sent = standin.writes[0]
+    assert (method, path) == ("PUT", "/api/v4/projects/g%2Fsub%2Fp/merge_requests/1")
+    assert sent == {"reviewer_ids": [ids["alice"], ids["carol"], 999]}
+
+
+async def test_mr_save_resends_extra_keys_that_are_ignored(
+    url: str, standin: GitLabStandIn
+) -> None:
+    carol = standin.user("carol")["id"]
+
+    def scenario() -> Any:
+        with client(url) as gl:
+            mr = gl.projects.get("g/sub/p", lazy=True).mergerequests.get(1)
+            assert [r["username"] for r in mr.reviewers] == ["bob"]  # a read of the list...
+            mr.reviewer_ids = [carol]
+            mr.save()
+            return mr
+
+    mr, caught = await in_thread(scenario)
+    assert caught == []
+    _, _, sent = standin.writes[-1]
+    assert sent["reviewer_ids"] == [carol]
+    assert "reviewers" in sent  # ...makes python-gitlab resend it: GitLab ignores it
+    assert [r["username"] for r in mr.reviewers] == ["carol"]  # updated from the answer
+    assert [r["username"] for r in standin.merge_request("g/sub/p", 1)["reviewers"]] == ["carol"]
+
+
+async def test_update_forms_and_validation(url: str, standin: GitLabStandIn) -> None:
+    ids = [standin.user(name)["id"] for name in ("alice", "carol")]
+    mr_url = f"{url}/api/v4/projects/g%2Fsub%2Fp/merge_requests/1"
+    async with aiohttp.ClientSession(headers={"PRIVATE-TOKEN": TOKEN}) as http:
+        form = [("reviewer_ids[]", str(ids[0])), ("reviewer_ids[]", str(ids[1]))]
+        async with http.put(mr_url, data=form) as r:
+            assert [u["username"] for u in (await r.json())["reviewers"]] == ["alice", "carol"]
+        async with http.put(mr_url, data={"reviewer_ids": ""}) as r:
+            assert (await r.json())["reviewers"] == []
+        async with http.put(mr_url + f"?reviewer_ids={ids[1]},{ids[0]}") as r:
+            assert [u["username"] for u in (await r.json())["reviewers"]] == ["carol", "alice"]
+        for body, error in [
+            ({"reviewers": []}, "at least one parameter must be provided"),
+            ({"reviewer_ids": ["bob"]}, "reviewer_ids is invalid"),
+            ({"state_event": "merge"}, "state_event does not have a valid value"),
+            ({"title": " "}, "title is empty"),
+        ]:
+            async with http.put(mr_url, json=body) as r:
+                assert r.status == 400
+                assert error in (await r.json())["error"]
+        async with http.put(mr_url.removesuffix("/1") + "/99", json={"title": "x"}) as r:
+            assert (r.status, await r.json()) == (404, {"message": "404 Not found"})
+
+
+async def test_update_title_labels_and_state(url: str, standin: GitLabStandIn) -> None:
+    def scenario() -> list[dict[str, Any]]:
+        with client(url) as gl:
+            mrs = gl.projects.get("g/sub/p", lazy=True).mergerequests
+            return [
+                mrs.update(2, {"title": "WIP thing, done"}),
+                mrs.update(2, {"add_labels": "ready,backend", "remove_labels": ["nope"]}),
+                mrs.update(2, {"state_event": "close"}),
+                mrs.update(2, {"state_event": "reopen", "description": "now"}),
+            ]
+
+    (ready, labelled, closed, reopened), _ = await in_thread(scenario)
+    assert ready["draft"] is False and ready["title"] == "WIP thing, done"
+    assert ready["detailed_merge_status"] == "mergeable"
+    assert labelled["labels"] == ["ready", "backend"]
+    assert closed["state"] == "closed" and closed["closed_by"]["username"] == "roulette-bot"
+    assert closed["detailed_merge_status"] == "not_open"
+    assert reopened["state"] == "opened" and reopened["description"] == "now"
+    assert [n["body"] for n in standin.notes("g/sub/p", 2)] == [
+        "changed title from **WIP thing** to **WIP thing, done**",
+        "marked this merge request as **ready**",
+        "closed",
+        "reopened",
+    ]
+
+
+async def test_approvals(url: str, standin: GitLabStandIn) -> None:
+    mr = standin.add_merge_request("g/sub/p", author="alice", approvals_required=2)
+    standin.approve("g/sub/p", mr["iid"], "bob")
+    standin.approve("g/sub/p", mr["iid"], "bob")  # twice: still one approval
+
+    def scenario() -> tuple[Any, Any]:
+        with client(url) as gl:
+            p = gl.projects.get("g/sub/p", lazy=True)
+            approvals = p.mergerequests.get(mr["iid"], lazy=True).approvals.get()
+            return approvals, p.mergerequests.get(1, lazy=True).approvals.get()
+
+    (approvals, none_required), caught = await in_thread(scenario)
+    assert caught == []
+    assert [a["user"]["username"] for a in approvals.approved_by] == ["bob"]
+    assert (approvals.approvals_required, approvals.approvals_left) == (2, 1)
+    assert approvals.approved is False
+    assert approvals.user_has_approved is False and approvals.user_can_approve is True
+    assert none_required.approved is True and none_required.approvals_left == 0
+    assert standin.merge_request("g/sub/p", mr["iid"])["detailed_merge_status"] == "not_approved"
+    standin.approve("g/sub/p", mr["iid"], "carol")
+    assert standin.merge_request("g/sub/p", mr["iid"])["detailed_merge_status"] == "mergeable"
+    standin.unapprove("g/sub/p", mr["iid"], "bob")
+    assert [n["body"] for n in standin.notes("g/sub/p", mr["iid"])] == [
+        "approved this merge request",
+        "approved this merge request",
+        "unapproved this merge request",
+    ]
+
+
+async def test_gitlab_free_approvals_and_single_reviewer() -> None:
+    free = GitLabStandIn(TOKEN, premium=False)
+    for name in ("alice", "bob", "carol"):
+        free.add_user(name)
+    free.add_project("g/p")
+    free.add_merge_request("g/p", author="alice")
+    free.approve("g/p", 1, "bob")
+    async with serve(free) as url:
+
+        def scenario() -> tuple[Any, dict[str, Any]]:
+            with client(url) as gl:
+                mrs = gl.projects.get("g/p", lazy=True).mergerequests
+                both = [free.user("bob")["id"], free.user("carol")["id"]]
+                return mrs.get(1, lazy=True).approvals.get(), mrs.update(1, {"reviewer_ids": both})
+
+        (approvals, updated), _ = await in_thread(scenario)
+    assert approvals.attributes.keys() >= {"approved", "approved_by", "user_has_approved"}
+    assert "approvals_required" not in approvals.attributes
+    assert approvals.approved is True
+    assert [r["username"] for r in updated["reviewers"]] == ["bob"]  # Free: one reviewer
+
+
+async def test_failure_after_the_work_is_done(url: str, standin: GitLabStandIn) -> None:
+    standin.fail_next(r"/notes$", 502, method="POST", after=True)
+
+    def scenario() -> gle.GitlabCreateError:
+        with client(url) as gl, pytest.raises(gle.GitlabCreateError) as caught:
+            mr = gl.projects.get("g/sub/p", lazy=True).mergerequests.get(1, lazy=True)
+            mr.notes.create({"body": "lost answer"})
+        return caught.value
+
+    error, _ = await in_thread(scenario)
+    assert error.response_code == 502
+    assert [n["body"] for n in standin.notes("g/sub/p", 1)] == ["lost answer"]  # yet stored
+
+
+def test_model_api_for_merge_request_life() -> None:
+    s = GitLabStandIn()
+    s.add_user("alice")
+    s.add_user("bob")
+    s.add_project("g/p")
+    s.add_merge_request("g/p", author="alice", title="Thing")
+    s.set_draft("g/p", 1)
+    assert s.merge_request("g/p", 1)["title"] == "Draft: Thing"
+    s.set_draft("g/p", 1, False, by="bob")
+    assert s.merge_request("g/p", 1)["draft"] is False
+    note = s.add_note("g/p", 1, "bob", "LGTM", internal=True)
+    assert note["internal"] is True and note["author"]["username"] == "bob"
+    s.close("g/p", 1)
+    with pytest.raises(ValueError, match="cannot close"):
+        s.close("g/p", 1)
+    with pytest.raises(ValueError, match="not opened"):
+        s.merge("g/p", 1)
+    s.reopen("g/p", 1)
+    merged = s.merge("g/p", 1, by="bob")
+    assert merged["state"] == "merged" and merged["merged_by"]["username"] == "bob"
+    assert merged["merge_commit_sha"] and merged["merged_at"]
+    assert [n["body"] for n in s.notes("g/p", 1) if n["system"]] == [
+        "marked this merge request as **draft**",
+        "marked this merge request as **ready**",
+        "closed",
+        "reopened",
+        "merged",
+    ]
+    assert s.bot["username"] == "roulette-bot"
+    assert s.label("g/p", "backend")["id"] == s.label("g/p", "backend")["id"]
+    with pytest.raises(KeyError):
+        s.notes("g/p", 9)
+    with pytest.raises(ValueError, match="already exists"):
+        s.add_user("roulette-bot")
