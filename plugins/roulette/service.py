@@ -32,7 +32,7 @@ from bot.gitlab import (
     MergeRequestRef,
     UserStatus,
 )
-from bot.models import MrReview, OooStatus, ReviewerAssignment, User
+from bot.models import MrReview, OooStatus, ReviewerAssignment, Team, User
 from bot.settings import RouletteConfig, Settings
 from plugins.roulette import engine
 from plugins.roulette.codeowners import CodeOwners, Owner, parse
@@ -201,10 +201,9 @@ class RouletteService:
                 codeowners.parsed.all_owners(paths), mr.project_id, warnings
             )
 
-        configured = self.people()
         flags = flags or Flags()
-        history = await self.history(configured, mr, now, with_responses=flags.reroll)
-        people = configured + list(history.inactive)
+        history = await self.history(self.people(), mr, now, with_responses=flags.reroll)
+        people = list(history.people)
         team = self.team_of(mr, people)
         candidates = [p for p in people if p.active and p.username.lower() != mr.author.lower()]
         availability = await self.availability(candidates, history.ooo)
@@ -408,13 +407,14 @@ class RouletteService:
         with_responses: bool = False,
     ) -> _History:
         if self.sessions is None:
-            return _History(engine.Load(), frozenset(), frozenset())
+            return _History(tuple(people), engine.Load(), frozenset(), frozenset())
         try:
             async with self.sessions() as session:
                 return await _read_history(session, people, mr, now, with_responses)
         except SQLAlchemyError as e:
             log.warning("no review history: %s", type(e).__name__)
             return _History(
+                tuple(people),
                 engine.Load(),
                 frozenset(),
                 frozenset(),
@@ -424,10 +424,10 @@ class RouletteService:
 
 @dataclass(frozen=True)
 class _History:
+    people: tuple[engine.Person, ...]  # the configured people, then those only stored
     load: engine.Load
     ooo: frozenset[str]
     responded: frozenset[str]
-    inactive: tuple[engine.Person, ...] = ()
     warnings: tuple[str, ...] = ()
 
 
@@ -442,8 +442,23 @@ async def _read_history(
     now: datetime,
     with_responses: bool,
 ) -> _History:
-    """Open reviews and 24 h assignments per user, today's absences, who answered."""
+    """The organisation, open and 24 h assignments per user, today's absences, who answered.
+
+    The configured people come first and are described by the configuration; the
+    database adds members read from GitLab groups and those who left (inactive).
+    """
     name = User.gitlab_username
+    configured = {p.username.lower() for p in people}
+    stored = await session.execute(
+        select(name, Team.name, User.role, User.timezone, User.max_active_reviews, User.is_active)
+        .outerjoin(Team, Team.id == User.team_id)
+        .order_by(name)
+    )
+    people = list(people) + [
+        engine.Person(str(n), team, role, zone, cap, bool(active))
+        for n, team, role, zone, cap, active in stored.all()
+        if n.lower() not in configured
+    ]
     assignment, review = ReviewerAssignment, MrReview
     is_active = (assignment.status == "active") & (review.state == "open")
     is_recent = assignment.assigned_at >= now - timedelta(hours=24)
@@ -498,14 +513,9 @@ async def _read_history(
         )
         responded = frozenset(str(n) for n in responded_rows.all())
 
-    # People who left the configuration stay in the database, inactive.
-    configured = {p.username.lower() for p in people}
-    left = await session.scalars(select(name).where(User.is_active.is_(False)))
     return _History(
+        people=tuple(people),
         load=engine.Load(active=active, recent=frozenset(recent)),
         ooo=frozenset(away),
         responded=responded,
-        inactive=tuple(
-            engine.Person(str(n), active=False) for n in left.all() if n.lower() not in configured
-        ),
     )

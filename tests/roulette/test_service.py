@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.cache import MemoryCache
 from bot.db import create_engine, create_sessionmaker
 from bot.gitlab import GitLab, MergeRequestRef
-from bot.models import MrReview, OooStatus, ReviewerAssignment, User
+from bot.models import MrReview, OooStatus, ReviewerAssignment, Team, User
 from bot.sandbox.gitlab import GitLabStandIn
 from bot.settings import Settings
 from bot.users import sync_organisation
@@ -183,3 +183,15 @@ async def test_a_user_removed_from_the_config_is_listed_inactive(
         session.add(User(gitlab_username="gone", is_active=False))
     plan = await service.plan(REF, now=NOW)
     assert ("gone", "inactive") in {(e.username, e.reason) for e in plan.selection.excluded}
+
+
+async def test_members_read_from_gitlab_groups_can_be_picked(
+    service: RouletteService, sessions: Sessions
+) -> None:
+    async with sessions.begin() as session:
+        team = await session.scalar(select(Team).where(Team.name == "frontend"))
+        assert team is not None
+        session.add(User(gitlab_username="grace", team_id=team.id, timezone="Asia/Tokyo"))
+    plan = await service.plan(REF, now=NOW)
+    grace = next(c for c in plan.selection.candidates if c.username == "grace")
+    assert grace.pools == ("external",)  # frontend, while the MR belongs to backend
