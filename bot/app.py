@@ -2,7 +2,7 @@
 
 The HTTP server, the scheduler and (later) the Mattermost connection share the app's
 event loop. Each resource opens and closes in its own ``cleanup_ctx`` generator, in
-order: database, cache, plugins, scheduler; they close in reverse.
+order: database, cache, GitLab, plugins, webhook inbox, scheduler; they close in reverse.
 """
 
 from __future__ import annotations
@@ -14,16 +14,19 @@ from aiohttp import web
 from bot.cache import create_cache
 from bot.context import AppContext
 from bot.db import create_engine, create_sessionmaker
+from bot.gitlab import GitLab
 from bot.http import CONTEXT, CORE_ROUTES, MAX_BODY, add_core_routes, observe
 from bot.plugins import Plugin, Registry, load_plugins
 from bot.scheduler import Scheduler
 from bot.settings import Settings
+from bot.webhooks import Inbox
 
 REGISTRY = web.AppKey("registry", Registry)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
+INBOX = web.AppKey("inbox", Inbox)
 
 # Feature areas enabled by default, as folders of ``plugins/``.
-DEFAULT_PLUGINS: tuple[str, ...] = ()
+DEFAULT_PLUGINS: tuple[str, ...] = ("roulette",)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -43,6 +46,24 @@ async def _cache(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await context.cache_.close()
+
+
+async def _gitlab(app: web.Application) -> AsyncIterator[None]:
+    context = app[CONTEXT]
+    settings = context.settings
+    if settings.gitlab_url:
+        token = settings.gitlab_token.get_secret_value() if settings.gitlab_token else None
+        context.gitlab_ = GitLab(settings.gitlab_url, token)
+    yield
+    if context.gitlab_ is not None:
+        await context.gitlab_.close()
+
+
+async def _inbox(app: web.Application) -> AsyncIterator[None]:
+    inbox = app[INBOX]
+    inbox.start()
+    yield
+    await inbox.stop(grace=app[CONTEXT].settings.shutdown_timeout / 2)
 
 
 async def _plugins(app: web.Application) -> AsyncIterator[None]:
@@ -84,10 +105,12 @@ def create_app(
     app[CONTEXT] = context
     app[REGISTRY] = registry
     app[SCHEDULER] = Scheduler(context, registry)
+    app[INBOX] = inbox = Inbox(context, registry)
     add_core_routes(app)
+    app.router.add_post("/webhook/gitlab", inbox.receive)
     for handler in registry.routes.values():
         app.router.add_route(
             handler.spec.options["method"], handler.spec.options["path"], handler.func
         )
-    app.cleanup_ctx.extend([_database, _cache, _plugins, _scheduler])
+    app.cleanup_ctx.extend([_database, _cache, _gitlab, _plugins, _inbox, _scheduler])
     return app

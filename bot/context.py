@@ -16,6 +16,7 @@ from bot.settings import Settings
 
 if TYPE_CHECKING:
     from bot.cache import Cache
+    from bot.gitlab import GitLab
 
 
 @dataclass
@@ -25,6 +26,7 @@ class AppContext:
     engine_: AsyncEngine | None = None
     sessions_: async_sessionmaker[AsyncSession] | None = None
     cache_: Cache | None = None
+    gitlab_: GitLab | None = None  # None when GITLAB_URL is not configured
 
     @property
     def engine(self) -> AsyncEngine:
@@ -37,6 +39,12 @@ class AppContext:
         if self.sessions_ is None:
             raise RuntimeError("the database is not open yet (the app has not started)")
         return self.sessions_
+
+    @property
+    def gitlab(self) -> GitLab:
+        if self.gitlab_ is None:
+            raise RuntimeError("GitLab is not configured (GITLAB_URL)")
+        return self.gitlab_
 
     @property
     def cache(self) -> Cache:

@@ -30,7 +30,13 @@ READINESS_TIMEOUT = 2.0
 MAX_BODY = 1024 * 1024
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
-CORE_ROUTES = ("GET /health", "GET /liveness", "GET /readiness", "GET /metrics")
+CORE_ROUTES = (
+    "GET /health",
+    "GET /liveness",
+    "GET /readiness",
+    "GET /metrics",
+    "POST /webhook/gitlab",
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

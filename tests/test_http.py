@@ -44,7 +44,8 @@ class Probe(Plugin):
 
 
 @pytest.fixture
-async def client(aiohttp_client: MakeClient, settings: Settings) -> Client:
+async def client(settings: Settings, aiohttp_client: MakeClient) -> Client:
+    # The database fixtures first: torn down after the app, whose tasks use them.
     return await aiohttp_client(create_app(settings, plugins=[Probe]))
 
 
@@ -181,7 +182,7 @@ async def _redis_reachable() -> None:
 
 @pytest.mark.redis
 async def test_readiness_checks_redis_when_configured(
-    aiohttp_client: MakeClient, migrated_url: Any
+    migrated_url: Any, aiohttp_client: MakeClient
 ) -> None:
     await _redis_reachable()
     client = await aiohttp_client(create_app(settings_for(migrated_url, redis_url=TEST_REDIS_URL)))
@@ -191,7 +192,7 @@ async def test_readiness_checks_redis_when_configured(
 
 
 async def test_readiness_is_503_naming_redis_when_redis_is_down(
-    aiohttp_client: MakeClient, migrated_url: Any
+    migrated_url: Any, aiohttp_client: MakeClient
 ) -> None:
     settings = settings_for(migrated_url, redis_url="redis://:pw@127.0.0.1:1/0")
     client = await aiohttp_client(create_app(settings))

@@ -1,0 +1,380 @@
+"""GitLab webhook intake: authenticate, store durably, acknowledge, then process once.
+
+``POST /webhook/gitlab``
+1. ``X-Gitlab-Token`` is compared in constant time before the body is read; with no
+   configured secret every delivery is refused (401).
+2. The body (at most 1 MiB, else 413) must carry a valid Standard Webhooks signature
+   when ``GITLAB_WEBHOOK_SIGNING_TOKEN`` is set, and be a JSON object (else 400).
+3. Note and merge-request events are written to the ``webhook_inbox`` table under their
+   delivery key (``Idempotency-Key``, else the event and webhook UUIDs, else a hash of
+   the body) in the transaction that decides the answer; a key already stored is
+   acknowledged and not processed again. Other events are acknowledged and ignored.
+
+Workers then process the rows: a row is claimed with a conditional update (so two
+replicas never process it together), handed to the plugins' ``@on_gitlab`` handlers,
+and marked done; a failure is retried with exponential backoff, and after
+``webhook_max_attempts`` the row is dead-lettered with its last error and kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import Counter, Gauge
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot.context import AppContext
+from bot.db import utcnow
+from bot.http import error_response, json_response
+from bot.logs import bound_id
+from bot.models import WebhookDelivery
+from bot.plugins import Registry
+
+log = logging.getLogger("bot.webhooks")
+
+EVENTS = {"Note Hook": "note", "Merge Request Hook": "merge_request"}
+SIGNATURE_TOLERANCE = 300  # seconds either side of now, as the Standard Webhooks libraries
+MAX_ERROR = 2000
+
+
+class SignatureError(Exception):
+    """The Standard Webhooks signature is missing, stale or wrong."""
+
+
+@dataclass(frozen=True)
+class GitLabEvent:
+    """What an ``@on_gitlab`` handler receives."""
+
+    key: str
+    kind: str  # "note" | "merge_request"
+    payload: Mapping[str, Any]
+    attempt: int
+    received_at: datetime
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def verify_signature(
+    signing_token: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: float | None = None,
+) -> None:
+    """Check ``webhook-signature`` (Standard Webhooks, as GitLab signs) or raise."""
+    message_id = headers.get("webhook-id", "")
+    timestamp = headers.get("webhook-timestamp", "")
+    signatures = headers.get("webhook-signature", "")
+    if not (message_id and timestamp and signatures):
+        raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature")
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        raise SignatureError("webhook-timestamp is not a number") from None
+    if abs((now if now is not None else time.time()) - sent_at) > SIGNATURE_TOLERANCE:
+        raise SignatureError("webhook-timestamp is too old or in the future")
+    try:
+        key = base64.b64decode(signing_token.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureError("the configured signing token is not base64") from None
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+    for candidate in signatures.split():
+        version, _, value = candidate.partition(",")
+        if version == "v1" and hmac.compare_digest(value.encode(), expected):
+            return
+    raise SignatureError("no signature matches")
+
+
+def delivery_key(headers: Mapping[str, str], body: bytes) -> str:
+    """``Idempotency-Key``, else the event (and webhook) UUIDs, else the body's hash."""
+    idempotency = headers.get("Idempotency-Key", "").strip()
+    if idempotency:
+        return f"idem:{idempotency}"[:255]
+    event_uuid = headers.get("X-Gitlab-Event-UUID", "").strip()
+    if event_uuid:
+        hook_uuid = headers.get("X-Gitlab-Webhook-UUID", "").strip()
+        return f"uuid:{event_uuid}:{hook_uuid}"[:255]
+    return f"sha256:{hashlib.sha256(body).hexdigest()}"
+
+
+def token_matches(expected: str | None, given: str | None) -> bool:
+    if not expected or given is None:
+        return False
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+# --------------------------------------------------------------------------- the inbox
+
+
+class Inbox:
+    """The intake route and the workers behind it."""
+
+    def __init__(self, context: AppContext, registry: Registry) -> None:
+        self.context = context
+        self.registry = registry
+        settings = context.settings
+        self.workers = settings.webhook_workers
+        self.max_attempts = settings.webhook_max_attempts
+        self.retry_seconds = settings.webhook_retry_seconds
+        self.lease = timedelta(seconds=settings.webhook_lease_seconds)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(self.workers)
+        registry_ = context.metrics.registry
+        self.received = Counter(
+            "webhook_deliveries_total",
+            "GitLab webhook deliveries answered, by event and outcome.",
+            ["event", "outcome"],
+            registry=registry_,
+        )
+        self.processed = Counter(
+            "webhook_processed_total",
+            "Inbox rows processed, by event and outcome (done, retry, dead).",
+            ["event", "outcome"],
+            registry=registry_,
+        )
+        self.dead_letters = Counter(
+            "webhook_dead_letters_total",
+            "Deliveries given up after the last attempt (kept in the inbox).",
+            ["event"],
+            registry=registry_,
+        )
+        self.backlog = Gauge(
+            "webhook_inbox_in_flight",
+            "Deliveries being processed by this process.",
+            registry=registry_,
+        )
+
+    # ----------------------------------------------------------------- intake
+
+    async def receive(self, request: web.Request) -> web.Response:
+        settings = self.context.settings
+        secret = settings.gitlab_webhook_secret
+        given = request.headers.get("X-Gitlab-Token")
+        if not token_matches(secret.get_secret_value() if secret else None, given):
+            self.received.labels("unknown", "unauthorized").inc()
+            return error_response(401, "invalid or missing X-Gitlab-Token")
+        body = await request.read()  # over client_max_size: 413, by the error middleware
+        signing = settings.gitlab_webhook_signing_token
+        if signing is not None:
+            try:
+                verify_signature(signing.get_secret_value(), request.headers, body)
+            except SignatureError as e:
+                self.received.labels("unknown", "bad_signature").inc()
+                return error_response(401, f"invalid webhook signature: {e}")
+        event_header = request.headers.get("X-Gitlab-Event", "")
+        kind = EVENTS.get(event_header)
+        if kind is None:
+            self.received.labels("other", "ignored").inc()
+            return json_response({"status": "ignored", "event": event_header[:100]})
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, ValueError):
+            self.received.labels(kind, "bad_request").inc()
+            return error_response(400, "the body is not valid JSON")
+        if not isinstance(payload, dict):
+            self.received.labels(kind, "bad_request").inc()
+            return error_response(400, "the body is not a JSON object")
+
+        key = delivery_key(request.headers, body)
+        try:
+            async with self.context.sessions.begin() as session:
+                row = WebhookDelivery(delivery_key=key, event_type=kind, payload=payload)
+                session.add(row)
+                await session.flush()
+                row_id = row.id
+        except IntegrityError:
+            self.received.labels(kind, "duplicate").inc()
+            log.info("delivery %s already received; not processed again", key)
+            return json_response({"status": "duplicate", "delivery": key})
+        self.received.labels(kind, "accepted").inc()
+        log.info("delivery %s stored (%s)", key, kind, extra={"delivery": key})
+        self._wake.set()
+        return json_response({"status": "accepted", "delivery": key, "id": row_id})
+
+    # ----------------------------------------------------------------- workers
+
+    def start(self) -> None:
+        self._stopping = False
+        self._loop_task = asyncio.create_task(self._run(), name="webhook-inbox")
+
+    async def stop(self, grace: float) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await self._loop_task
+            self._loop_task = None
+        if self._running:
+            _, pending = await asyncio.wait(set(self._running), timeout=grace)
+            for task in pending:  # their rows' leases expire; they will be taken again
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _run(self) -> None:
+        """Claim due rows, run them, sleep until woken or the next retry is due."""
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                delay = await self._dispatch_due()
+            except Exception:  # the database may be away: try again shortly
+                log.exception("webhook inbox poll failed")
+                self.context.metrics.unhandled_errors.labels("webhook_inbox").inc()
+                delay = 5.0
+            if self._stopping:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def _dispatch_due(self) -> float:
+        """Start every due row there is room for; return how long to sleep."""
+        now = utcnow()
+        free = self.workers - len(self._running)
+        if free <= 0:
+            return 1.0
+        async with self.context.sessions() as session:
+            due = (
+                await session.scalars(
+                    select(WebhookDelivery.id)
+                    .where(
+                        or_(
+                            (WebhookDelivery.status == "pending")
+                            & (WebhookDelivery.next_attempt_at <= now),
+                            (WebhookDelivery.status == "processing")
+                            & (WebhookDelivery.locked_until < now),
+                        )
+                    )
+                    .order_by(WebhookDelivery.id)
+                    .limit(free)
+                )
+            ).all()
+            upcoming = await session.scalar(
+                select(WebhookDelivery.next_attempt_at)
+                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at > now)
+                .order_by(WebhookDelivery.next_attempt_at)
+                .limit(1)
+            )
+        for row_id in due:
+            if await self._claim(row_id):
+                task = asyncio.create_task(self._process(row_id), name=f"webhook-{row_id}")
+                self._running.add(task)
+                self.backlog.set(len(self._running))
+                task.add_done_callback(self._finished)
+        if len(due) == free:
+            return 0.0
+        if upcoming is not None:
+            return max(0.05, min(30.0, (upcoming - utcnow()).total_seconds()))
+        return 30.0
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self.backlog.set(len(self._running))
+        self._wake.set()
+
+    async def _claim(self, row_id: int) -> bool:
+        """Take the row for this worker; False when another worker or replica has it."""
+        now = utcnow()
+        async with self.context.sessions.begin() as session:
+            result = await session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.id == row_id,
+                    or_(
+                        (WebhookDelivery.status == "pending")
+                        & (WebhookDelivery.next_attempt_at <= now),
+                        (WebhookDelivery.status == "processing")
+                        & (WebhookDelivery.locked_until < now),
+                    ),
+                )
+                .values(
+                    status="processing",
+                    locked_until=now + self.lease,
+                    attempts=WebhookDelivery.attempts + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    async def _process(self, row_id: int) -> None:
+        async with self.context.sessions() as session:
+            row = await session.get(WebhookDelivery, row_id)
+        if row is None:
+            return
+        event = GitLabEvent(
+            key=row.delivery_key,
+            kind=row.event_type,
+            payload=row.payload,
+            attempt=row.attempts,
+            received_at=row.received_at,
+        )
+        with bound_id(f"delivery-{row_id}"):
+            try:
+                for handler in self.registry.gitlab.get(event.kind, []):
+                    await handler.func(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                await self._failed(row_id, event, e)
+                return
+            await self._mark(row_id, status="done", processed_at=utcnow(), last_error=None)
+            self.processed.labels(event.kind, "done").inc()
+            log.info("delivery %s processed", event.key)
+
+    async def _failed(self, row_id: int, event: GitLabEvent, error: Exception) -> None:
+        message = f"{type(error).__name__}: {error}"[:MAX_ERROR]
+        if event.attempt >= self.max_attempts:
+            await self._mark(row_id, status="dead", last_error=message, locked_until=None)
+            self.processed.labels(event.kind, "dead").inc()
+            self.dead_letters.labels(event.kind).inc()
+            log.error(
+                "delivery %s dead-lettered after %d attempts: %s",
+                event.key,
+                event.attempt,
+                message,
+                exc_info=error,
+            )
+            return
+        delay = self.retry_seconds * 2 ** (event.attempt - 1)
+        delay = min(delay, 3600.0) * random.uniform(0.8, 1.2)
+        await self._mark(
+            row_id,
+            status="pending",
+            last_error=message,
+            locked_until=None,
+            next_attempt_at=utcnow() + timedelta(seconds=delay),
+        )
+        self.processed.labels(event.kind, "retry").inc()
+        log.warning(
+            "delivery %s failed (attempt %d of %d), retrying in %.1fs: %s",
+            event.key,
+            event.attempt,
+            self.max_attempts,
+            delay,
+            message,
+        )
+
+    async def _mark(self, row_id: int, **values: Any) -> None:
+        async with self.context.sessions.begin() as session:
+            await session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id == row_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )

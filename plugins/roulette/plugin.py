@@ -1,0 +1,227 @@
+"""The roulette on GitLab: ``/roulette`` comments, and each review followed to its merge.
+
+Effects happen once per delivery, even when a worker retries after a crash: the reply
+note carries an invisible marker with the delivery and the reviewers it announced; a
+retry that finds the marker only re-applies what the note said (the MR's reviewers, the
+database rows), both idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bot.context import AppContext
+from bot.errors import CommandError
+from bot.gitlab import GitLabForbidden, GitLabNotFound, MergeRequestInfo, MergeRequestRef
+from bot.plugins import Plugin, on_gitlab
+from bot.webhooks import GitLabEvent
+from plugins.roulette import tracking
+from plugins.roulette.flags import Flags, parse_flags, split_words
+from plugins.roulette.reply import (
+    Announced,
+    error_note,
+    find_reply,
+    help_note,
+    is_bot_reply,
+    reply_note,
+)
+from plugins.roulette.service import RouletteService
+
+log = logging.getLogger("plugins.roulette")
+
+TRIGGER = "/roulette"
+RECENT_NOTES = 100
+
+
+def _username(user: Any) -> str:
+    return str(user.get("username") or "") if isinstance(user, Mapping) else ""
+
+
+class RoulettePlugin(Plugin):
+    name = "roulette"
+
+    def __init__(self, app: AppContext) -> None:
+        super().__init__(app)
+        self.metrics = tracking.ReviewMetrics(app.metrics.registry)
+        self._service: RouletteService | None = None
+        self._bot_username: str | None = None
+
+    @property
+    def service(self) -> RouletteService:
+        if self._service is None:
+            app = self.app
+            self._service = RouletteService(app.settings, app.sessions, app.cache, app.gitlab)
+        return self._service
+
+    async def on_start(self) -> None:
+        try:
+            await self.metrics.refresh_active(self.app.sessions)
+        except Exception:  # a metric must not stop the bot from starting
+            log.warning("could not count the active reviews at start", exc_info=True)
+
+    async def bot_username(self) -> str | None:
+        """The bot's own GitLab account, to ignore its notes (asked once)."""
+        if self._bot_username is None and self.app.gitlab_ is not None:
+            try:
+                self._bot_username = (await self.app.gitlab.current_user()).username
+            except Exception:
+                log.warning("cannot tell which GitLab user the bot is", exc_info=True)
+        return self._bot_username
+
+    # ----------------------------------------------------------------- GitLab events
+
+    @on_gitlab("note")
+    async def note(self, event: GitLabEvent) -> None:
+        payload = event.payload
+        attributes = payload.get("object_attributes") or {}
+        if attributes.get("noteable_type") != "MergeRequest" or attributes.get("system"):
+            return
+        body = str(attributes.get("note") or "")
+        author = _username(payload.get("user"))
+        if is_bot_reply(body) or (author and author == await self.bot_username()):
+            return
+        project = payload.get("project") or {}
+        mr = payload.get("merge_request") or {}
+        project_path = str(project.get("path_with_namespace") or "")
+        iid = int(mr.get("iid") or 0)
+        first_line = body.strip().splitlines()[0].strip() if body.strip() else ""
+        if first_line == TRIGGER or first_line.startswith(TRIGGER + " "):
+            if attributes.get("action") == "update":
+                return  # an edited /roulette comment does not roll again
+            if self.app.gitlab_ is None:
+                log.warning("a /roulette comment arrived but GITLAB_URL is not configured")
+                return
+            ref = MergeRequestRef(project_path, iid)
+            await self.roll(event.key, ref, first_line[len(TRIGGER) :])
+            return
+        if not author:
+            return
+        project_id = int(project.get("id") or mr.get("target_project_id") or 0)
+        await tracking.reviewer_commented(
+            self.app.sessions, self.metrics, project_id, iid, author, body
+        )
+
+    @on_gitlab("merge_request")
+    async def merge_request(self, event: GitLabEvent) -> None:
+        payload = event.payload
+        await tracking.merge_request_event(self.app.sessions, self.metrics, payload)
+        await self.metrics.refresh_active(self.app.sessions)
+        if self.app.settings.roulette.auto_roulette == "on_open" and _opened_ready(payload):
+            project = payload.get("project") or {}
+            attributes = payload.get("object_attributes") or {}
+            ref = MergeRequestRef(
+                str(project.get("path_with_namespace") or ""), int(attributes.get("iid") or 0)
+            )
+            await self.roll(event.key, ref, "")
+
+    # ----------------------------------------------------------------- the roulette
+
+    async def roll(self, key: str, ref: MergeRequestRef, text: str) -> None:
+        """Answer one ``/roulette``: pick, post the note, set the reviewers, record."""
+        gitlab = self.app.gitlab
+        try:
+            mr = await gitlab.merge_request(ref)
+        except (GitLabNotFound, GitLabForbidden) as e:
+            # Without the MR there is nowhere to answer: say so in the logs and metrics.
+            log.warning("roulette on %s: the bot cannot read the merge request (%s)", ref, e)
+            self.metrics.triggers.labels("", "error").inc()
+            return
+        notes = await gitlab.recent_notes(mr.project_id, mr.iid, limit=RECENT_NOTES)
+        announced = find_reply([n.body for n in notes], key)
+        if announced is not None:
+            log.info("delivery %s was already answered on %s; finishing its work", key, ref)
+            await self._apply_announced(mr, announced)
+            return
+        try:
+            flags = parse_flags(split_words(text))
+        except CommandError as e:
+            await gitlab.post_note(mr.project_id, mr.iid, error_note(str(e), key))
+            self.metrics.triggers.labels("", "invalid").inc()
+            return
+        if flags.help:
+            await gitlab.post_note(mr.project_id, mr.iid, help_note(key))
+            return
+        try:
+            plan = await self.service.plan(ref, flags, rng=random.Random(key))
+        except (GitLabNotFound, GitLabForbidden) as e:
+            reason = f"GitLab refused to show what it needs ({e})"
+            await gitlab.post_note(mr.project_id, mr.iid, error_note(reason, key))
+            self.metrics.triggers.labels("", "error").inc()
+            return
+        await gitlab.post_note(mr.project_id, mr.iid, reply_note(plan, key, explain=flags.explain))
+        picks = plan.selection.picks
+        await self._apply(
+            plan.mr,
+            plan.team,
+            [(p.username, p.role) for p in picks if not p.kept],
+            [p.username for p in picks if p.kept],
+            flags,
+        )
+        status = "ok" if picks else "nobody"
+        self.metrics.triggers.labels(plan.team or "", status).inc()
+        log.info(
+            "roulette on %s: %s",
+            ref,
+            ", ".join(f"@{p.username} ({p.role})" for p in picks) or "nobody available",
+        )
+
+    async def _apply_announced(self, mr: MergeRequestInfo, announced: Announced) -> None:
+        current = {r.lower() for r in mr.reviewers}
+        picks = [(name, role) for name, role in announced.picks if name.lower() not in current]
+        kept = [name for name, _ in announced.picks if name.lower() in current]
+        team = self.service.team_of(mr, self.service.people())
+        await self._apply(mr, team, picks, kept, Flags())
+
+    async def _apply(
+        self,
+        mr: MergeRequestInfo,
+        team: str | None,
+        picks: Sequence[tuple[str, str]],
+        kept: Sequence[str],
+        flags: Flags,
+    ) -> None:
+        chosen = [name for name, _ in picks] + list(kept)
+        replace = flags.force or flags.reroll
+        released = [
+            r for r in mr.reviewers if replace and r.lower() not in {c.lower() for c in chosen}
+        ]
+        if self.app.settings.roulette.assign_in_gitlab and chosen:
+            reviewers = chosen if replace else list(dict.fromkeys([*mr.reviewers, *chosen]))
+            ids = await self._gitlab_ids(reviewers)
+            if set(ids) != set(mr.reviewer_ids):
+                await self.app.gitlab.set_reviewers(mr.project_id, mr.iid, ids)
+        recorded = await tracking.record_roll(self.app.sessions, mr, team, picks, kept, released)
+        if recorded.missing:
+            log.warning("picked users missing from the database: %s", ", ".join(recorded.missing))
+        await self.metrics.refresh_active(self.app.sessions)
+
+    async def _gitlab_ids(self, usernames: Sequence[str]) -> list[int]:
+        """GitLab ids, from the database (``sync-users`` stores them), else asked once."""
+        known = await tracking.gitlab_ids(self.app.sessions, usernames)
+        ids: list[int] = []
+        for name in usernames:
+            user_id = known.get(name.lower())
+            if user_id is None:
+                user = await self.app.gitlab.user(name)
+                if user is None:
+                    log.warning("GitLab knows no user %s; not set as reviewer", name)
+                    continue
+                user_id = user.id
+            ids.append(user_id)
+        return ids
+
+
+def _opened_ready(payload: Mapping[str, Any]) -> bool:
+    """A non-draft MR opened, or an MR leaving draft, with no reviewers yet."""
+    attributes = payload.get("object_attributes") or {}
+    if payload.get("reviewers") or attributes.get("reviewer_ids"):
+        return False
+    if attributes.get("draft"):
+        return False
+    action = attributes.get("action")
+    draft_change = (payload.get("changes") or {}).get("draft") or {}
+    left_draft = draft_change.get("previous") is True and draft_change.get("current") is False
+    return action == "open" or (action == "update" and left_draft)

@@ -1,0 +1,382 @@
+"""Following a review from trigger to merge, in the database, with its metrics.
+
+Every function here runs in one transaction and is idempotent, so that a retried
+webhook delivery converges on the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db import utcnow
+from bot.gitlab import MergeRequestInfo
+from bot.models import MrReview, ReviewerAssignment, Team, User
+
+log = logging.getLogger("plugins.roulette.tracking")
+
+Sessions = async_sessionmaker[AsyncSession]
+OPEN = ("active", "approved")
+TIME_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
+
+
+class ReviewMetrics:
+    """The review metrics of SPEC, registered in the app's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.triggers = Counter(
+            "roulette_triggers",
+            "Reviewer roulettes run, by team and outcome (ok, nobody, invalid, error).",
+            ["team", "status"],
+            registry=registry,
+        )
+        self.completed = Counter(
+            "reviews_completed", "Reviews completed by a merge.", registry=registry
+        )
+        self.abandoned = Counter(
+            "reviews_abandoned", "Reviews abandoned: the MR was closed.", registry=registry
+        )
+        self.active = Gauge(
+            "active_reviews",
+            "Reviewer assignments not yet approved, on open MRs.",
+            registry=registry,
+        )
+        self.ttfr = Histogram(
+            "review_ttfr_seconds",
+            "From assignment to the reviewer's first comment.",
+            buckets=TIME_BUCKETS,
+            registry=registry,
+        )
+        self.time_to_approval = Histogram(
+            "review_time_to_approval_seconds",
+            "From assignment to the reviewer's approval.",
+            buckets=TIME_BUCKETS,
+            registry=registry,
+        )
+        self.comment_count = Histogram(
+            "review_comment_count",
+            "Comments a reviewer wrote on a review, observed when it ends.",
+            buckets=(0, 1, 2, 3, 5, 8, 13, 21, 34),
+            registry=registry,
+        )
+        self.comment_length = Histogram(
+            "review_comment_length",
+            "Length of reviewers' comments, in characters.",
+            buckets=(10, 30, 100, 300, 1000, 3000),
+            registry=registry,
+        )
+
+    async def refresh_active(self, sessions: Sessions) -> None:
+        async with sessions() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(ReviewerAssignment)
+                .join(MrReview, MrReview.id == ReviewerAssignment.review_id)
+                .where(ReviewerAssignment.status == "active", MrReview.state == "open")
+            )
+        self.active.set(int(count or 0))
+
+
+@dataclass(frozen=True)
+class Recorded:
+    review_id: int
+    assigned: tuple[str, ...]  # usernames newly assigned (or re-activated)
+    missing: tuple[str, ...]  # picked usernames with no row in the users table
+
+
+async def _users(session: AsyncSession, names: Iterable[str]) -> dict[str, User]:
+    wanted = {n.lower() for n in names}
+    if not wanted:
+        return {}
+    rows = await session.scalars(
+        select(User).where(func.lower(User.gitlab_username).in_(sorted(wanted)))
+    )
+    return {u.gitlab_username.lower(): u for u in rows.all()}
+
+
+async def _review(session: AsyncSession, project_id: int, iid: int) -> MrReview | None:
+    return await session.scalar(
+        select(MrReview).where(MrReview.project_id == project_id, MrReview.mr_iid == iid)
+    )
+
+
+async def ensure_review(
+    session: AsyncSession, mr: MergeRequestInfo, team: str | None, now: datetime
+) -> MrReview:
+    """The review row of ``mr``, created when the bot first hears of it."""
+    review = await _review(session, mr.project_id, mr.iid)
+    team_id = None
+    if team:
+        team_id = await session.scalar(select(Team.id).where(func.lower(Team.name) == team.lower()))
+    author = (await _users(session, [mr.author])).get(mr.author.lower())
+    if review is None:
+        review = MrReview(
+            project_id=mr.project_id,
+            project_path=mr.project_path,
+            mr_iid=mr.iid,
+            mr_id=mr.id,
+            title=mr.title[:500],
+            web_url=mr.web_url,
+            author_id=author.id if author else None,
+            author_username=mr.author,
+            team_id=team_id,
+            draft=mr.draft,
+            triggered_at=now,
+        )
+        session.add(review)
+        await session.flush()
+    else:
+        review.title = mr.title[:500]
+        review.draft = mr.draft
+        review.team_id = team_id if team_id is not None else review.team_id
+    return review
+
+
+async def record_roll(
+    sessions: Sessions,
+    mr: MergeRequestInfo,
+    team: str | None,
+    picks: Sequence[tuple[str, str]],
+    kept: Sequence[str],
+    released: Sequence[str],
+) -> Recorded:
+    """Store a roulette's outcome: the review, one assignment per reviewer with its role.
+
+    ``picks`` are (username, role) the bot chose; ``kept`` reviewers that were already on
+    the MR (recorded as manual when the bot did not know them); ``released`` reviewers
+    replaced by ``reroll``/``--force``, whose assignments end.
+    """
+    now = utcnow()
+    async with sessions.begin() as session:
+        review = await ensure_review(session, mr, team, now)
+        review.state = "open"
+        users = await _users(session, [n for n, _ in picks] + list(kept) + list(released))
+        existing = {
+            a.user_id: a
+            for a in (
+                await session.scalars(
+                    select(ReviewerAssignment).where(ReviewerAssignment.review_id == review.id)
+                )
+            ).all()
+        }
+        assigned: list[str] = []
+        missing: list[str] = []
+        wanted = [(name, role) for name, role in picks] + [(n, "manual") for n in kept]
+        for name, role in wanted:
+            user = users.get(name.lower())
+            if user is None:
+                missing.append(name)
+                continue
+            row = existing.get(user.id)
+            if row is None:
+                session.add(
+                    ReviewerAssignment(
+                        review_id=review.id, user_id=user.id, role=role, assigned_at=now
+                    )
+                )
+                assigned.append(user.gitlab_username)
+            elif row.status not in OPEN:
+                row.status, row.role, row.assigned_at, row.ended_at = "active", role, now, None
+                assigned.append(user.gitlab_username)
+        for name in released:
+            user = users.get(name.lower())
+            row = existing.get(user.id) if user else None
+            if row is not None and row.status in OPEN:
+                row.status, row.ended_at = "removed", now
+        return Recorded(review.id, tuple(assigned), tuple(missing))
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def _username(user: Any) -> str | None:
+    if isinstance(user, Mapping):
+        name = user.get("username")
+        return str(name) if name else None
+    return None
+
+
+async def reviewer_commented(
+    sessions: Sessions,
+    metrics: ReviewMetrics,
+    project_id: int,
+    iid: int,
+    author: str,
+    body: str,
+) -> bool:
+    """A note by ``author``: their first response if they review this MR. True if counted."""
+    now = utcnow()
+    async with sessions.begin() as session:
+        review = await _review(session, project_id, iid)
+        if review is None or author.lower() == review.author_username.lower():
+            return False
+        user = (await _users(session, [author])).get(author.lower())
+        if user is None:
+            return False
+        row = await session.scalar(
+            select(ReviewerAssignment).where(
+                ReviewerAssignment.review_id == review.id,
+                ReviewerAssignment.user_id == user.id,
+            )
+        )
+        if row is None:
+            return False
+        row.comment_count += 1
+        row.comment_chars += len(body)
+        metrics.comment_length.observe(len(body))
+        if row.first_response_at is None:
+            row.first_response_at = now
+            metrics.ttfr.observe(max(0.0, (now - row.assigned_at).total_seconds()))
+        if review.first_review_at is None:
+            review.first_review_at = now
+        return True
+
+
+async def merge_request_event(
+    sessions: Sessions,
+    metrics: ReviewMetrics,
+    payload: Mapping[str, Any],
+) -> str | None:
+    """Apply a Merge Request Hook to the review it concerns; returns what changed."""
+    attributes = payload.get("object_attributes") or {}
+    action = str(attributes.get("action") or "")
+    project = payload.get("project") or {}
+    project_id = int(project.get("id") or attributes.get("target_project_id") or 0)
+    iid = int(attributes.get("iid") or 0)
+    actor = _username(payload.get("user"))
+    now = utcnow()
+    async with sessions.begin() as session:
+        review = await _review(session, project_id, iid)
+        changes = payload.get("changes") or {}
+        if "reviewers" in changes:
+            review = await _reviewers_changed(session, review, payload, changes["reviewers"], now)
+        if review is None:
+            return None
+        rows = (
+            await session.scalars(
+                select(ReviewerAssignment).where(ReviewerAssignment.review_id == review.id)
+            )
+        ).all()
+        by_user = {row.user_id: row for row in rows}
+        actor_row = None
+        if actor:
+            user = (await _users(session, [actor])).get(actor.lower())
+            actor_row = by_user.get(user.id) if user else None
+
+        if action in ("approved", "approval"):
+            if actor_row is not None and actor_row.approved_at is None:
+                actor_row.approved_at = now
+                actor_row.status = "approved"
+                if actor_row.first_response_at is None:
+                    actor_row.first_response_at = now
+                    metrics.ttfr.observe((now - actor_row.assigned_at).total_seconds())
+                metrics.time_to_approval.observe((now - actor_row.assigned_at).total_seconds())
+            if review.first_review_at is None and actor_row is not None:
+                review.first_review_at = now
+            if action == "approved" and review.approved_at is None:
+                review.approved_at = now
+        elif action in ("unapproved", "unapproval"):
+            if actor_row is not None and actor_row.status == "approved":
+                actor_row.status, actor_row.approved_at = "active", None
+            if action == "unapproved":
+                review.approved_at = None
+        elif action == "merge":
+            review.state, review.merged_at = "merged", review.merged_at or now
+            for row in rows:
+                if row.status in OPEN:
+                    row.status, row.ended_at = "completed", now
+                    metrics.comment_count.observe(row.comment_count)
+            metrics.completed.inc()
+        elif action == "close":
+            review.state, review.closed_at = "closed", now
+            for row in rows:
+                if row.status in OPEN:
+                    row.status, row.ended_at = "abandoned", now
+            metrics.abandoned.inc()
+        elif action == "reopen":
+            review.state, review.closed_at = "open", None
+            for row in rows:
+                if row.status == "abandoned":
+                    row.status, row.ended_at = "active", None
+        if "draft" in changes:
+            review.draft = bool((changes["draft"] or {}).get("current"))
+        return action
+
+
+async def _reviewers_changed(
+    session: AsyncSession,
+    review: MrReview | None,
+    payload: Mapping[str, Any],
+    change: Mapping[str, Any],
+    now: datetime,
+) -> MrReview | None:
+    """Humans changed the MR's reviewers in GitLab: end or add assignments to match."""
+    before = {n.lower() for n in map(_username, change.get("previous") or []) if n}
+    after = {n.lower() for n in map(_username, change.get("current") or []) if n}
+    added, removed = after - before, before - after
+    if not added and not removed:
+        return review
+    users = await _users(session, added | removed)
+    if review is None:
+        if not any(name in users for name in added):
+            return None
+        attributes = payload.get("object_attributes") or {}
+        project = payload.get("project") or {}
+        author = await session.scalar(
+            select(User).where(User.gitlab_id == attributes.get("author_id"))
+        )
+        review = MrReview(
+            project_id=int(project.get("id") or 0),
+            project_path=str(project.get("path_with_namespace") or ""),
+            mr_iid=int(attributes.get("iid") or 0),
+            mr_id=attributes.get("id"),
+            title=str(attributes.get("title") or "")[:500],
+            web_url=str(attributes.get("url") or ""),
+            author_id=author.id if author else None,
+            author_username=author.gitlab_username if author else "",
+            draft=bool(attributes.get("draft")),
+            triggered_at=now,
+        )
+        session.add(review)
+        await session.flush()
+    rows = {
+        row.user_id: row
+        for row in (
+            await session.scalars(
+                select(ReviewerAssignment).where(ReviewerAssignment.review_id == review.id)
+            )
+        ).all()
+    }
+    for name in removed:
+        user = users.get(name)
+        row = rows.get(user.id) if user else None
+        if row is not None and row.status in OPEN:
+            row.status, row.ended_at = "removed", now
+    for name in added:
+        user = users.get(name)
+        if user is None:
+            continue
+        row = rows.get(user.id)
+        if row is None:
+            session.add(
+                ReviewerAssignment(
+                    review_id=review.id, user_id=user.id, role="manual", assigned_at=now
+                )
+            )
+        elif row.status not in OPEN:
+            row.status, row.ended_at, row.assigned_at = "active", None, now
+    return review
+
+
+async def gitlab_ids(sessions: Sessions, usernames: Iterable[str]) -> dict[str, int]:
+    """The stored GitLab ids of ``usernames`` (lower-cased keys); unknown ones are absent."""
+    async with sessions() as session:
+        users = await _users(session, usernames)
+    return {name: u.gitlab_id for name, u in users.items() if u.gitlab_id is not None}
