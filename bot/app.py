@@ -2,7 +2,8 @@
 
 The HTTP server, the scheduler and (later) the Mattermost connection share the app's
 event loop. Each resource opens and closes in its own ``cleanup_ctx`` generator, in
-order: database, cache, GitLab, plugins, webhook inbox, scheduler; they close in reverse.
+order: database, cache, GitLab, plugins, Mattermost, webhook inbox, scheduler; they close
+in reverse.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from collections.abc import AsyncIterator, Sequence
 from aiohttp import web
 
 from bot.cache import create_cache
+from bot.chatops import ChatOps
 from bot.context import AppContext
 from bot.db import create_engine, create_sessionmaker
 from bot.gitlab import GitLab
 from bot.http import CONTEXT, CORE_ROUTES, MAX_BODY, add_core_routes, observe
+from bot.mattermost import CommandDefinition, Mattermost
 from bot.plugins import Plugin, Registry, load_plugins
 from bot.scheduler import Scheduler
 from bot.settings import Settings
@@ -24,6 +27,7 @@ from bot.webhooks import Inbox
 REGISTRY = web.AppKey("registry", Registry)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 INBOX = web.AppKey("inbox", Inbox)
+CHATOPS = web.AppKey("chatops", ChatOps)
 
 # Feature areas enabled by default, as folders of ``plugins/``.
 DEFAULT_PLUGINS: tuple[str, ...] = ("roulette",)
@@ -57,6 +61,24 @@ async def _gitlab(app: web.Application) -> AsyncIterator[None]:
     yield
     if context.gitlab_ is not None:
         await context.gitlab_.close()
+
+
+async def _chat(app: web.Application) -> AsyncIterator[None]:
+    context, chatops = app[CONTEXT], app[CHATOPS]
+    settings = context.settings
+    if not (settings.mattermost_url and settings.mattermost_token):
+        yield
+        return
+    chat = Mattermost(settings, context.metrics.registry)
+    context.chat_ = chatops.chat = chat
+    commands = [
+        CommandDefinition(name, h.spec.options["description"], h.spec.options["hint"])
+        for name, h in sorted(app[REGISTRY].commands.items())
+    ]
+    await chat.start(commands, chatops.on_message)
+    yield
+    await chatops.drain(grace=settings.shutdown_timeout / 4)
+    await chat.stop()
 
 
 async def _inbox(app: web.Application) -> AsyncIterator[None]:
@@ -106,11 +128,15 @@ def create_app(
     app[REGISTRY] = registry
     app[SCHEDULER] = Scheduler(context, registry)
     app[INBOX] = inbox = Inbox(context, registry)
+    app[CHATOPS] = chatops = ChatOps(context, registry)
     add_core_routes(app)
     app.router.add_post("/webhook/gitlab", inbox.receive)
+    app.router.add_post("/mattermost/command", chatops.command_endpoint)
+    app.router.add_get("/mattermost/command", chatops.command_endpoint, allow_head=False)
+    app.router.add_post("/mattermost/dialog", chatops.dialog_endpoint)
     for handler in registry.routes.values():
         app.router.add_route(
             handler.spec.options["method"], handler.spec.options["path"], handler.func
         )
-    app.cleanup_ctx.extend([_database, _cache, _gitlab, _plugins, _inbox, _scheduler])
+    app.cleanup_ctx.extend([_database, _cache, _gitlab, _plugins, _chat, _inbox, _scheduler])
     return app

@@ -17,6 +17,7 @@ from bot.settings import Settings
 if TYPE_CHECKING:
     from bot.cache import Cache
     from bot.gitlab import GitLab
+    from bot.mattermost import Mattermost
 
 
 @dataclass
@@ -27,6 +28,7 @@ class AppContext:
     sessions_: async_sessionmaker[AsyncSession] | None = None
     cache_: Cache | None = None
     gitlab_: GitLab | None = None  # None when GITLAB_URL is not configured
+    chat_: Mattermost | None = None  # None when MATTERMOST_URL/TOKEN are not configured
 
     @property
     def engine(self) -> AsyncEngine:

@@ -36,6 +36,9 @@ CORE_ROUTES = (
     "GET /readiness",
     "GET /metrics",
     "POST /webhook/gitlab",
+    "POST /mattermost/command",
+    "GET /mattermost/command",
+    "POST /mattermost/dialog",
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -135,6 +138,9 @@ async def readiness(request: web.Request) -> web.Response:
         probes.append(_check("redis", context.cache.ping()))
     checks = dict(await asyncio.gather(*probes))
     failed = sorted(name for name, state in checks.items() if state != "ok")
+    if context.chat_ is not None:
+        # Reported, never failing readiness: the webhook side works without chat.
+        checks["mattermost"] = context.chat_.state
     if failed:
         log.warning("not ready: %s", ", ".join(f"{n} ({checks[n]})" for n in failed))
         return json_response(

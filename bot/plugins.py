@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from bot.context import AppContext
 
-HandlerKind = Literal["command", "gitlab", "job", "route"]
+HandlerKind = Literal["command", "gitlab", "job", "route", "dialog"]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 _ATTR = "__roulette_handlers__"
@@ -34,7 +34,13 @@ HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _JOB_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # What each kind of handler receives, besides ``self``.
-_PARAMETER = {"command": "ctx", "gitlab": "event", "job": "run", "route": "request"}
+_PARAMETER = {
+    "command": "ctx",
+    "gitlab": "event",
+    "job": "run",
+    "route": "request",
+    "dialog": "submission",
+}
 
 
 class RegistryError(Exception):
@@ -77,6 +83,13 @@ def job(name: str, *, cron: str | None = None) -> Callable[[F], F]:
     if not _JOB_NAME.fullmatch(name):
         raise RegistryError(f"job name {name!r}: use lowercase letters, digits and _")
     return _attach(HandlerSpec("job", name, {"cron": cron}))
+
+
+def dialog(callback_id: str) -> Callable[[F], F]:
+    """Submissions of the interactive dialogs opened with this ``callback_id``."""
+    if not _COMMAND_NAME.fullmatch(callback_id):
+        raise RegistryError(f"dialog {callback_id!r}: use lowercase letters, digits, - and _")
+    return _attach(HandlerSpec("dialog", callback_id))
 
 
 def route(method: str, path: str) -> Callable[[F], F]:
@@ -143,6 +156,7 @@ class Registry:
         self.gitlab: dict[str, list[Handler]] = {event: [] for event in sorted(GITLAB_EVENTS)}
         self.jobs: dict[str, Handler] = {}
         self.routes: dict[str, Handler] = {}
+        self.dialogs: dict[str, Handler] = {}
         reserved = set(reserved_routes)
         names: dict[str, Plugin] = {}
         for plugin in self.plugins:
@@ -160,7 +174,13 @@ class Registry:
         if spec.kind == "gitlab":
             self.gitlab[spec.key].append(handler)
             return
-        table = {"command": self.commands, "job": self.jobs, "route": self.routes}[spec.kind]
+        tables = {
+            "command": self.commands,
+            "job": self.jobs,
+            "route": self.routes,
+            "dialog": self.dialogs,
+        }
+        table = tables[spec.kind]
         if spec.key in table or (spec.kind == "route" and spec.key in reserved):
             other = table[spec.key].qualname if spec.key in table else "the core"
             raise RegistryError(

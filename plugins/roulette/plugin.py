@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bot.chat import ChatUser, CommandContext, Reply
 from bot.context import AppContext
 from bot.errors import CommandError
-from bot.gitlab import GitLabForbidden, GitLabNotFound, MergeRequestInfo, MergeRequestRef
-from bot.plugins import Plugin, on_gitlab
+from bot.gitlab import (
+    GitLabForbidden,
+    GitLabNotFound,
+    MergeRequestInfo,
+    MergeRequestRef,
+    parse_mr_url,
+)
+from bot.i18n import translator
+from bot.plugins import Plugin, command, on_gitlab
 from bot.webhooks import GitLabEvent
 from plugins.roulette import tracking
+from plugins.roulette.chat import CHAT_USAGE, chat_reply, chat_usage, role_name
+from plugins.roulette.engine import Pick
 from plugins.roulette.flags import Flags, parse_flags, split_words
 from plugins.roulette.reply import (
     Announced,
@@ -28,7 +39,7 @@ from plugins.roulette.reply import (
     is_bot_reply,
     reply_note,
 )
-from plugins.roulette.service import RouletteService
+from plugins.roulette.service import Plan, RouletteService
 
 log = logging.getLogger("plugins.roulette")
 
@@ -145,21 +156,22 @@ class RoulettePlugin(Plugin):
             await gitlab.post_note(mr.project_id, mr.iid, help_note(key))
             return
         try:
-            plan = await self.service.plan(ref, flags, rng=random.Random(key))
+            await self.pick_and_announce(key, ref, flags)
         except (GitLabNotFound, GitLabForbidden) as e:
             reason = f"GitLab refused to show what it needs ({e})"
             await gitlab.post_note(mr.project_id, mr.iid, error_note(reason, key))
             self.metrics.triggers.labels("", "error").inc()
-            return
-        await gitlab.post_note(mr.project_id, mr.iid, reply_note(plan, key, explain=flags.explain))
-        picks = plan.selection.picks
-        await self._apply(
-            plan.mr,
-            plan.team,
-            [(p.username, p.role) for p in picks if not p.kept],
-            [p.username for p in picks if p.kept],
-            flags,
+
+    async def pick_and_announce(self, key: str, ref: MergeRequestRef, flags: Flags) -> Plan:
+        """Pick, post the note on the MR, set its reviewers, record, notify: one roulette."""
+        plan = await self.service.plan(ref, flags, rng=random.Random(key))
+        mr = plan.mr
+        await self.app.gitlab.post_note(
+            mr.project_id, mr.iid, reply_note(plan, key, explain=flags.explain)
         )
+        picks = plan.selection.picks
+        new = [(p.username, p.role) for p in picks if not p.kept]
+        await self._apply(mr, plan.team, new, [p.username for p in picks if p.kept], flags)
         status = "ok" if picks else "nobody"
         self.metrics.triggers.labels(plan.team or "", status).inc()
         log.info(
@@ -167,6 +179,64 @@ class RoulettePlugin(Plugin):
             ref,
             ", ".join(f"@{p.username} ({p.role})" for p in picks) or "nobody available",
         )
+        await self._notify(mr, [p for p in picks if not p.kept])
+        return plan
+
+    # ----------------------------------------------------------------- chat
+
+    @command(
+        "roulette",
+        description="Pick reviewers for a GitLab merge request",
+        hint="MR_URL [reroll] [--explain] [--force] [--include @user] [--exclude @user] | help",
+    )
+    async def roulette_command(self, ctx: CommandContext) -> Reply:
+        _ = translator(ctx.user.locale)
+        words = split_words(ctx.text)
+        if not words or words[0] in ("help", "--help", "-h"):
+            return Reply(chat_usage(_))
+        gitlab_url = self.app.settings.gitlab_url
+        if not gitlab_url or self.app.gitlab_ is None:
+            raise CommandError(_("GitLab is not configured for this bot."))
+        try:
+            ref = parse_mr_url(words[0].strip("<>"), gitlab_url)
+        except ValueError as e:
+            raise CommandError(_("{reason}. Usage: {usage}", reason=e, usage=CHAT_USAGE)) from None
+        flags = parse_flags(words[1:])
+        try:
+            plan = await self.pick_and_announce(f"chat:{uuid.uuid4()}", ref, flags)
+        except (GitLabNotFound, GitLabForbidden):
+            raise CommandError(
+                _("The bot cannot read {url} (no such merge request, or no access).", url=words[0])
+            ) from None
+        return Reply(chat_reply(plan, _, self.mattermost_name, explain=flags.explain), "in_channel")
+
+    def mattermost_name(self, gitlab_username: str) -> str:
+        for user in self.app.settings.users:
+            if user.gitlab.lower() == gitlab_username.lower():
+                return user.mattermost_username
+        return gitlab_username
+
+    async def _notify(self, mr: MergeRequestInfo, picks: Sequence[Pick]) -> None:
+        """A direct message to each new reviewer (``notify_reviewers: dm``)."""
+        chat = self.app.chat_
+        if chat is None or self.app.settings.roulette.notify_reviewers != "dm":
+            return
+        for pick in picks:
+
+            def text(user: ChatUser, pick: Pick = pick) -> str:
+                _ = translator(user.locale)
+                return _(
+                    "You were picked to review [{title}]({url}) by @{author}, as {role}.",
+                    title=mr.title,
+                    url=mr.web_url,
+                    author=self.mattermost_name(mr.author),
+                    role=role_name(pick.role, _),
+                )
+
+            try:
+                await chat.direct_message(self.mattermost_name(pick.username), text)
+            except Exception as e:  # a missed DM must not undo the roulette
+                log.warning("could not notify %s: %s", pick.username, type(e).__name__)
 
     async def _apply_announced(self, mr: MergeRequestInfo, announced: Announced) -> None:
         current = {r.lower() for r in mr.reviewers}

@@ -1,0 +1,199 @@
+"""Chat requests to plugin handlers: slash commands, dialog submissions, direct messages.
+
+``POST /mattermost/command`` (form encoded, as Mattermost sends it): the token must be
+one the bot registered or ``MATTERMOST_COMMAND_TOKENS`` lists (401 otherwise, nothing
+done). The handler gets about two seconds; past that the user sees "working on it" at
+once and the answer follows through the request's ``response_url``.
+
+``POST /mattermost/dialog``: the ``state`` must be the value the bot signed when it
+opened the dialog for that user (401 otherwise); invalid fields are answered with
+Mattermost's ``{"errors": {...}}``.
+
+A direct message to the bot, or a message that mentions it, reaches the same command
+handlers (``@roulette roulette MR_URL``, ``help``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from bot.chat import ChatUser, CommandContext, DialogSubmission, Reply
+from bot.context import AppContext
+from bot.errors import CommandError
+from bot.http import error_response, json_response
+from bot.i18n import translator
+from bot.logs import bound_id
+from bot.mattermost import ChatMessage, Mattermost, command_response
+from bot.plugins import Registry
+
+log = logging.getLogger("bot.chatops")
+
+ANSWER_WITHIN = 2.0  # seconds before "working on it" and a later answer
+
+
+class ChatOps:
+    def __init__(self, context: AppContext, registry: Registry) -> None:
+        self.context = context
+        self.registry = registry
+        self.chat: Mattermost | None = None
+        self._later: set[asyncio.Task[Any]] = set()
+
+    # ----------------------------------------------------------------- slash commands
+
+    async def command_endpoint(self, request: web.Request) -> web.Response:
+        form: Mapping[str, str] = (
+            await request.post() if request.method == "POST" else request.query  # type: ignore[assignment]
+        )
+        header = request.headers.get("Authorization", "")
+        token = form.get("token") or (header[6:] if header.startswith("Token ") else None)
+        if self.chat is None or not self.chat.token_ok(token):
+            return error_response(401, "unknown slash-command token")
+        name = str(form.get("command", "")).strip().lstrip("/").lower()
+        user = await self._user(str(form.get("user_id", "")), str(form.get("user_name", "")))
+        _ = translator(user.locale)
+        handler = self.registry.commands.get(name)
+        if handler is None:
+            return json_response(command_response(Reply(_("Unknown command /{name}.", name=name))))
+        response_url = str(form.get("response_url", ""))
+        chat = self.chat
+
+        async def respond_later(reply: Reply) -> None:
+            await chat.respond(response_url, reply)
+
+        ctx = CommandContext(
+            command=name,
+            text=str(form.get("text", "")).strip(),
+            user=user,
+            channel_id=str(form.get("channel_id", "")),
+            team_id=str(form.get("team_id", "")),
+            trigger_id=str(form.get("trigger_id", "")),
+            respond_later=respond_later if response_url else None,
+            extras={"server_version": chat.server_version} if chat.server_version else {},
+        )
+        task = asyncio.create_task(self._run(handler.func, ctx))
+        done, _pending = await asyncio.wait({task}, timeout=ANSWER_WITHIN)
+        if task in done:
+            reply = task.result()
+            await self._open_dialog(ctx, reply)
+            return json_response(command_response(reply))
+        self._later.add(task)
+        task.add_done_callback(lambda t: self._deliver_later(t, ctx))
+        return json_response(command_response(Reply(_("Working on it…"))))
+
+    async def _run(self, func: Any, ctx: CommandContext) -> Reply:
+        """The handler's reply; user errors and failures become ephemeral messages."""
+        _ = translator(ctx.user.locale)
+        with bound_id():
+            try:
+                reply = await func(ctx)
+            except CommandError as e:
+                return Reply(str(e))
+            except Exception:
+                log.exception("/%s failed", ctx.command)
+                self.context.metrics.unhandled_errors.labels("chat").inc()
+                return Reply(_("Something went wrong; the team running the bot has the details."))
+        return reply if isinstance(reply, Reply) else Reply(str(reply))
+
+    def _deliver_later(self, task: asyncio.Task[Reply], ctx: CommandContext) -> None:
+        self._later.discard(task)
+        if task.cancelled() or ctx.respond_later is None:
+            return
+        follow_up = asyncio.ensure_future(ctx.respond_later(task.result()))
+        self._later.add(follow_up)
+        follow_up.add_done_callback(self._later.discard)
+
+    async def _open_dialog(self, ctx: CommandContext, reply: Reply) -> None:
+        if reply.dialog is not None and self.chat is not None:
+            await self.chat.open_dialog(ctx.trigger_id, ctx.user.id, reply.dialog)
+
+    async def _user(self, user_id: str, username: str) -> ChatUser:
+        if self.chat is not None and user_id:
+            try:
+                return await self.chat.user(user_id)
+            except Exception as e:
+                log.warning("cannot read Mattermost user %s: %s", user_id, type(e).__name__)
+        return ChatUser(id=user_id, username=username, locale=self.context.settings.locale)
+
+    async def drain(self, grace: float) -> None:
+        if self._later:
+            _done, pending = await asyncio.wait(set(self._later), timeout=grace)
+            for task in pending:
+                task.cancel()
+
+    # ----------------------------------------------------------------- dialogs
+
+    async def dialog_endpoint(self, request: web.Request) -> web.Response:
+        try:
+            body = json.loads(await request.read())
+        except (UnicodeDecodeError, ValueError):
+            return error_response(400, "the body is not valid JSON")
+        if not isinstance(body, dict):
+            return error_response(400, "the body is not a JSON object")
+        callback_id = str(body.get("callback_id", ""))
+        user_id = str(body.get("user_id", ""))
+        if self.chat is None or not self.chat.verify_state(
+            str(body.get("state", "")), callback_id, user_id
+        ):
+            return error_response(401, "this dialog was not opened by the bot")
+        handler = self.registry.dialogs.get(callback_id)
+        if handler is None:
+            return error_response(404, f"no dialog {callback_id!r}")
+        if body.get("cancelled"):
+            return json_response({})
+        user = await self._user(user_id, "")
+        submission = body.get("submission") or {}
+        result = await handler.func(
+            DialogSubmission(
+                callback_id=callback_id,
+                user=user,
+                channel_id=str(body.get("channel_id", "")),
+                submission=submission if isinstance(submission, dict) else {},
+            )
+        )
+        if result.errors:
+            return json_response({"errors": dict(result.errors)})
+        if result.error:
+            return json_response({"error": result.error})
+        if result.message is not None and body.get("channel_id"):
+            await self.chat.ephemeral(user_id, str(body["channel_id"]), result.message.text)
+        return json_response({})
+
+    # ----------------------------------------------------------------- messages
+
+    async def on_message(self, message: ChatMessage) -> None:
+        """A DM to the bot, or a mention of it, runs the command it names."""
+        chat = self.chat
+        if chat is None:
+            return
+        mentioned = chat.user_id in message.mentions or re.search(
+            rf"(?<![\w@])@{re.escape(chat.username)}\b", message.text
+        )
+        if message.channel_type != "D" and not mentioned:
+            return
+        text = re.sub(rf"(?<![\w@])@{re.escape(chat.username)}\b", "", message.text).strip()
+        text = text.removeprefix("/")
+        name, _, rest = text.partition(" ")
+        user = await self._user(message.sender_id, message.sender_name)
+        _ = translator(user.locale)
+        handler = self.registry.commands.get(name.lower())
+        if handler is None:
+            commands = ", ".join(sorted(self.registry.commands))
+            reply = Reply(_("I know these commands: {commands}.", commands=commands))
+        else:
+            ctx = CommandContext(
+                command=name.lower(),
+                text=rest.strip(),
+                user=user,
+                channel_id=message.channel_id,
+                source="message",
+            )
+            reply = await self._run(handler.func, ctx)
+        root = message.root_id if message.channel_type != "D" else None
+        await chat.post(message.channel_id, reply.text, root_id=root)

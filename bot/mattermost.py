@@ -1,0 +1,400 @@
+"""The one adapter to Mattermost: REST through mattermostautodriver, and the websocket.
+
+- REST calls go through ``AsyncTypedDriver`` (natively async, on the app's loop). The
+  few calls it does not expose properly (command registration with autocomplete fields)
+  use its raw client here, and only here.
+- The websocket is this module's own small client over aiohttp (the same protocol as
+  the driver's: authentication challenge, ``hello``, events) because the driver's loop
+  reconnects at a fixed pace and logs a traceback per drop; here a dropped connection is
+  retried with exponential backoff and jitter, capped at 60 s, and its state is exposed.
+- Slash commands the plugins declare are registered (or updated) in ``MATTERMOST_TEAM``
+  at start, and their tokens learned; dialog ``state`` values are signed by the bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from mattermostautodriver import AsyncTypedDriver
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from bot.chat import ChatUser, Dialog, Reply
+from bot.i18n import normalise
+from bot.settings import Settings
+
+log = logging.getLogger("bot.mattermost")
+
+BACKOFF_START = 1.0
+BACKOFF_CAP = 60.0
+USER_TTL = 300.0
+STATE_TTL = 3600  # a dialog may stay open for an hour
+
+
+class MattermostError(Exception):
+    """Mattermost refused or could not be reached; the message is one line."""
+
+
+@dataclass(frozen=True)
+class CommandDefinition:
+    trigger: str
+    description: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """A ``posted`` event, normalised."""
+
+    post_id: str
+    channel_id: str
+    channel_type: str  # O, P, D (direct), G (group)
+    sender_id: str
+    sender_name: str
+    text: str
+    root_id: str
+    mentions: tuple[str, ...]
+
+
+MessageHandler = Callable[[ChatMessage], Awaitable[None]]
+
+
+def _driver_options(url: str, token: str) -> dict[str, Any]:
+    parts = urlsplit(url)
+    scheme = parts.scheme or "https"
+    port = parts.port or (443 if scheme == "https" else 80)
+    return {
+        "url": parts.hostname or "localhost",
+        "scheme": scheme,
+        "port": port,
+        "token": token,
+        "timeout": 30,
+        "request_timeout": 10,
+        "max_retries": 2,
+        "verify": True,
+    }
+
+
+def _version(server_version: str) -> tuple[int, ...]:
+    numbers = []
+    for part in server_version.split(".")[:3]:
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    return tuple(numbers)
+
+
+class Mattermost:
+    """The bot's Mattermost connection. Constructing it does no I/O."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
+        if not settings.mattermost_url or settings.mattermost_token is None:
+            raise ValueError("MATTERMOST_URL and MATTERMOST_TOKEN are needed for chat")
+        self.settings = settings
+        self.url = settings.mattermost_url
+        self._token = settings.mattermost_token.get_secret_value()
+        self.driver = AsyncTypedDriver(_driver_options(self.url, self._token))
+        self.user_id = ""
+        self.username = ""
+        self.server_version = ""
+        self.state = "disconnected"
+        self._tokens: set[str] = {t.get_secret_value() for t in settings.mattermost_command_tokens}
+        self._users: dict[str, tuple[float, ChatUser]] = {}
+        seed = b"roulette-dialog-state:" + self._token.encode()
+        self._signing_key = hashlib.sha256(seed).digest()
+        self._socket_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._connected = asyncio.Event()
+        self.connections = Counter(
+            "mattermost_websocket_connections",
+            "Websocket connections established (reconnections included).",
+            registry=registry,
+        )
+        self.up = Gauge(
+            "mattermost_connected", "1 while the websocket is connected.", registry=registry
+        )
+
+    # ----------------------------------------------------------------- life cycle
+
+    async def start(
+        self, commands: Sequence[CommandDefinition], on_message: MessageHandler
+    ) -> None:
+        """Log in, register the commands, then keep the websocket up in the background."""
+        try:
+            me = await self.driver.login()
+            self.user_id, self.username = str(me["id"]), str(me["username"])
+            await self.register_commands(commands)
+        except Exception as e:  # chat is optional: the webhook side keeps working
+            log.warning("Mattermost unavailable at start: %s", _describe(e))
+        self._stopping.clear()
+        self._socket_task = asyncio.create_task(self._supervise(on_message), name="mattermost")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._socket_task is not None:
+            self._socket_task.cancel()
+            await asyncio.gather(self._socket_task, return_exceptions=True)
+            self._socket_task = None
+        await self.driver.client.client.aclose()
+
+    async def wait_connected(self, within: float) -> bool:
+        try:
+            await asyncio.wait_for(self._connected.wait(), within)
+        except TimeoutError:
+            return False
+        return True
+
+    def supports_date_elements(self) -> bool:
+        return _version(self.server_version) >= (11, 1)
+
+    # ----------------------------------------------------------------- websocket
+
+    async def _supervise(self, on_message: MessageHandler) -> None:
+        delay = BACKOFF_START
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                if not self.user_id:
+                    me = await self.driver.login()
+                    self.user_id, self.username = str(me["id"]), str(me["username"])
+                await self._listen(on_message)
+                reason = "closed by the server"
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                reason = _describe(e)
+            self._set_state("disconnected")
+            if self._stopping.is_set():
+                break
+            if time.monotonic() - started > BACKOFF_CAP:
+                delay = BACKOFF_START  # it had been up for a while: start afresh
+            wait = delay * random.uniform(0.5, 1.5)
+            log.warning("Mattermost websocket down (%s); reconnecting in %.1fs", reason, wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait)
+            delay = min(delay * 2, BACKOFF_CAP)
+
+    async def _listen(self, on_message: MessageHandler) -> None:
+        parts = urlsplit(self.url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        endpoint = f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/api/v4/websocket"
+        self._set_state("connecting")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(endpoint, heartbeat=30, timeout=aiohttp.ClientWSTimeout(10)) as ws,
+        ):
+            challenge = {"seq": 1, "action": "authentication_challenge"}
+            await ws.send_str(json.dumps(challenge | {"data": {"token": self._token}}))
+            async for frame in ws:
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    break
+                try:
+                    event = json.loads(frame.data)
+                except ValueError:
+                    continue
+                if event.get("status") == "FAIL":
+                    raise MattermostError("websocket authentication failed")
+                kind = event.get("event")
+                if kind == "hello":
+                    self.server_version = str((event.get("data") or {}).get("server_version", ""))
+                    self._set_state("connected")
+                    self.connections.inc()
+                    log.info("Mattermost websocket connected (server %s)", self.server_version)
+                elif kind == "posted":
+                    message = self._message(event)
+                    if message is not None:
+                        await on_message(message)
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.up.set(1 if state == "connected" else 0)
+        if state == "connected":
+            self._connected.set()
+        else:
+            self._connected.clear()
+
+    def _message(self, event: Mapping[str, Any]) -> ChatMessage | None:
+        data = event.get("data") or {}
+        try:
+            post = json.loads(data.get("post") or "{}")
+            mentions = json.loads(data.get("mentions") or "[]")
+        except ValueError:
+            return None
+        if not isinstance(post, dict) or post.get("user_id") == self.user_id or post.get("type"):
+            return None  # our own posts, and system messages
+        return ChatMessage(
+            post_id=str(post.get("id", "")),
+            channel_id=str(post.get("channel_id", "")),
+            channel_type=str(data.get("channel_type", "")),
+            sender_id=str(post.get("user_id", "")),
+            sender_name=str(data.get("sender_name", "")).removeprefix("@"),
+            text=str(post.get("message", "")),
+            root_id=str(post.get("root_id") or post.get("id") or ""),
+            mentions=tuple(str(m) for m in mentions if isinstance(m, str)),
+        )
+
+    # ----------------------------------------------------------------- commands
+
+    async def register_commands(self, commands: Iterable[CommandDefinition]) -> None:
+        """Create or update each command in ``MATTERMOST_TEAM``; learn their tokens."""
+        team_name = self.settings.mattermost_team
+        if not team_name:
+            log.warning("MATTERMOST_TEAM is not set: slash commands are not registered")
+            return
+        team = await self.driver.teams.get_team_by_name(team_name)
+        url = f"{self.settings.public_url}/mattermost/command"
+        existing = await self.driver.commands.list_commands(team_id=team["id"], custom_only=True)
+        by_trigger = {c["trigger"]: c for c in existing or []}
+        for command in commands:
+            wanted = {
+                "team_id": team["id"],
+                "trigger": command.trigger,
+                "method": "P",
+                "url": url,
+                "auto_complete": True,
+                "auto_complete_desc": command.description,
+                "auto_complete_hint": command.hint,
+                "display_name": f"Reviewer Roulette: /{command.trigger}",
+                "description": command.description,
+                "username": "roulette",
+            }
+            found = by_trigger.get(command.trigger)
+            if found is None:
+                created = await self.driver.client.post("/api/v4/commands", options=wanted)
+                self._tokens.add(str(created["token"]))
+                log.info("registered /%s in team %s", command.trigger, team_name)
+            elif found.get("url") != url and found.get("creator_id") != self.user_id:
+                log.warning(
+                    "/%s already exists in %s for another integration", command.trigger, team_name
+                )
+            else:
+                if any(found.get(k) != v for k, v in wanted.items()):
+                    await self.driver.client.put(
+                        f"/api/v4/commands/{found['id']}", options=found | wanted
+                    )
+                    log.info("updated /%s in team %s", command.trigger, team_name)
+                self._tokens.add(str(found["token"]))
+
+    def token_ok(self, token: str | None) -> bool:
+        if not token:
+            return False
+        given = token.encode()
+        return any(hmac.compare_digest(given, known.encode()) for known in self._tokens)
+
+    # ----------------------------------------------------------------- users and posts
+
+    async def user(self, user_id: str) -> ChatUser:
+        cached = self._users.get(user_id)
+        if cached and time.monotonic() - cached[0] < USER_TTL:
+            return cached[1]
+        data = await self.driver.users.get_user(user_id)
+        zone = data.get("timezone") or {}
+        timezone = (
+            zone.get("automaticTimezone")
+            if zone.get("useAutomaticTimezone") in (True, "true")
+            else zone.get("manualTimezone")
+        ) or None
+        user = ChatUser(
+            id=str(data["id"]),
+            username=str(data["username"]),
+            locale=normalise(data.get("locale"), self.settings.locale),
+            timezone=timezone,
+        )
+        self._users[user_id] = (time.monotonic(), user)
+        return user
+
+    async def post(self, channel_id: str, message: str, root_id: str | None = None) -> None:
+        await self.driver.posts.create_post(channel_id=channel_id, message=message, root_id=root_id)
+
+    async def ephemeral(self, user_id: str, channel_id: str, message: str) -> None:
+        await self.driver.posts.create_post_ephemeral(
+            user_id=user_id, post={"channel_id": channel_id, "message": message}
+        )
+
+    async def user_by_username(self, username: str) -> ChatUser | None:
+        try:
+            data = await self.driver.users.get_user_by_username(username)
+        except Exception as e:
+            if "not found" in str(e).lower() or type(e).__name__ == "ResourceNotFound":
+                return None
+            raise
+        return await self.user(str(data["id"]))
+
+    async def direct_message(self, username: str, message: Callable[[ChatUser], str]) -> bool:
+        """DM ``username``; ``message`` builds the text for them (their language)."""
+        user = await self.user_by_username(username)
+        if user is None:
+            log.warning("no Mattermost user %s to notify", username)
+            return False
+        channel = await self.driver.channels.create_direct_channel([self.user_id, user.id])
+        await self.post(str(channel["id"]), message(user))
+        return True
+
+    async def open_dialog(self, trigger_id: str, user_id: str, dialog: Dialog) -> None:
+        body = {
+            "callback_id": dialog.callback_id,
+            "title": dialog.title[:24],
+            "introduction_text": dialog.introduction_text,
+            "elements": [dict(e) for e in dialog.elements],
+            "submit_label": dialog.submit_label,
+            "notify_on_cancel": False,
+            "state": self.sign_state(dialog.callback_id, user_id),
+        }
+        await self.driver.integration_actions.open_interactive_dialog(
+            trigger_id=trigger_id,
+            url=f"{self.settings.public_url}/mattermost/dialog",
+            dialog=body,
+        )
+
+    async def respond(self, response_url: str, reply: Reply) -> None:
+        """A later answer to a slash command, through its ``response_url``."""
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.post(response_url, json=command_response(reply)) as answer,
+        ):
+            if answer.status >= 300:
+                raise MattermostError(f"response_url answered {answer.status}")
+
+    # ----------------------------------------------------------------- dialog state
+
+    def sign_state(self, callback_id: str, user_id: str, now: float | None = None) -> str:
+        expires = int((now or time.time()) + STATE_TTL)
+        payload = f"{callback_id}:{user_id}:{expires}"
+        mac = hmac.new(self._signing_key, payload.encode(), hashlib.sha256).digest()
+        return f"{expires}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+
+    def verify_state(self, state: str, callback_id: str, user_id: str) -> bool:
+        expires_text, _, _ = state.partition(".")
+        if not expires_text.isdigit() or int(expires_text) < time.time():
+            return False
+        payload = f"{callback_id}:{user_id}:{expires_text}"
+        mac = hmac.new(self._signing_key, payload.encode(), hashlib.sha256).digest()
+        expected = f"{expires_text}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+        return hmac.compare_digest(state.encode(), expected.encode())
+
+
+def command_response(reply: Reply) -> dict[str, Any]:
+    """Mattermost's CommandResponse for ``reply``."""
+    body: dict[str, Any] = {"response_type": reply.visibility, "text": reply.text}
+    if reply.extra:
+        body["extra_responses"] = [
+            {"response_type": r.visibility, "text": r.text} for r in reply.extra
+        ]
+    return body
+
+
+def _describe(error: BaseException) -> str:
+    text = " ".join(str(error).split())[:200]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

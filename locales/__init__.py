@@ -1,0 +1,1 @@
+"""Message catalogs (gettext .po files), one folder per language."""

@@ -1,0 +1,77 @@
+"""The roulette's answers in Mattermost, in the reader's language."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bot.i18n import Gettext
+from plugins.roulette.engine import Pool
+from plugins.roulette.service import Plan
+
+CHAT_USAGE = (
+    "/roulette MR_URL [reroll] [--explain] [--force] [--no-codeowner] "
+    "[--include @user] [--exclude @user]"
+)
+
+
+def role_name(role: Pool, _: Gettext) -> str:
+    names = {"codeowner": _("code owner"), "team": _("team member"), "external": _("external")}
+    return names[role]
+
+
+def empty_pool(pool: Pool, _: Gettext) -> str:
+    texts = {
+        "codeowner": _("no available code owner for these files"),
+        "team": _("no available member of the MR's team"),
+        "external": _("no available reviewer outside the MR's team"),
+    }
+    return texts[pool]
+
+
+def chat_usage(_: Gettext) -> str:
+    return "\n".join(
+        [
+            _("**Reviewer roulette** picks reviewers for a GitLab merge request."),
+            f"`{CHAT_USAGE}`",
+            _("- `--explain`: every candidate's score and why"),
+            _("- `--force`: ignore recent reviews and the reviewers already set"),
+            _("- `--include @user` / `--exclude @user`: ask for / leave out someone"),
+            _("- `--no-codeowner`: no code-owner slot"),
+            _("- `reroll`: replace the reviewers who have not answered yet"),
+        ]
+    )
+
+
+def chat_reply(
+    plan: Plan, _: Gettext, mattermost_name: Callable[[str], str], *, explain: bool
+) -> str:
+    """The in-channel answer: reviewers as Mattermost mentions, the MR linked."""
+    mr, selection = plan.mr, plan.selection
+    link = f"[{mr.project_path}!{mr.iid} {mr.title}]({mr.web_url})"
+    lines = []
+    if mr.draft:
+        lines.append(_(":construction: This merge request is still a draft."))
+    if selection.picks:
+        lines.append(_(":game_die: Reviewers for {mr}:", mr=link))
+        for pick in selection.picks:
+            lines.append(
+                "- "
+                + _(
+                    "@{name}: {role}, {count} active review(s)",
+                    name=mattermost_name(pick.username),
+                    role=role_name(pick.role, _),
+                    count=pick.active_reviews,
+                )
+            )
+    else:
+        lines.append(_(":warning: Nobody is available to review {mr} right now.", mr=link))
+    lines += [f"- _{empty_pool(pool, _)}_" for pool in selection.empty_pools]
+    lines += [f"> {problem}" for problem in plan.problems]
+    if explain:
+        lines.append("")
+        lines.append(_("Candidates (best first):"))
+        for c in selection.candidates:
+            lines.append(f"- @{mattermost_name(c.username)}: {c.score:.1f}")
+        for e in selection.excluded:
+            lines.append(f"- ~~@{mattermost_name(e.username)}~~: {e.reason} ({e.detail})")
+    return "\n".join(lines)
