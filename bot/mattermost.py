@@ -234,6 +234,9 @@ class Mattermost:
             return None
         if not isinstance(post, dict) or post.get("user_id") == self.user_id or post.get("type"):
             return None  # our own posts, and system messages
+        props = post.get("props") or {}
+        if props.get("from_webhook") == "true" or props.get("from_bot") == "true":
+            return None  # slash-command answers posted for a user, and other bots
         return ChatMessage(
             post_id=str(post.get("id", "")),
             channel_id=str(post.get("channel_id", "")),
@@ -319,9 +322,19 @@ class Mattermost:
         await self.driver.posts.create_post(channel_id=channel_id, message=message, root_id=root_id)
 
     async def ephemeral(self, user_id: str, channel_id: str, message: str) -> None:
-        await self.driver.posts.create_post_ephemeral(
-            user_id=user_id, post={"channel_id": channel_id, "message": message}
-        )
+        """A message only ``user_id`` sees; a direct message when the bot may not do that.
+
+        (Ephemeral posts need the ``create_post_ephemeral`` permission, which Mattermost
+        gives system admins only.)
+        """
+        try:
+            await self.driver.posts.create_post_ephemeral(
+                user_id=user_id, post={"channel_id": channel_id, "message": message}
+            )
+        except Exception as e:
+            log.info("ephemeral post refused (%s); sending a direct message", type(e).__name__)
+            channel = await self.driver.channels.create_direct_channel([self.user_id, user_id])
+            await self.post(str(channel["id"]), message)
 
     async def user_by_username(self, username: str) -> ChatUser | None:
         try:

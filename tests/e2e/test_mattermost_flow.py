@@ -1,0 +1,189 @@
+"""Mattermost end to end: the real app between the Mattermost and GitLab stand-ins."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import URL
+
+from bot.app import create_app
+from bot.http import CONTEXT
+from bot.sandbox.gitlab import GitLabStandIn
+from bot.sandbox.mattermost import MattermostStandIn, serve
+from bot.users import sync_organisation
+from tests.e2e.conftest import PROJECT, Client, MakeClient, e2e_settings
+
+TEAM = "acme"
+CHANNEL = "reviews"
+
+
+@pytest.fixture
+async def mattermost() -> AsyncIterator[tuple[MattermostStandIn, str]]:
+    mm = MattermostStandIn()
+    for name, locale in (
+        ("alice", "en"),
+        ("bob", "en"),
+        ("carol", "fr"),
+        ("dave", "en"),
+        ("erin", "en"),
+        ("frank", "en"),
+    ):
+        mm.add_user(name, locale=locale)
+    mm.add_team(TEAM, members=["roulette-bot", "alice", "bob", "carol", "dave", "erin", "frank"])
+    mm.add_channel(TEAM, CHANNEL, members=["roulette-bot", "alice", "bob", "carol"])
+    async with serve(mm) as url:
+        yield mm, url
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Chat:
+    client: Client
+    mm: MattermostStandIn
+    gitlab: GitLabStandIn
+
+    @property
+    def context(self) -> Any:
+        return self.client.app[CONTEXT]
+
+    async def slash(self, user: str, line: str, channel: str = CHANNEL) -> dict[str, Any]:
+        status, body = await self.mm.run_slash_command(user, channel, line, team=TEAM)
+        assert status == 200, body
+        return body
+
+    def channel_posts(self) -> list[str]:
+        channel = self.mm.channel(TEAM, CHANNEL)
+        return [p["message"] for p in self.mm.posts_in(channel["id"])]
+
+    def dms_to(self, user: str) -> list[str]:
+        channel = self.mm.direct_channel("roulette-bot", user)
+        return [
+            p["message"]
+            for p in self.mm.posts_in(channel["id"])
+            if p["user_id"] != self.mm.user(user)["id"]
+        ]
+
+
+async def _until(condition: Callable[[], bool | Awaitable[bool]], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        result = condition()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def chat(
+    migrated_url: URL,
+    gitlab_url: str,
+    standin: GitLabStandIn,
+    mattermost: tuple[MattermostStandIn, str],
+    aiohttp_client: MakeClient,
+) -> Chat:
+    mm, mm_url = mattermost
+    port = _free_port()
+    settings = e2e_settings(
+        migrated_url,
+        gitlab_url,
+        mattermost_url=mm_url,
+        mattermost_token=mm.bot_token,
+        mattermost_team=TEAM,
+        public_url=f"http://127.0.0.1:{port}",
+        users=[
+            {"gitlab": "alice", "team": "backend", "role": "maintainer"},
+            {"gitlab": "bob", "team": "backend"},
+            {"gitlab": "carol", "team": "backend", "email": "dba@example.com"},
+            {"gitlab": "dave", "team": "frontend"},
+            {"gitlab": "erin", "team": "frontend"},
+            {"gitlab": "frank", "team": "platform"},
+        ],
+    )
+    client = await aiohttp_client(create_app(settings), server_kwargs={"port": port})
+    await sync_organisation(client.app[CONTEXT].sessions, settings)
+    chat = Chat(client, mm, standin)
+    await _until(lambda: chat.context.chat_.state == "connected")
+    return chat
+
+
+async def test_commands_are_registered_with_autocomplete(chat: Chat) -> None:
+    commands = {c["trigger"]: c for c in chat.mm.commands_in(TEAM)}
+    assert {"roulette", "ooo"} <= set(commands)
+    roulette = commands["roulette"]
+    assert roulette["auto_complete"] is True
+    assert roulette["url"].endswith("/mattermost/command")
+    assert roulette["auto_complete_hint"].startswith("MR_URL")
+    readiness = await (await chat.client.get("/readiness")).json()
+    assert readiness["checks"]["mattermost"] == "connected"
+
+
+async def test_roulette_answers_in_channel_posts_on_gitlab_and_sends_dms(chat: Chat) -> None:
+    url = f"{chat.gitlab.base_url}/{PROJECT}/-/merge_requests/1"
+    body = await chat.slash("alice", f"/roulette {url}")
+    assert body.get("response_type") == "in_channel"
+    [answer] = [m for m in chat.channel_posts() if "Reviewers for" in m or "Relecteurs" in m]
+    reviewers = [r["username"] for r in chat.gitlab.merge_request(PROJECT, 1)["reviewers"]]
+    assert reviewers and all(f"@{name}" in answer for name in reviewers)
+    assert url in answer
+    notes = [
+        n
+        for n in chat.gitlab.notes(PROJECT, 1)
+        if n["author"]["username"] == "roulette-bot" and not n["system"]
+    ]
+    assert len(notes) == 1
+    for name in reviewers:
+        assert any(url in dm for dm in chat.dms_to(name)), name
+
+
+async def test_an_unknown_token_is_refused(chat: Chat) -> None:
+    form = {"token": "forged", "command": "/roulette", "text": "help", "user_id": "x"}
+    response = await chat.client.post("/mattermost/command", data=form)
+    assert response.status == 401
+    assert chat.gitlab.notes(PROJECT, 1) == []
+
+
+async def test_a_foreign_url_gets_a_clear_ephemeral_error(chat: Chat) -> None:
+    body = await chat.slash(
+        "alice", "/roulette https://elsewhere.example.com/a/b/-/merge_requests/1"
+    )
+    assert body.get("response_type", "ephemeral") == "ephemeral"
+    assert "not on the configured GitLab" in body["text"]
+    assert chat.gitlab.notes(PROJECT, 1) == []
+
+
+async def test_help_and_bare_command_print_usage(chat: Chat) -> None:
+    for line in ("/roulette", "/roulette help"):
+        body = await chat.slash("alice", line)
+        assert "/roulette MR_URL" in body["text"]
+
+
+async def test_a_french_speaker_gets_french(chat: Chat) -> None:
+    english = await chat.slash("alice", "/roulette help")
+    french = await chat.slash("carol", "/roulette help")
+    assert english["text"] != french["text"]
+    assert "relecteurs" in french["text"].lower()
+
+
+async def test_the_websocket_reconnects_and_answers_a_dm(chat: Chat) -> None:
+    assert chat.mm.drop_websockets() >= 1
+    await _until(lambda: chat.context.chat_.state != "connected", within=5)
+    await _until(lambda: chat.context.chat_.state == "connected", within=15)
+    channel = chat.mm.direct_channel("roulette-bot", "bob")
+    chat.mm.say("bob", channel["id"], "help")
+    await _until(
+        lambda: any("I know these commands" in m or "/roulette" in m for m in chat.dms_to("bob"))
+    )
