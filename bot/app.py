@@ -30,7 +30,7 @@ INBOX = web.AppKey("inbox", Inbox)
 CHATOPS = web.AppKey("chatops", ChatOps)
 
 # Feature areas enabled by default, as folders of ``plugins/``.
-DEFAULT_PLUGINS: tuple[str, ...] = ("roulette",)
+DEFAULT_PLUGINS: tuple[str, ...] = ("roulette", "ooo")
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

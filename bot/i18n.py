@@ -9,7 +9,7 @@ the catalogs complete)::
     _ = translator("fr")
     _("Reviewers for {mr}:", mr=url)
 
-Templates use the same catalogs through Jinja2's i18n extension (``{% trans %}``).
+Templates use the same catalogs: they receive ``t`` (the reader's ``_``) in their context.
 """
 
 from __future__ import annotations
@@ -71,23 +71,13 @@ def translator(locale: str) -> Gettext:
 
 
 @cache
-def environment(package: str, locale: str) -> jinja2.Environment:
-    """A Jinja2 environment for ``package``'s ``templates/``, speaking ``locale``."""
-    env = jinja2.Environment(
+def environment(package: str) -> jinja2.Environment:
+    """The Jinja2 environment of ``package``'s ``templates/``; templates get ``t``, the
+    reader's ``_``, in their context (``{{ t("Hello {name}", name=user) }}``)."""
+    return jinja2.Environment(
         loader=jinja2.PackageLoader(package, "templates"),
         autoescape=False,  # noqa: S701 - Markdown for GitLab and Mattermost, not HTML
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
-        extensions=["jinja2.ext.i18n"],
     )
-    language = normalise(locale)
-
-    def _gettext(message: str) -> str:
-        return catalog(language).get(message, message)
-
-    def _ngettext(singular: str, plural: str, n: int) -> str:
-        return _gettext(singular if n == 1 else plural)
-
-    env.install_gettext_callables(_gettext, _ngettext, newstyle=True)  # type: ignore[attr-defined]
-    return env

@@ -61,6 +61,11 @@ class RoulettePlugin(Plugin):
         self._bot_username: str | None = None
 
     @property
+    def locale(self) -> str:
+        """GitLab notes are written in the configured language."""
+        return self.app.settings.locale
+
+    @property
     def service(self) -> RouletteService:
         if self._service is None:
             app = self.app
@@ -149,17 +154,17 @@ class RoulettePlugin(Plugin):
         try:
             flags = parse_flags(split_words(text))
         except CommandError as e:
-            await gitlab.post_note(mr.project_id, mr.iid, error_note(str(e), key))
+            await gitlab.post_note(mr.project_id, mr.iid, error_note(str(e), key, self.locale))
             self.metrics.triggers.labels("", "invalid").inc()
             return
         if flags.help:
-            await gitlab.post_note(mr.project_id, mr.iid, help_note(key))
+            await gitlab.post_note(mr.project_id, mr.iid, help_note(key, self.locale))
             return
         try:
             await self.pick_and_announce(key, ref, flags)
         except (GitLabNotFound, GitLabForbidden) as e:
             reason = f"GitLab refused to show what it needs ({e})"
-            await gitlab.post_note(mr.project_id, mr.iid, error_note(reason, key))
+            await gitlab.post_note(mr.project_id, mr.iid, error_note(reason, key, self.locale))
             self.metrics.triggers.labels("", "error").inc()
 
     async def pick_and_announce(self, key: str, ref: MergeRequestRef, flags: Flags) -> Plan:
@@ -167,7 +172,7 @@ class RoulettePlugin(Plugin):
         plan = await self.service.plan(ref, flags, rng=random.Random(key))
         mr = plan.mr
         await self.app.gitlab.post_note(
-            mr.project_id, mr.iid, reply_note(plan, key, explain=flags.explain)
+            mr.project_id, mr.iid, reply_note(plan, key, explain=flags.explain, locale=self.locale)
         )
         picks = plan.selection.picks
         new = [(p.username, p.role) for p in picks if not p.kept]

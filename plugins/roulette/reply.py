@@ -10,14 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from functools import cache
 from typing import cast
 
-import jinja2
-
+from bot.i18n import environment, translator
+from plugins.roulette.chat import empty_pool, role_name
 from plugins.roulette.engine import Pick, Pool
 from plugins.roulette.flags import USAGE
-from plugins.roulette.render import EMPTY_POOL, ROLE_NAMES
 from plugins.roulette.service import Plan
 
 MARKER_PREFIX = "<!-- roulette-bot"
@@ -60,42 +58,30 @@ def is_bot_reply(body: str) -> bool:
     return MARKER_PREFIX in body
 
 
-@cache
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("plugins.roulette", "templates"),
-        autoescape=False,  # noqa: S701 - GitLab markdown, not HTML
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=False,
-    )
-
-
 def _details(components: dict[str, float]) -> str:
     parts = [f"{k.replace('_', ' ')} {v:+g}" for k, v in components.items() if k != "base" and v]
     return ", ".join(parts) or "-"
 
 
-def reply_note(plan: Plan, key: str, *, explain: bool) -> str:
+def reply_note(plan: Plan, key: str, *, explain: bool, locale: str) -> str:
+    """The note answering a ``/roulette``, in ``locale`` (GitLab has no per-user locale)."""
     selection = plan.selection
-    draft = any("draft" in note for note in selection.notes)
+    _ = translator(locale)
     context = {
+        "t": _,
+        "role": lambda role: role_name(role, _),
+        "empty": lambda pool: empty_pool(pool, _),
         "team": plan.team,
         "picks": selection.picks,
-        "role_names": ROLE_NAMES,
         "empty_pools": selection.empty_pools,
-        "empty_texts": EMPTY_POOL,
-        "notes": {
-            "draft": draft,
-            "other": [n for n in selection.notes if "draft" not in n] + list(plan.problems),
-        },
+        "draft": plan.mr.draft,
+        "notes": [n for n in selection.notes if "draft" not in n] + list(plan.problems),
         "explain": explain,
         "candidates": [
             {
                 "username": c.username,
                 "score": c.score,
-                "pools": ", ".join(ROLE_NAMES[p] for p in c.pools),
+                "pools": ", ".join(role_name(p, _) for p in c.pools),
                 "details": _details(dict(c.components)),
             }
             for c in selection.candidates
@@ -105,26 +91,47 @@ def reply_note(plan: Plan, key: str, *, explain: bool) -> str:
         "warnings": plan.warnings,
         "marker": marker(key, selection.picks),
     }
-    return _environment().get_template("reply.md.j2").render(context).strip() + "\n"
+    template = environment("plugins.roulette").get_template("reply.md.j2")
+    return template.render(context).strip() + "\n"
 
 
-def help_note(key: str) -> str:
+def help_note(key: str, locale: str) -> str:
+    _ = translator(locale)
     return (
-        "**Reviewer roulette** picks reviewers for this merge request: one code owner of "
-        "the changed files, one member of its team and one from another team, weighing "
-        "their current load and availability.\n\n"
-        f"Usage: `{USAGE}`\n\n"
-        "- `--explain`: every candidate's score and why\n"
-        "- `--force`: ignore recent reviews and the reviewers already set\n"
-        "- `--include @user` / `--exclude @user`: ask for / leave out someone\n"
-        "- `--no-codeowner`: no code-owner slot\n"
-        "- `reroll`: replace the reviewers who have not answered yet\n\n"
-        f"{marker(key)}\n"
+        "\n".join(
+            [
+                _(
+                    "**Reviewer roulette** picks reviewers for this merge request: one code "
+                    "owner of the changed files, one member of its team and one from another "
+                    "team, weighing their current load and availability."
+                ),
+                "",
+                _("Usage: `{usage}`", usage=USAGE),
+                "",
+                _("- `--explain`: every candidate's score and why"),
+                _("- `--force`: ignore recent reviews and the reviewers already set"),
+                _("- `--include @user` / `--exclude @user`: ask for / leave out someone"),
+                _("- `--no-codeowner`: no code-owner slot"),
+                _("- `reroll`: replace the reviewers who have not answered yet"),
+                "",
+                marker(key),
+            ]
+        )
+        + "\n"
     )
 
 
-def error_note(reason: str, key: str) -> str:
+def error_note(reason: str, key: str, locale: str) -> str:
+    _ = translator(locale)
     return (
-        f":warning: **Reviewer roulette** could not run: {reason}\n\n"
-        f"Usage: `{USAGE}`\n\n{marker(key)}\n"
+        "\n".join(
+            [
+                _(":warning: **Reviewer roulette** could not run: {reason}", reason=reason),
+                "",
+                _("Usage: `{usage}`", usage=USAGE),
+                "",
+                marker(key),
+            ]
+        )
+        + "\n"
     )

@@ -1,0 +1,1 @@
+"""Out-of-office periods: ``/ooo`` records, lists and cancels the days someone is away."""
