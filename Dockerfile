@@ -6,6 +6,7 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY plugins ./plugins
 COPY migrations ./migrations
+COPY locales ./locales
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # Runtime stage: only the installed wheels, run as an unprivileged user.

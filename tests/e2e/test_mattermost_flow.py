@@ -187,3 +187,59 @@ async def test_the_websocket_reconnects_and_answers_a_dm(chat: Chat) -> None:
     await _until(
         lambda: any("I know these commands" in m or "/roulette" in m for m in chat.dms_to("bob"))
     )
+
+
+async def test_ooo_dialog_refuses_reversed_dates_then_records(chat: Chat) -> None:
+    body = await chat.slash("dave", "/ooo")
+    assert body.get("response_type", "ephemeral") == "ephemeral"
+    [dialog] = chat.mm.dialogs_opened
+    assert dialog["dialog"]["callback_id"] == "ooo"
+    names = [e["name"] for e in dialog["dialog"]["elements"]]
+    assert names == ["start", "end", "reason"]
+
+    status, answer = await chat.mm.submit_dialog(
+        dialog, "dave", {"start": "2099-06-10", "end": "2099-06-01", "reason": "trip"}
+    )
+    assert status == 200 and "end" in answer["errors"]
+
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    status, answer = await chat.mm.submit_dialog(
+        dialog, "dave", {"start": today, "end": "2099-06-01", "reason": "sabbatical"}
+    )
+    assert (status, answer) == (200, {})
+    # Away from today: never picked, even when asked for by name.
+    url = f"{chat.gitlab.base_url}/{PROJECT}/-/merge_requests/1"
+    await chat.slash("alice", f"/roulette {url} --include @dave")
+    assert "dave" not in [r["username"] for r in chat.gitlab.merge_request(PROJECT, 1)["reviewers"]]
+
+
+async def test_a_forged_dialog_state_is_refused(chat: Chat) -> None:
+    await chat.slash("dave", "/ooo")
+    [dialog] = chat.mm.dialogs_opened
+    forged = dialog | {"dialog": dialog["dialog"] | {"state": "9999999999.forged"}}
+    status, _ = await chat.mm.submit_dialog(
+        forged, "dave", {"start": "2099-01-01", "end": "2099-01-02"}
+    )
+    assert status == 401
+
+
+async def test_ooo_text_form_list_and_cancel(chat: Chat) -> None:
+    recorded = await chat.slash("erin", "/ooo 2099-03-01 2099-03-05 conference")
+    assert "2099-03-01" in recorded["text"]
+    refused = await chat.slash("erin", "/ooo 2099-03-04 2099-03-08")
+    assert "overlap" in refused["text"]
+    listed = await chat.slash("erin", "/ooo list")
+    assert "2099-03-01" in listed["text"] and "conference" in listed["text"]
+    cancelled = await chat.slash("erin", "/ooo cancel")
+    assert "cancelled" in cancelled["text"]
+    assert "2099-03-01" not in (await chat.slash("erin", "/ooo list"))["text"]
+
+
+async def test_slow_work_answers_at_once_then_through_the_response_url(chat: Chat) -> None:
+    chat.gitlab.delay_next(r"/merge_requests/1(\?|$)", 3.0)
+    url = f"{chat.gitlab.base_url}/{PROJECT}/-/merge_requests/1"
+    started = time.monotonic()
+    body = await chat.slash("alice", f"/roulette {url}")
+    assert time.monotonic() - started < 3.0
+    assert body["text"] == "Working on it…"
+    await _until(lambda: any("Reviewers for" in m for m in chat.channel_posts()), within=15)
