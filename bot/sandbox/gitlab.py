@@ -55,6 +55,8 @@ from urllib.parse import unquote, urlencode, urlsplit
 
 from aiohttp import web
 
+from bot.sandbox import listening
+
 __all__ = ["GitLabStandIn", "serve"]
 
 JSON = dict[str, Any]
@@ -1388,13 +1390,6 @@ async def serve(
     standin: GitLabStandIn, *, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[str]:
     """Serve the stand-in on ``host`` (a free port by default); yields its GitLab URL."""
-    runner = web.AppRunner(standin.app(), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound = runner.addresses[0][1]
+    async with listening(standin.app(), host, port) as bound:
         standin.base_url = f"http://{host}:{bound}{standin.relative_url_root}"
         yield standin.base_url
-    finally:
-        await runner.cleanup()

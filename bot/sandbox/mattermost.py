@@ -70,6 +70,8 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp
 from aiohttp import web
 
+from bot.sandbox import listening
+
 __all__ = ["MattermostStandIn", "driver_options", "new_id", "serve"]
 
 JSON = dict[str, Any]
@@ -2320,13 +2322,6 @@ async def serve(
     standin: MattermostStandIn, *, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[str]:
     """Serve the stand-in on ``host`` (a free port by default); yields its site URL."""
-    runner = web.AppRunner(standin.app(), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound = runner.addresses[0][1]
+    async with listening(standin.app(), host, port) as bound:
         standin.site_url = f"http://{host}:{bound}"
         yield standin.site_url
-    finally:
-        await runner.cleanup()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,46 +17,19 @@ from sqlalchemy.engine import URL
 from bot.app import create_app
 from bot.http import CONTEXT
 from bot.models import MrReview, ReviewerAssignment, User, WebhookDelivery
-from bot.sandbox.gitlab import GitLabStandIn, serve
+from bot.sandbox.gitlab import GitLabStandIn
 from bot.sandbox.webhooks import WebhookSender
 from bot.settings import Settings
 from bot.users import sync_organisation
 from tests.conftest import settings_for
-from tests.roulette.conftest import CODEOWNERS, TEAMS, TOKEN, USERS
+from tests.roulette.conftest import TEAMS, TOKEN, USERS
+from tests.roulette.conftest import gitlab_url as gitlab_url
+from tests.roulette.conftest import standin as standin
 
 SECRET = "e2e-webhook-secret"
 PROJECT = "acme/shop"
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
-
-
-@pytest.fixture
-def standin() -> GitLabStandIn:
-    gl = GitLabStandIn(TOKEN)
-    for user in USERS:
-        gl.add_user(user["gitlab"])
-    gl.add_user("outsider")
-    gl.add_group("platform-team", ["frank", "outsider"])
-    gl.add_group("acme/frontend", ["dave", "erin"])
-    gl.add_project(
-        PROJECT,
-        members={"alice": 40, "frank": 50, "bob": 30},
-        files={"main": {".gitlab/CODEOWNERS": CODEOWNERS}},
-    )
-    gl.add_merge_request(
-        PROJECT,
-        author="alice",
-        title="Checkout rework",
-        labels=["team::backend"],
-        changes=["api/orders.py", "db/orders.sql", "web/cart.ts"],
-    )
-    return gl
-
-
-@pytest.fixture
-async def gitlab_url(standin: GitLabStandIn) -> AsyncIterator[str]:
-    async with serve(standin) as url:
-        yield url
 
 
 def e2e_settings(url: URL, gitlab_url: str, **values: Any) -> Settings:
