@@ -125,7 +125,8 @@ class RoulettePlugin(Plugin):
         payload = event.payload
         await tracking.merge_request_event(self.app.sessions, self.metrics, payload)
         await self.metrics.refresh_active(self.app.sessions)
-        if self.app.settings.roulette.auto_roulette == "on_open" and _opened_ready(payload):
+        auto = self.app.settings.roulette.auto_roulette == "on_open"
+        if auto and self.app.gitlab_ is not None and _opened_ready(payload):
             project = payload.get("project") or {}
             attributes = payload.get("object_attributes") or {}
             ref = MergeRequestRef(
