@@ -87,15 +87,6 @@ def _driver_options(url: str, token: str) -> dict[str, Any]:
     }
 
 
-def _version(server_version: str) -> tuple[int, ...]:
-    numbers = []
-    for part in server_version.split(".")[:3]:
-        if not part.isdigit():
-            break
-        numbers.append(int(part))
-    return tuple(numbers)
-
-
 class Mattermost:
     """The bot's Mattermost connection. Constructing it does no I/O."""
 
@@ -155,9 +146,6 @@ class Mattermost:
         except TimeoutError:
             return False
         return True
-
-    def supports_date_elements(self) -> bool:
-        return _version(self.server_version) >= (11, 1)
 
     # ----------------------------------------------------------------- websocket
 
