@@ -107,7 +107,6 @@ class Mattermost:
         self._signing_key = hashlib.sha256(seed).digest()
         self._socket_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self._connected = asyncio.Event()
         self.connections = Counter(
             "mattermost_websocket_connections",
             "Websocket connections established (reconnections included).",
@@ -139,13 +138,6 @@ class Mattermost:
             await asyncio.gather(self._socket_task, return_exceptions=True)
             self._socket_task = None
         await self.driver.client.client.aclose()
-
-    async def wait_connected(self, within: float) -> bool:
-        try:
-            await asyncio.wait_for(self._connected.wait(), within)
-        except TimeoutError:
-            return False
-        return True
 
     # ----------------------------------------------------------------- websocket
 
@@ -208,10 +200,6 @@ class Mattermost:
     def _set_state(self, state: str) -> None:
         self.state = state
         self.up.set(1 if state == "connected" else 0)
-        if state == "connected":
-            self._connected.set()
-        else:
-            self._connected.clear()
 
     def _message(self, event: Mapping[str, Any]) -> ChatMessage | None:
         data = event.get("data") or {}
