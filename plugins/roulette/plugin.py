@@ -18,6 +18,7 @@ from bot.chat import ChatUser, CommandContext, Reply
 from bot.context import AppContext
 from bot.errors import CommandError
 from bot.gitlab import (
+    GitLabError,
     GitLabForbidden,
     GitLabNotFound,
     MergeRequestInfo,
@@ -111,7 +112,8 @@ class RoulettePlugin(Plugin):
                 log.warning("a /roulette comment arrived but GITLAB_URL is not configured")
                 return
             ref = MergeRequestRef(project_path, iid)
-            await self.roll(event.key, ref, first_line[len(TRIGGER) :])
+            project_id = int(project.get("id") or 0) or None
+            await self.roll(event.key, ref, first_line[len(TRIGGER) :], project_id)
             return
         if not author:
             return
@@ -136,15 +138,24 @@ class RoulettePlugin(Plugin):
 
     # ----------------------------------------------------------------- the roulette
 
-    async def roll(self, key: str, ref: MergeRequestRef, text: str) -> None:
+    async def roll(
+        self, key: str, ref: MergeRequestRef, text: str, project_id: int | None = None
+    ) -> None:
         """Answer one ``/roulette``: pick, post the note, set the reviewers, record."""
         gitlab = self.app.gitlab
         try:
             mr = await gitlab.merge_request(ref)
         except (GitLabNotFound, GitLabForbidden) as e:
-            # Without the MR there is nowhere to answer: say so in the logs and metrics.
             log.warning("roulette on %s: the bot cannot read the merge request (%s)", ref, e)
             self.metrics.triggers.labels("", "error").inc()
+            if project_id:  # say so on the MR, if GitLab lets the bot write there at all
+                reason = f"the bot cannot read this merge request ({e})"
+                try:
+                    await gitlab.post_note(
+                        project_id, ref.iid, error_note(reason, key, self.locale)
+                    )
+                except GitLabError as again:
+                    log.warning("cannot answer on %s either: %s", ref, again)
             return
         notes = await gitlab.recent_notes(mr.project_id, mr.iid, limit=RECENT_NOTES)
         announced = find_reply([n.body for n in notes], key)

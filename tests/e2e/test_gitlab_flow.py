@@ -227,3 +227,13 @@ async def test_the_bots_own_and_system_notes_are_ignored(bot: Bot) -> None:
     await bot.sender.deliver("Note Hook", bot.sender.note_payload(PROJECT, 1, system))
     await bot.settled()
     assert [n["body"] for n in bot.bot_notes()] == ["/roulette"]  # only the one we added
+
+
+async def test_an_unreadable_merge_request_gets_a_clear_note(bot: Bot) -> None:
+    bot.standin.fail_next(r"/merge_requests/1(\?|$)", 404, times=10, method="GET")
+    await bot.comment("alice", "/roulette")
+    await bot.settled()
+    [note] = bot.bot_notes()
+    assert "cannot read this merge request" in note["body"]
+    [row] = await bot.rows(WebhookDelivery)
+    assert row.status == "done"
