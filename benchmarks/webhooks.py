@@ -51,7 +51,7 @@ from typing import Any
 import aiohttp
 import psycopg
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import URL, make_url
 
 from bot import migrate
@@ -453,6 +453,17 @@ async def fan_out(
     return Timed(latencies, statuses, answers, time.perf_counter() - started)
 
 
+def warm_ups(model: Outgoing, count: int) -> list[Outgoing]:
+    """``count`` ordinary (non-``/roulette``) comments shaped like ``model``."""
+    payload = json.loads(model.body)
+    payload["object_attributes"]["note"] = "Warming up."
+    body = json.dumps(payload).encode()
+    return [
+        Outgoing(f"warm-up-{i}", body, model.headers | {"Idempotency-Key": f"warm-up-{i}"})
+        for i in range(count)
+    ]
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -570,6 +581,13 @@ async def measure(
             for _ in range(args.senders)
         ]
         try:
+            # Warm the intake path (connections, compiled statements) with ordinary
+            # comments, as a running bot is warm; their rows are removed before measuring.
+            await fan_out(sessions, warm_ups(outgoing[0], args.senders), post_hook)
+            while (await inbox_states(app)).get("done", 0) < args.senders:
+                await asyncio.sleep(0.02)
+            async with context.sessions.begin() as db:
+                await db.execute(delete(WebhookDelivery))
             health = await fan_out(sessions, range(len(outgoing)), get_health)
             load_before = await gitlab.load()
             wall_start = time.time()

@@ -36,7 +36,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.context import AppContext
 from bot.db import utcnow
@@ -50,6 +51,8 @@ log = logging.getLogger("bot.webhooks")
 EVENTS = {"Note Hook": "note", "Merge Request Hook": "merge_request"}
 SIGNATURE_TOLERANCE = 300  # seconds either side of now, as the Standard Webhooks libraries
 MAX_ERROR = 2000
+BATCH = 200  # deliveries written per intake transaction at most
+IDLE_POLL = 2.0  # seconds between looks at the inbox when nothing is due (other replicas)
 
 
 class SignatureError(Exception):
@@ -138,6 +141,8 @@ class Inbox:
         self._loop_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.workers)
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[int | None]]] = []
+        self._writer: asyncio.Task[None] | None = None
         registry_ = context.metrics.registry
         self.received = Counter(
             "webhook_deliveries_total",
@@ -195,20 +200,56 @@ class Inbox:
             return error_response(400, "the body is not a JSON object")
 
         key = delivery_key(request.headers, body)
-        try:
-            async with self.context.sessions.begin() as session:
-                row = WebhookDelivery(delivery_key=key, event_type=kind, payload=payload)
-                session.add(row)
-                await session.flush()
-                row_id = row.id
-        except IntegrityError:
+        row_id = await self._store(key, kind, payload)
+        if row_id is None:
             self.received.labels(kind, "duplicate").inc()
             log.info("delivery %s already received; not processed again", key)
             return json_response({"status": "duplicate", "delivery": key})
         self.received.labels(kind, "accepted").inc()
         log.info("delivery %s stored (%s)", key, kind, extra={"delivery": key})
-        self._wake.set()
         return json_response({"status": "accepted", "delivery": key, "id": row_id})
+
+    async def _store(self, key: str, kind: str, payload: dict[str, Any]) -> int | None:
+        """Store one delivery; its id, or None when the key was already stored.
+
+        Deliveries arriving together are written in one transaction (group commit): one
+        transaction per request would queue every acknowledgement behind the others'
+        commits (and, on SQLite, behind its single write lock). Each request still gets
+        its answer only once its row is committed.
+        """
+        done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._pending.append(({"delivery_key": key, "event_type": kind, "payload": payload}, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending(), name="webhook-intake")
+        return await done
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
+            try:
+                stored = await self._insert([values for values, _ in batch])
+            except Exception as e:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(e)
+                continue
+            for values, done in batch:
+                if not done.done():
+                    done.set_result(stored.pop(values["delivery_key"], None))
+            self._wake.set()
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """INSERT ... ON CONFLICT DO NOTHING; the ids of the rows really inserted, by key."""
+        dialect = self.context.engine.dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        async with self.context.sessions.begin() as session:
+            statement = (
+                insert(WebhookDelivery)
+                .on_conflict_do_nothing(index_elements=["delivery_key"])
+                .returning(WebhookDelivery.id, WebhookDelivery.delivery_key)
+            )
+            result = await session.execute(statement, rows)
+            return {str(key): int(row_id) for row_id, key in result.all()}
 
     # ----------------------------------------------------------------- workers
 
@@ -219,6 +260,8 @@ class Inbox:
     async def stop(self, grace: float) -> None:
         self._stopping = True
         self._wake.set()
+        if self._writer is not None:  # deliveries being stored are answered first
+            await asyncio.gather(self._writer, return_exceptions=True)
         if self._loop_task is not None:
             await self._loop_task
             self._loop_task = None
@@ -280,8 +323,8 @@ class Inbox:
         if len(due) == free:
             return 0.0
         if upcoming is not None:
-            return max(0.05, min(30.0, (upcoming - utcnow()).total_seconds()))
-        return 30.0
+            return max(0.05, min(IDLE_POLL, (upcoming - utcnow()).total_seconds()))
+        return IDLE_POLL
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
