@@ -227,7 +227,7 @@ class Settings(BaseSettings):
     # The webhook inbox: concurrent workers, attempts before a delivery is dead-lettered,
     # the first retry delay (doubling after each failure), and how long a worker holds a
     # delivery before another may take it over (after a crash).
-    webhook_workers: int = Field(default=4, ge=1, le=64)
+    webhook_workers: int = Field(default=2, ge=1, le=64)
     webhook_max_attempts: int = Field(default=5, ge=1, le=50)
     webhook_retry_seconds: float = Field(default=2.0, gt=0, le=3600)
     webhook_lease_seconds: float = Field(default=120.0, gt=0, le=3600)
