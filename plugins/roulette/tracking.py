@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db import utcnow
@@ -153,6 +154,22 @@ async def record_roll(
     the MR (recorded as manual when the bot did not know them); ``released`` reviewers
     replaced by ``reroll``/``--force``, whose assignments end.
     """
+    try:
+        return await _record_roll(sessions, mr, team, picks, kept, released)
+    except IntegrityError:
+        # Two roulettes on a new MR at once both created its review row; the other
+        # one won: this time the row exists.
+        return await _record_roll(sessions, mr, team, picks, kept, released)
+
+
+async def _record_roll(
+    sessions: Sessions,
+    mr: MergeRequestInfo,
+    team: str | None,
+    picks: Sequence[tuple[str, str]],
+    kept: Sequence[str],
+    released: Sequence[str],
+) -> Recorded:
     now = utcnow()
     async with sessions.begin() as session:
         review = await ensure_review(session, mr, team, now)
