@@ -584,8 +584,8 @@ async def measure(
             # Warm the intake path (connections, compiled statements) with ordinary
             # comments, as a running bot is warm; their rows are removed before measuring.
             await fan_out(sessions, warm_ups(outgoing[0], args.senders), post_hook)
-            while (await inbox_states(app)).get("done", 0) < args.senders:
-                await asyncio.sleep(0.02)
+            while (await inbox_states(app)).get("done", 0) < args.senders:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)  # the rows are in the database: poll it
             async with context.sessions.begin() as db:
                 await db.execute(delete(WebhookDelivery))
             health = await fan_out(sessions, range(len(outgoing)), get_health)
