@@ -88,15 +88,20 @@ async def _until(condition: Callable[[], bool | Awaitable[bool]], within: float 
 
 
 @pytest.fixture
+def port() -> int:
+    return _free_port()
+
+
+@pytest.fixture
 async def chat(
     migrated_url: URL,
     gitlab_url: str,
     standin: GitLabStandIn,
     mattermost: tuple[MattermostStandIn, str],
     aiohttp_client: MakeClient,
+    port: int,
 ) -> Chat:
     mm, mm_url = mattermost
-    port = _free_port()
     settings = e2e_settings(
         migrated_url,
         gitlab_url,
@@ -243,3 +248,34 @@ async def test_slow_work_answers_at_once_then_through_the_response_url(chat: Cha
     assert time.monotonic() - started < 3.0
     assert body["text"] == "Working on it…"
     await _until(lambda: any("Reviewers for" in m for m in chat.channel_posts()), within=15)
+
+
+async def test_a_mention_in_a_channel_runs_the_command(chat: Chat) -> None:
+    url = f"{chat.gitlab.base_url}/{PROJECT}/-/merge_requests/1"
+    channel = chat.mm.channel(TEAM, CHANNEL)
+    chat.mm.say("bob", channel["id"], f"@roulette-bot roulette {url}")
+    await _until(lambda: any("Reviewers for" in m for m in chat.channel_posts()))
+    assert chat.gitlab.merge_request(PROJECT, 1)["reviewers"]
+
+
+@pytest.fixture
+def stale_command(mattermost: tuple[MattermostStandIn, str], port: int) -> dict[str, Any]:
+    mm, _ = mattermost
+    return mm.add_command(
+        TEAM,
+        "roulette",
+        f"http://127.0.0.1:{port}/mattermost/command",
+        creator="roulette-bot",
+        auto_complete=True,
+        auto_complete_desc="An old description",
+    )
+
+
+async def test_a_command_whose_definition_changed_is_updated(
+    stale_command: dict[str, Any], chat: Chat
+) -> None:
+    [roulette] = [c for c in chat.mm.commands_in(TEAM) if c["trigger"] == "roulette"]
+    assert roulette["id"] == stale_command["id"]  # updated in place, not duplicated
+    assert roulette["auto_complete_desc"] == "Pick reviewers for a GitLab merge request"
+    body = await chat.slash("alice", "/roulette help")  # its token was learned
+    assert "/roulette MR_URL" in body["text"]
