@@ -18,6 +18,7 @@ from bot.context import AppContext
 from bot.db import create_engine, create_sessionmaker
 from bot.gitlab import GitLab
 from bot.http import CONTEXT, CORE_ROUTES, MAX_BODY, add_core_routes, observe
+from bot.leader import Leadership
 from bot.mattermost import CommandDefinition, Mattermost
 from bot.plugins import Plugin, Registry, load_plugins
 from bot.scheduler import Scheduler
@@ -75,7 +76,8 @@ async def _chat(app: web.Application) -> AsyncIterator[None]:
         CommandDefinition(name, h.spec.options["description"], h.spec.options["hint"])
         for name, h in sorted(app[REGISTRY].commands.items())
     ]
-    await chat.start(commands, chatops.on_message)
+    leadership = Leadership(context.engine, "mattermost-websocket", poll=2.0)
+    await chat.start(commands, chatops.on_message, leadership)
     yield
     await chatops.drain(grace=settings.shutdown_timeout / 4)
     await chat.stop()

@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from bot.chat import ChatUser, Dialog, Reply
 from bot.i18n import normalise
+from bot.leader import Leadership
 from bot.settings import Settings
 
 log = logging.getLogger("bot.mattermost")
@@ -41,6 +42,7 @@ BACKOFF_START = 1.0
 BACKOFF_CAP = 60.0
 USER_TTL = 300.0
 STATE_TTL = 3600  # a dialog may stay open for an hour
+LEADERSHIP_CHECK = 15.0  # seconds between checks that this replica still leads
 
 
 class MattermostError(Exception):
@@ -106,6 +108,7 @@ class Mattermost:
         seed = b"roulette-dialog-state:" + self._token.encode()
         self._signing_key = hashlib.sha256(seed).digest()
         self._socket_task: asyncio.Task[None] | None = None
+        self._leadership: Leadership | None = None
         self._stopping = asyncio.Event()
         self.connections = Counter(
             "mattermost_websocket_connections",
@@ -119,9 +122,17 @@ class Mattermost:
     # ----------------------------------------------------------------- life cycle
 
     async def start(
-        self, commands: Sequence[CommandDefinition], on_message: MessageHandler
+        self,
+        commands: Sequence[CommandDefinition],
+        on_message: MessageHandler,
+        leadership: Leadership | None = None,
     ) -> None:
-        """Log in, register the commands, then keep the websocket up in the background."""
+        """Log in, register the commands, then keep the websocket up in the background.
+
+        With ``leadership``, the websocket is opened only while this replica leads (so
+        one replica answers direct messages); the others stand by.
+        """
+        self._leadership = leadership
         try:
             me = await self.driver.login()
             self.user_id, self.username = str(me["id"]), str(me["username"])
@@ -149,7 +160,7 @@ class Mattermost:
                 if not self.user_id:
                     me = await self.driver.login()
                     self.user_id, self.username = str(me["id"]), str(me["username"])
-                await self._listen(on_message)
+                await self._lead_and_listen(on_message)
                 reason = "closed by the server"
             except asyncio.CancelledError:
                 raise
@@ -165,6 +176,26 @@ class Mattermost:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), wait)
             delay = min(delay * 2, BACKOFF_CAP)
+
+    async def _lead_and_listen(self, on_message: MessageHandler) -> None:
+        leadership = self._leadership
+        if leadership is None:
+            await self._listen(on_message)
+            return
+        self._set_state("standby")
+        await leadership.acquire()
+        listening = asyncio.create_task(self._listen(on_message))
+        try:
+            while True:
+                done, _ = await asyncio.wait({listening}, timeout=LEADERSHIP_CHECK)
+                if done:
+                    return listening.result()
+                if not await leadership.still_held():
+                    raise MattermostError("lost the leadership (database connection gone)")
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
+            await leadership.release()
 
     async def _listen(self, on_message: MessageHandler) -> None:
         parts = urlsplit(self.url)

@@ -1,0 +1,84 @@
+"""One replica at a time: a PostgreSQL advisory lock held on a connection of its own.
+
+Several replicas may run against one PostgreSQL; only the one holding the lock keeps
+the Mattermost websocket (so a direct message is answered once). The lock lives as long
+as its connection: when the holder stops or dies, PostgreSQL frees it and a standby
+takes over within ``poll`` seconds. On SQLite there is one process by nature, and the
+lock is always granted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+log = logging.getLogger("bot.leader")
+
+
+class Leadership:
+    def __init__(self, engine: AsyncEngine, name: str, *, poll: float = 5.0) -> None:
+        self.engine = engine
+        self.name = name
+        self.poll = poll
+        digest = hashlib.sha256(f"roulette-leader:{name}".encode()).digest()
+        self._key = int.from_bytes(digest[:8], "big", signed=True)
+        self._connection: AsyncConnection | None = None
+
+    @property
+    def shared(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    async def acquire(self) -> None:
+        """Return once this process leads; wait (polling) while another one does."""
+        if not self.shared:
+            return
+        waiting_logged = False
+        while True:
+            try:
+                connection = await self.engine.connect()
+                granted = await connection.scalar(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
+                )
+                await connection.commit()
+            except Exception as e:
+                log.warning("cannot ask for %s leadership: %s", self.name, type(e).__name__)
+                granted, connection = False, None
+            if granted and connection is not None:
+                self._connection = connection
+                log.info("this replica now leads %s", self.name)
+                return
+            if connection is not None:
+                await connection.close()
+            if not waiting_logged:
+                log.info("another replica leads %s; standing by", self.name)
+                waiting_logged = True
+            await asyncio.sleep(self.poll)
+
+    async def still_held(self) -> bool:
+        """Whether the lock's connection is alive (so the lock is still ours)."""
+        if not self.shared:
+            return True
+        if self._connection is None:
+            return False
+        try:
+            await self._connection.execute(text("SELECT 1"))
+            await self._connection.commit()
+        except Exception:
+            return False
+        return True
+
+    async def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+            await connection.commit()
+        except Exception as e:  # the connection is gone: so is the lock
+            log.info("leadership connection already closed: %s", type(e).__name__)
+        finally:
+            await connection.close()
