@@ -14,10 +14,12 @@ from collections.abc import Sequence
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import migrate
 from bot.app import create_app
 from bot.errors import CommandFailed, one_line, socket_reason
+from bot.gitlab import GitLab
 from bot.http import CONTEXT
 from bot.plugins import Plugin
 from bot.settings import Settings
@@ -37,6 +39,15 @@ async def _check_port(host: str, port: int) -> None:
         raise CommandFailed(f"cannot listen on {host}:{port}: {socket_reason(e)}") from e
     server.close()
     await server.wait_closed()
+
+
+async def _sync_from_gitlab(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, gitlab: GitLab
+) -> None:
+    try:
+        await sync_organisation(sessions, settings, gitlab)
+    except (SQLAlchemyError, OSError) as e:
+        log.warning("organisation not synced from GitLab: %s", one_line(e))
 
 
 async def run_server(
@@ -61,8 +72,11 @@ async def run_server(
     try:
         # Inside the try: when a resource fails to start, those already started close.
         await runner.setup()
+        context = app[CONTEXT]
         try:
-            await sync_organisation(app[CONTEXT].sessions, settings, app[CONTEXT].gitlab_)
+            # The configuration first (fast, local); GitLab's groups and ids once serving,
+            # so that a slow GitLab never holds the probes back.
+            await sync_organisation(context.sessions, settings)
         except (SQLAlchemyError, OSError) as e:
             raise CommandFailed(f"database unreachable: {one_line(e)}") from e
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
@@ -81,8 +95,16 @@ async def run_server(
             settings.http_port,
             settings.public_url,
         )
+        from_gitlab = (
+            asyncio.create_task(_sync_from_gitlab(context.sessions, settings, context.gitlab_))
+            if context.gitlab_ is not None
+            else None
+        )
         await stop.wait()
         log.info("shutting down: no new requests, finishing the ones in flight")
+        if from_gitlab is not None and not from_gitlab.done():
+            from_gitlab.cancel()
+            await asyncio.gather(from_gitlab, return_exceptions=True)
     finally:
         try:
             await asyncio.wait_for(runner.cleanup(), timeout=settings.shutdown_timeout + 1)

@@ -9,10 +9,15 @@ import time
 import aiohttp
 import pytest
 from aiohttp import web
+from sqlalchemy import select
 from sqlalchemy.engine import URL
 
+from bot.db import create_engine, create_sessionmaker
 from bot.errors import CommandFailed
+from bot.models import User
 from bot.plugins import Plugin, route
+from bot.sandbox.gitlab import GitLabStandIn
+from bot.sandbox.gitlab import serve as serve_gitlab
 from bot.server import run_server
 from tests.conftest import settings_for
 
@@ -80,3 +85,44 @@ async def test_a_taken_port_fails_before_anything_starts(database_url: URL) -> N
         settings = settings_for(database_url, http_host="127.0.0.1", http_port=port)
         with pytest.raises(CommandFailed, match=f"cannot listen on 127.0.0.1:{port}: Address"):
             await run_server(settings, asyncio.Event())
+
+
+async def test_serving_starts_before_gitlab_answers_then_syncs_its_groups(
+    database_url: URL,
+) -> None:
+    gitlab = GitLabStandIn("token-for-the-server-test")
+    for name in ("alice", "grace"):
+        gitlab.add_user(name)
+    gitlab.add_group("acme/backend", ["alice", "grace"])
+    gitlab.delay_next(r"/groups/", 1.5)  # GitLab is slow today
+    async with serve_gitlab(gitlab) as gitlab_url:
+        port = _free_port()
+        settings = settings_for(
+            database_url,
+            http_host="127.0.0.1",
+            http_port=port,
+            gitlab_url=gitlab_url,
+            gitlab_token="token-for-the-server-test",
+            teams=[{"name": "backend", "gitlab_group": "acme/backend"}],
+            users=[{"gitlab": "alice", "team": "backend"}],
+        )
+        stop = asyncio.Event()
+        server = asyncio.create_task(run_server(settings, stop))
+        started = time.monotonic()
+        await _wait_until_up(f"http://127.0.0.1:{port}")
+        assert time.monotonic() - started < 1.5  # the probes did not wait for GitLab
+
+        engine = create_engine(settings.async_database_url)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                async with create_sessionmaker(engine)() as session:
+                    names = set((await session.scalars(select(User.gitlab_username))).all())
+                if "grace" in names:
+                    break
+                assert time.monotonic() < deadline, names
+                await asyncio.sleep(0.05)
+        finally:
+            await engine.dispose()
+        stop.set()
+        await asyncio.wait_for(server, 10)
