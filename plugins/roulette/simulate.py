@@ -156,8 +156,10 @@ def _engine(world: World, options: engine.Options, rng: random.Random) -> Choose
             state = world.unavailable.get((person.username, day))
             if state == "ooo":
                 availability[person.username] = engine.Availability(ooo=True)
-            elif state in ("busy", "away"):
-                availability[person.username] = engine.Availability(status=state)  # type: ignore[arg-type]
+            elif state == "busy":
+                availability[person.username] = engine.Availability(status="busy")
+            elif state == "away":
+                availability[person.username] = engine.Availability(status="away")
         facts = engine.MergeRequestFacts(author=mr.author, team=mr.team, owners=mr.owners)
         load = engine.Load(active=active, recent=recent)
         selection = engine.select(facts, world.people, availability, load, options, rng, mr.at)
