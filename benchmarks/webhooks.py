@@ -26,6 +26,7 @@ inbox row ``done``). Exits non-zero on FAIL.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import contextlib
@@ -221,18 +222,19 @@ async def serve_metered(gl: GitLabStandIn, meter: Meter) -> AsyncIterator[str]:
         yield gl.base_url
 
 
-class GitLabSide:
+class GitLabSide(abc.ABC):
     """Where the stand-in runs: its ``url``, its notes by delivery, its load."""
 
     mode = ""
     url = ""
 
+    @abc.abstractmethod
     async def count(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The bot's notes on the measured MRs, counted by delivery marker."""
 
+    @abc.abstractmethod
     async def load(self) -> tuple[int, float]:
         """(requests served, seconds spent in the stand-in's handlers) so far."""
-        raise NotImplementedError
 
 
 class InlineGitLab(GitLabSide):
