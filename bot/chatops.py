@@ -81,7 +81,11 @@ class ChatOps:
         done, _pending = await asyncio.wait({task}, timeout=ANSWER_WITHIN)
         if task in done:
             reply = task.result()
-            await self._open_dialog(ctx, reply)
+            try:
+                await self._open_dialog(ctx, reply)
+            except Exception as e:  # an expired trigger id, Mattermost refusing the dialog...
+                log.warning("could not open the /%s dialog: %s", name, type(e).__name__)
+                reply = Reply(_("The form could not be opened; please try again."))
             return json_response(command_response(reply))
         self._later.add(task)
         task.add_done_callback(lambda t: self._deliver_later(t, ctx))
@@ -148,21 +152,34 @@ class ChatOps:
         if body.get("cancelled"):
             return json_response({})
         user = await self._user(user_id, "")
+        _ = translator(user.locale)
         submission = body.get("submission") or {}
-        result = await handler.func(
-            DialogSubmission(
-                callback_id=callback_id,
-                user=user,
-                channel_id=str(body.get("channel_id", "")),
-                submission=submission if isinstance(submission, dict) else {},
+        try:
+            result = await handler.func(
+                DialogSubmission(
+                    callback_id=callback_id,
+                    user=user,
+                    channel_id=str(body.get("channel_id", "")),
+                    submission=submission if isinstance(submission, dict) else {},
+                )
             )
-        )
+        except CommandError as e:
+            return json_response({"error": str(e)})
+        except Exception:
+            # Mattermost shows ``error`` above the dialog: a sentence, never a traceback.
+            log.exception("dialog %s failed", callback_id)
+            self.context.metrics.unhandled_errors.labels("chat").inc()
+            failed = _("Something went wrong; the team running the bot has the details.")
+            return json_response({"error": failed})
         if result.errors:
             return json_response({"errors": dict(result.errors)})
         if result.error:
             return json_response({"error": result.error})
         if result.message is not None and body.get("channel_id"):
-            await self.chat.ephemeral(user_id, str(body["channel_id"]), result.message.text)
+            try:
+                await self.chat.ephemeral(user_id, str(body["channel_id"]), result.message.text)
+            except Exception as e:  # the dialog did its work; only the confirmation is lost
+                log.warning("dialog confirmation not delivered: %s", type(e).__name__)
         return json_response({})
 
     # ----------------------------------------------------------------- messages

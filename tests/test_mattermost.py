@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bot.chat import Reply
+from bot.app import CHATOPS, create_app
+from bot.chat import ChatUser, DialogResult, DialogSubmission, Reply
 from bot.mattermost import Mattermost, command_response
+from bot.plugins import Plugin, dialog
 from bot.settings import Settings
 
 
@@ -74,3 +77,43 @@ def test_command_response_shape() -> None:
 def test_chat_needs_url_and_token() -> None:
     with pytest.raises(ValueError, match="MATTERMOST_URL and MATTERMOST_TOKEN"):
         Mattermost(Settings(mattermost_url="https://chat.example.com"), CollectorRegistry())
+
+
+async def test_a_failing_dialog_handler_answers_an_error_not_a_500(
+    aiohttp_client: Any, tmp_path: Any
+) -> None:
+    class Broken(Plugin):
+        name = "broken"
+
+        @dialog("broken")
+        async def submitted(self, submission: DialogSubmission) -> DialogResult:
+            raise RuntimeError("internal detail")
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'r.db'}")
+    app = create_app(settings, plugins=[Broken])
+    chat = Mattermost(
+        Settings(mattermost_url="https://chat.example.com", mattermost_token="bot-token-1234"),
+        CollectorRegistry(),
+    )
+    app[CHATOPS].chat = chat
+    client = await aiohttp_client(app)
+    body = {
+        "type": "dialog_submission",
+        "callback_id": "broken",
+        "state": chat.sign_state("broken", "u1"),
+        "user_id": "u1",
+        "channel_id": "",
+        "submission": {"start": 5},
+        "cancelled": False,
+    }
+    chat.user = _offline_user  # type: ignore[method-assign]
+    response = await client.post("/mattermost/dialog", json=body)
+    assert response.status == 200
+    answer = await response.json()
+    assert "Something went wrong" in answer["error"] and "internal detail" not in answer["error"]
+    not_json = await client.post("/mattermost/dialog", data=b"{nope")
+    assert not_json.status == 400
+
+
+async def _offline_user(user_id: str) -> ChatUser:
+    return ChatUser(id=user_id, username="someone", locale="en")
