@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -119,17 +120,49 @@ class WorkingHours(_Strict):
         return self
 
 
+# What a GitLab status message says when its author is away today, and what cancels it.
+# Matched as whole words, ignoring case, accents, hyphens, underscores and spacing (see
+# docs/configuration.md, "GitLab status"); plurals are listed, not guessed.
 AWAY_KEYWORDS = (
     "ooo",
     "out of office",
+    "out of the office",
     "pto",
     "vacation",
+    "vacations",
     "holiday",
-    "congé",
-    "vacances",
-    "absent",
-    "sick",
+    "holidays",
+    "on leave",
     "parental leave",
+    "maternity leave",
+    "paternity leave",
+    "sick leave",
+    "annual leave",
+    "sick",
+    "absent",
+    "absente",
+    "congé",
+    "congés",
+    "en congé",
+    "en congés",
+    "vacances",
+    "malade",
+    "arrêt maladie",
+    "rtt",
+)
+# A back keyword cancels the away keywords after it in the same clause.
+BACK_KEYWORDS = (
+    "back from",
+    "returned",
+    "not",
+    "no longer",
+    "de retour",
+    "rentré de",
+    "rentrée de",
+    "revenu de",
+    "revenue de",
+    "pas en",
+    "plus en",
 )
 AWAY_EMOJIS = (
     "palm_tree",
@@ -144,6 +177,24 @@ AWAY_EMOJIS = (
 )
 
 
+def _status_phrase(value: str) -> str:
+    """A status keyword must hold a word: one letter or digit at least."""
+    if not re.search(r"[^\W_]", value):
+        raise ValueError(f"{value!r} is not a word or phrase (it has no letter or digit)")
+    return value
+
+
+def _emoji_name(value: str) -> str:
+    """An emoji name, with or without its colons (``palm_tree``, ``:palm_tree:``)."""
+    if not value.strip().strip(":").strip():
+        raise ValueError(f"{value!r} is not an emoji name")
+    return value
+
+
+StatusPhrase = Annotated[str, AfterValidator(_status_phrase)]
+EmojiName = Annotated[str, AfterValidator(_emoji_name)]
+
+
 class RouletteConfig(_Strict):
     reviewers: int = Field(default=3, ge=1, le=10)
     assign_in_gitlab: bool = True
@@ -155,8 +206,11 @@ class RouletteConfig(_Strict):
     working_hours: WorkingHours = WorkingHours()
     # Trainees: only as an extra reviewer (default), like everyone else, or never.
     trainees: Literal["extra", "regular", "off"] = "extra"
-    away_keywords: tuple[str, ...] = AWAY_KEYWORDS
-    away_emojis: tuple[str, ...] = AWAY_EMOJIS
+    # GitLab status: a message with an away keyword (not cancelled by a back keyword
+    # before it in its clause) or an away emoji makes its author unavailable.
+    away_keywords: tuple[StatusPhrase, ...] = AWAY_KEYWORDS
+    back_keywords: tuple[StatusPhrase, ...] = BACK_KEYWORDS
+    away_emojis: tuple[EmojiName, ...] = AWAY_EMOJIS
 
     @field_validator("notify_reviewers", "auto_roulette", "trainees", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import random
 import re
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -110,20 +111,99 @@ def configured_people(settings: Settings) -> list[engine.Person]:
     ]
 
 
-class StatusReader:
-    """Turns a GitLab status into availability: busy, away (message or emoji) or available."""
+# Punctuation that ends a clause in a status message: a back keyword cancels the away
+# keywords after it up to the next one ("Absent, de retour le 12" stays away). A hyphen
+# joins words ("out-of-office"); a dash between spaces, or an en or em dash, separates.
+_CLAUSE_END = re.compile(
+    r"[,;:.!?()\[\]{}<>/\\|\"\n\r"
+    "\u201c\u201d\u00ab\u00bb\u2026\u2013\u2014]+"  # quotes, ellipsis, en and em dashes
+    r"|\s-+\s"
+)
+_SEPARATORS = re.compile(r"(?:[^\w\n]|_)+")
 
-    def __init__(self, keywords: Iterable[str], emojis: Iterable[str]) -> None:
-        words = sorted((re.escape(k.casefold()) for k in keywords if k.strip()), key=len)
-        self._away = re.compile(rf"(?<!\w)(?:{'|'.join(reversed(words))})(?!\w)") if words else None
-        self._emojis = {e.strip(":").casefold() for e in emojis}
+
+def fold_status_text(text: str, *, clauses: bool = True) -> str:
+    """Status text reduced to what the matching compares: lower-case words, no accents.
+
+    NFKD-decomposes ``text`` and drops the combining marks ("congés" -> "conges"),
+    case-folds it, and turns every run of other characters (spaces, hyphens,
+    underscores, apostrophes, emoji...) into one space, so that "Out_Of-Office" and
+    "out  of office" both read ``"out of office"``. With ``clauses`` the clause-ending
+    punctuation of ``_CLAUSE_END`` becomes a line break, which no keyword spans;
+    without it (for the keywords themselves) it is one more separator.
+    """
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    plain = _CLAUSE_END.sub("\n" if clauses else " ", plain)
+    words = (_SEPARATORS.sub(" ", line).strip() for line in plain.split("\n"))
+    return "\n".join(line for line in words if line)
+
+
+class StatusReader:
+    """Turns a GitLab status into availability: busy, away (message or emoji) or available.
+
+    ``away_keywords`` and ``back_keywords`` are words or phrases (the configuration's
+    ``roulette.away_keywords`` / ``roulette.back_keywords``), ``away_emojis`` emoji names
+    with or without colons. All are compiled here, once, into one regular expression over
+    the folded text of ``fold_status_text``: a keyword matches whole words only ("pto"
+    is not in "Ptolemy", "back from" not in "backlog from"), ignoring case, accents,
+    hyphens, underscores and spacing. Reading a status (GitLab's ``GET /users/:id/status``:
+    ``availability`` "busy" or "not_set", ``message``, ``emoji``; PROTOCOLS.md) is then:
+
+    - ``availability == "busy"``: busy;
+    - else an away keyword in the message that no back keyword comes before in the same
+      clause (a clause ends at , ; : . ! ? brackets, slashes, quotes or a spaced dash):
+      away ("On PTO" is away, "back from PTO", "not OOO" and "OOO? No longer" are not,
+      "OOO, back Monday" and "Absent, de retour le 12" are);
+    - else an away emoji: away;
+    - else available.
+    """
+
+    def __init__(
+        self,
+        away_keywords: Iterable[str],
+        emojis: Iterable[str],
+        back_keywords: Iterable[str] = (),
+    ) -> None:
+        self._names: dict[str, str] = {}  # folded keyword -> as configured, for the detail
+        for keyword in away_keywords:
+            self._names.setdefault(fold_status_text(keyword, clauses=False), keyword.strip())
+        self._names.pop("", None)
+        back = {fold_status_text(k, clauses=False) for k in back_keywords} - {""}
+
+        def alternatives(phrases: Iterable[str]) -> str:
+            # Longest first, so that "en conges" wins over "conges" in the detail.
+            ordered = sorted(phrases, key=lambda p: (-len(p), p))
+            return "|".join(re.escape(p) for p in ordered) or "(?!)"
+
+        # One pass over the folded message: a line break ends a clause, a back keyword
+        # cancels the rest of its clause, the first away keyword not cancelled decides.
+        self._pattern = re.compile(
+            rf"(?P<clause>\n)|(?<!\S)(?:(?P<back>{alternatives(back)})"
+            rf"|(?P<away>{alternatives(self._names)}))(?!\S)"
+        )
+        self._emojis = {e.strip().strip(":").casefold() for e in emojis} - {""}
+
+    def away_keyword(self, message: str | None) -> str | None:
+        """The configured away keyword that marks ``message`` away, or None if none does."""
+        if not message or not self._names:
+            return None
+        cancelled = False
+        for found in self._pattern.finditer(fold_status_text(message)):
+            if found.lastgroup == "clause":
+                cancelled = False
+            elif found.lastgroup == "back":
+                cancelled = True
+            elif not cancelled:
+                return self._names[found.group("away")]
+        return None
 
     def availability(self, status: UserStatus) -> engine.Availability:
+        """The availability that ``status`` gives its user (see the class docstring)."""
         if status.availability == "busy":
             return engine.Availability(status="busy", detail="GitLab status is busy")
-        message = (status.message or "").casefold()
-        if self._away is not None and (found := self._away.search(message)):
-            detail = f"GitLab status message says {found.group(0)!r}"
+        if (keyword := self.away_keyword(status.message)) is not None:
+            detail = f"GitLab status message says {keyword!r}"
             return engine.Availability(status="away", detail=detail)
         emoji = (status.emoji or "").strip(":").casefold()
         if emoji and emoji in self._emojis:
@@ -174,7 +254,11 @@ class RouletteService:
         self.sessions = sessions
         self.cache = cache
         self.gitlab = gitlab
-        self.statuses = StatusReader(settings.roulette.away_keywords, settings.roulette.away_emojis)
+        self.statuses = StatusReader(
+            settings.roulette.away_keywords,
+            settings.roulette.away_emojis,
+            settings.roulette.back_keywords,
+        )
         self._parsed = _Parsed()
 
     # ----------------------------------------------------------------- the plan
