@@ -34,6 +34,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
@@ -42,6 +43,7 @@ import requests
 from gitlab import exceptions as gle
 
 from bot.errors import one_line
+from bot.i18n import Message
 
 __all__ = [
     "CODEOWNERS_PATHS",
@@ -52,10 +54,13 @@ __all__ = [
     "GitLabNotFound",
     "GitLabUnavailable",
     "GitLabUser",
+    "InvalidMergeRequestURL",
     "MergeRequestInfo",
     "MergeRequestRef",
     "Note",
     "UserStatus",
+    "draft_change",
+    "is_draft",
     "parse_mr_url",
 ]
 
@@ -132,6 +137,15 @@ def _describe(parts: SplitResult) -> str:
     return shown + parts.path.rstrip("/")
 
 
+class InvalidMergeRequestURL(ValueError):
+    """A URL that names no merge request on the configured GitLab; ``message`` is the
+    reason as a ``Message``, for the reader's language."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        super().__init__(str(message))
+
+
 def parse_mr_url(url: str, gitlab_url: str) -> MergeRequestRef:
     """The merge request a web URL points to, if it is on the GitLab at ``gitlab_url``.
 
@@ -139,10 +153,11 @@ def parse_mr_url(url: str, gitlab_url: str) -> MergeRequestRef:
     trailing page (``/diffs``), query or fragment, and the legacy form without ``/-/``.
     Hosts compare case-insensitively, default ports are normalised (so ``http`` and
     ``https`` on their usual ports compare equal), and a GitLab installed under a path
-    prefix (``https://host/gitlab``) is honoured. Raises ``ValueError`` with one line.
+    prefix (``https://host/gitlab``) is honoured. Raises ``InvalidMergeRequestURL`` (a
+    ``ValueError``) with one line.
     """
     text = url.strip().strip("<>")
-    not_mr = ValueError(f"not a merge request URL: {_shown(url)}")
+    not_mr = InvalidMergeRequestURL(Message("not a merge request URL: {url}", {"url": _shown(url)}))
     try:
         parts = urlsplit(text)
         origin = _origin(parts)
@@ -154,7 +169,12 @@ def parse_mr_url(url: str, gitlab_url: str) -> MergeRequestRef:
         raise not_mr
     if not _MR_PATH.fullmatch(parts.path):
         raise not_mr
-    elsewhere = ValueError(f"that URL is not on the configured GitLab ({_describe(configured)})")
+    elsewhere = InvalidMergeRequestURL(
+        Message(
+            "that URL is not on the configured GitLab ({gitlab})",
+            {"gitlab": _describe(configured)},
+        )
+    )
     if origin != expected:
         raise elsewhere
     prefix = configured.path.rstrip("/")
@@ -172,11 +192,54 @@ def parse_mr_url(url: str, gitlab_url: str) -> MergeRequestRef:
     return MergeRequestRef("/".join(segments), iid)
 
 
+# --- drafts, in every GitLab's words ---------------------------------------------------
+
+
+def is_draft(merge_request: Mapping[str, Any]) -> bool:
+    """Whether a merge request (REST object, or a hook's ``object_attributes`` or
+    ``merge_request``) is a draft: its ``draft``, else its ``work_in_progress``.
+
+    GitLab 13.x introduced ``draft`` beside the older ``work_in_progress``; older
+    GitLabs (and some hook payloads) send ``draft`` as ``null`` or not at all with
+    ``work_in_progress: true``. A ``null`` is "not said", never "not a draft".
+    """
+    for key in ("draft", "work_in_progress"):
+        value = merge_request.get(key)
+        if value is not None:
+            return bool(value)
+    return False
+
+
+def draft_change(changes: Mapping[str, Any] | None) -> tuple[bool, bool] | None:
+    """``(previous, current)`` draft state from a Merge Request Hook's ``changes``, or
+    ``None`` when the update did not change it.
+
+    Reads ``changes.draft``, else ``changes.work_in_progress`` (what older GitLabs send),
+    each ``{"previous": bool, "current": bool}``; a pair with both sides ``null`` is
+    treated as absent.
+    """
+    for key in ("draft", "work_in_progress"):
+        change = (changes or {}).get(key)
+        if not isinstance(change, Mapping):
+            continue
+        previous, current = change.get("previous"), change.get("current")
+        if previous is None and current is None:
+            continue
+        return bool(previous), bool(current)
+    return None
+
+
 # --- what the adapter returns ----------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class MergeRequestInfo:
+    """A merge request as the bot reads it (``GET /projects/:id/merge_requests/:iid``).
+
+    ``state`` is GitLab's: ``opened``, ``closed``, ``locked`` (being merged) or
+    ``merged``; ``merged_at``/``closed_at`` are UTC, ``None`` when GitLab has none.
+    """
+
     project_id: int
     project_path: str
     iid: int
@@ -191,6 +254,8 @@ class MergeRequestInfo:
     web_url: str
     reviewers: tuple[str, ...]
     reviewer_ids: tuple[int, ...]
+    merged_at: datetime | None = None
+    closed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -263,13 +328,23 @@ def _merge_request(data: Any, ref: MergeRequestRef) -> MergeRequestInfo:
         author=str(data["author"]["username"]),
         author_id=int(data["author"]["id"]),
         labels=tuple(str(label) for label in data.get("labels") or ()),
-        draft=bool(data.get("draft", data.get("work_in_progress", False))),
+        draft=is_draft(data),
         state=str(data["state"]),
         target_branch=str(data["target_branch"]),
         web_url=str(data.get("web_url") or ""),
         reviewers=tuple(str(r["username"]) for r in reviewers),
         reviewer_ids=tuple(int(r["id"]) for r in reviewers),
+        merged_at=_timestamp(data.get("merged_at")),
+        closed_at=_timestamp(data.get("closed_at")),
     )
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """GitLab's ISO 8601 time (``2026-03-02T10:00:00.000Z``) as aware UTC, or ``None``."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(str(value))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _note(data: Any) -> Note:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,6 +24,8 @@ from bot.gitlab import (
     GitLabNotFound,
     MergeRequestInfo,
     MergeRequestRef,
+    draft_change,
+    is_draft,
     parse_mr_url,
 )
 from bot.i18n import translator
@@ -34,6 +37,7 @@ from plugins.roulette.engine import Pick
 from plugins.roulette.flags import Flags, parse_flags, split_words
 from plugins.roulette.reply import (
     Announced,
+    ended_note,
     error_note,
     find_reply,
     help_note,
@@ -46,6 +50,36 @@ log = logging.getLogger("plugins.roulette")
 
 TRIGGER = "/roulette"
 RECENT_NOTES = 100
+# CommonMark's line endings (LF, CRLF, CR) -- not ``str.splitlines``'s longer list -- and
+# its blank lines (nothing but spaces and tabs).
+_LINE_ENDING = re.compile(r"\r\n|\r|\n")
+_BLANK = re.compile(r"[ \t]*")
+_COMMAND = re.compile(r" {0,3}" + re.escape(TRIGGER) + r"(?=\s|$)(?P<arguments>.*)", re.DOTALL)
+
+
+def command_arguments(body: str) -> str | None:
+    """The arguments of the ``/roulette`` command a comment starts with, else ``None``.
+
+    The command is the comment's first line, after at most three leading spaces: the word
+    ``/roulette`` followed by whitespace or the end of the line (``/roulettex`` is not it).
+    What follows on that line is returned (stripped; ``""`` for none); later lines are
+    the comment's prose and ignored.
+
+    This is what a reader sees as text in GitLab's Markdown (CommonMark, spec 0.31, §4.4
+    "Indented code blocks"): a line indented by four or more columns -- four spaces, or a
+    tab, which advances to the next tab stop of 4 -- starts a code block, so
+    ``    /roulette`` or ``\t/roulette`` quotes the command, it does not give it. Quoted
+    (``> /roulette``) and fenced (````` ``` `````) lines do not start with the word either.
+    Line endings are CommonMark's (``\n``, ``\r\n``, ``\r``). Blank lines (spaces and
+    tabs only) before the first line of text are skipped, as CommonMark skips them: the
+    "first line" is the first one that renders, so ``\n/roulette`` is a command.
+    """
+    for line in _LINE_ENDING.split(body):
+        if _BLANK.fullmatch(line):
+            continue
+        match = _COMMAND.fullmatch(line)
+        return match["arguments"].strip() if match else None
+    return None
 
 
 def _username(user: Any) -> str:
@@ -104,8 +138,8 @@ class RoulettePlugin(Plugin):
         mr = payload.get("merge_request") or {}
         project_path = str(project.get("path_with_namespace") or "")
         iid = int(mr.get("iid") or 0)
-        first_line = body.strip().splitlines()[0].strip() if body.strip() else ""
-        if first_line == TRIGGER or first_line.startswith(TRIGGER + " "):
+        arguments = command_arguments(body)
+        if arguments is not None:
             if attributes.get("action") == "update":
                 return  # an edited /roulette comment does not roll again
             if self.app.gitlab_ is None:
@@ -113,7 +147,7 @@ class RoulettePlugin(Plugin):
                 return
             ref = MergeRequestRef(project_path, iid)
             project_id = int(project.get("id") or 0) or None
-            await self.roll(event.key, ref, first_line[len(TRIGGER) :], project_id)
+            await self.roll(event.key, ref, arguments, project_id)
             return
         if not author:
             return
@@ -160,6 +194,9 @@ class RoulettePlugin(Plugin):
         notes = await gitlab.recent_notes(mr.project_id, mr.iid, limit=RECENT_NOTES)
         announced = find_reply([n.body for n in notes], key)
         if announced is not None:
+            if mr.state != "opened":
+                log.info("delivery %s was already answered on %s, now %s", key, ref, mr.state)
+                return
             log.info("delivery %s was already answered on %s; finishing its work", key, ref)
             await self._apply_announced(mr, announced)
             return
@@ -172,6 +209,11 @@ class RoulettePlugin(Plugin):
         if flags.help:
             await gitlab.post_note(mr.project_id, mr.iid, help_note(key, self.locale))
             return
+        if mr.state != "opened":  # merged or closed: say so, assign nobody, notify nobody
+            log.info("roulette on %s: the merge request is %s; nobody assigned", ref, mr.state)
+            await gitlab.post_note(mr.project_id, mr.iid, ended_note(mr.state, key, self.locale))
+            self.metrics.triggers.labels("", "ended").inc()
+            return
         try:
             await self.pick_and_announce(key, ref, flags)
         except (GitLabNotFound, GitLabForbidden) as e:
@@ -180,9 +222,15 @@ class RoulettePlugin(Plugin):
             self.metrics.triggers.labels("", "error").inc()
 
     async def pick_and_announce(self, key: str, ref: MergeRequestRef, flags: Flags) -> Plan:
-        """Pick, post the note on the MR, set its reviewers, record, notify: one roulette."""
+        """Pick, post the note on the MR, set its reviewers, record, notify: one roulette.
+
+        Raises ``tracking.ReviewEnded`` (before posting anything) when the MR is merged or
+        closed: nobody is assigned on it.
+        """
         plan = await self.service.plan(ref, flags, rng=random.Random(key))
         mr = plan.mr
+        if mr.state != "opened":
+            raise tracking.ReviewEnded(str(ref), mr.state)
         await self.app.gitlab.post_note(
             mr.project_id, mr.iid, reply_note(plan, key, explain=flags.explain, locale=self.locale)
         )
@@ -225,6 +273,13 @@ class RoulettePlugin(Plugin):
             raise CommandError(
                 _("The bot cannot read {url} (no such merge request, or no access).", url=words[0])
             ) from None
+        except tracking.ReviewEnded as e:
+            self.metrics.triggers.labels("", "ended").inc()
+            if e.state == "closed":
+                reason = _("{url} is closed, so nobody was assigned.", url=words[0])
+            else:
+                reason = _("{url} is already merged, so nobody was assigned.", url=words[0])
+            raise CommandError(reason) from None
         return Reply(chat_reply(plan, _, self.mattermost_name, explain=flags.explain), "in_channel")
 
     def mattermost_name(self, gitlab_username: str) -> str:
@@ -256,6 +311,7 @@ class RoulettePlugin(Plugin):
                 log.warning("could not notify %s: %s", pick.username, type(e).__name__)
 
     async def _apply_announced(self, mr: MergeRequestInfo, announced: Announced) -> None:
+        """Re-apply what an earlier reply to the same delivery announced (a retry)."""
         current = {r.lower() for r in mr.reviewers}
         picks = [(name, role) for name, role in announced.picks if name.lower() not in current]
         kept = [name for name, _ in announced.picks if name.lower() in current]
@@ -302,13 +358,16 @@ class RoulettePlugin(Plugin):
 
 
 def _opened_ready(payload: Mapping[str, Any]) -> bool:
-    """A non-draft MR opened, or an MR leaving draft, with no reviewers yet."""
+    """A non-draft MR opened, or an MR leaving draft, with no reviewers yet.
+
+    Drafts are read as every GitLab writes them (``draft``, else ``work_in_progress``;
+    see ``bot.gitlab.is_draft`` and ``draft_change``).
+    """
     attributes = payload.get("object_attributes") or {}
     if payload.get("reviewers") or attributes.get("reviewer_ids"):
         return False
-    if attributes.get("draft"):
+    if is_draft(attributes) or attributes.get("state", "opened") != "opened":
         return False
     action = attributes.get("action")
-    draft_change = (payload.get("changes") or {}).get("draft") or {}
-    left_draft = draft_change.get("previous") is True and draft_change.get("current") is False
+    left_draft = draft_change(payload.get("changes")) == (True, False)
     return action == "open" or (action == "update" and left_draft)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from bot.i18n import environment, translator
-from plugins.roulette.chat import empty_pool, role_name
+from plugins.roulette.chat import empty_pool, pick_marks, role_name
 from plugins.roulette.engine import Pick, Pool
 from plugins.roulette.flags import USAGE
 from plugins.roulette.service import Plan
@@ -70,6 +70,7 @@ def reply_note(plan: Plan, key: str, *, explain: bool, locale: str) -> str:
     context = {
         "t": _,
         "role": lambda role: role_name(role, _),
+        "marks": lambda pick: pick_marks(pick, _),
         "empty": lambda pool: empty_pool(pool, _),
         "team": plan.team,
         "picks": selection.picks,
@@ -135,3 +136,20 @@ def error_note(reason: str, key: str, locale: str) -> str:
         )
         + "\n"
     )
+
+
+def ended_note(state: str, key: str, locale: str) -> str:
+    """The short note answering ``/roulette`` on a merge request that is not open:
+    ``state`` is GitLab's (``merged``, ``closed``, or ``locked`` while being merged)."""
+    _ = translator(locale)
+    if state == "closed":
+        text = _(
+            ":information_source: **Reviewer roulette**: this merge request is closed, "
+            "so nobody was assigned. Reopen it first."
+        )
+    else:
+        text = _(
+            ":information_source: **Reviewer roulette**: this merge request is already "
+            "merged, so nobody was assigned."
+        )
+    return f"{text}\n\n{marker(key)}\n"

@@ -2,29 +2,45 @@
 
 Every function here runs in one transaction and is idempotent, so that a retried
 webhook delivery converges on the same rows.
+
+A review that is merged or closed stays so: no write path here moves it (or its
+assignments) back to open, except GitLab's own ``reopen`` merge-request event on a
+closed review (GitLab never reopens a merged one). A roll recorded on such a review
+raises :class:`ReviewEnded`; late or repeated hook events (an approval delivered after
+the merge, a second ``merge``) leave it as it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db import utcnow
-from bot.gitlab import MergeRequestInfo
+from bot.gitlab import (
+    GitLabError,
+    GitLabForbidden,
+    GitLabUnavailable,
+    MergeRequestInfo,
+    MergeRequestRef,
+    draft_change,
+    is_draft,
+)
 from bot.models import MrReview, ReviewerAssignment, Team, User
 
 log = logging.getLogger("plugins.roulette.tracking")
 
 Sessions = async_sessionmaker[AsyncSession]
 OPEN = ("active", "approved")
+ENDED = ("merged", "closed")
 TIME_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
 
 
@@ -34,7 +50,7 @@ class ReviewMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.triggers = Counter(
             "roulette_triggers",
-            "Reviewer roulettes run, by team and outcome (ok, nobody, invalid, error).",
+            "Reviewer roulettes run, by team and outcome (ok, nobody, ended, invalid, error).",
             ["team", "status"],
             registry=registry,
         )
@@ -83,6 +99,19 @@ class ReviewMetrics:
                 .where(ReviewerAssignment.status == "active", MrReview.state == "open")
             )
         self.active.set(int(count or 0))
+
+
+class ReviewEnded(Exception):
+    """A roll was to be recorded on a merge request that is merged or closed (in GitLab,
+    or in the stored review): nothing was written.
+
+    ``state`` is ``merged`` or ``closed`` (or GitLab's other non-open state, ``locked``).
+    """
+
+    def __init__(self, where: str, state: str) -> None:
+        super().__init__(f"{where} is {state}: no reviewer is assigned on it")
+        self.where = where
+        self.state = state
 
 
 @dataclass(frozen=True)
@@ -153,6 +182,9 @@ async def record_roll(
     ``picks`` are (username, role) the bot chose; ``kept`` reviewers that were already on
     the MR (recorded as manual when the bot did not know them); ``released`` reviewers
     replaced by ``reroll``/``--force``, whose assignments end.
+
+    Raises :class:`ReviewEnded`, writing nothing, when ``mr`` is not open in GitLab or
+    its stored review is merged or closed (only a ``reopen`` event reopens it).
     """
     try:
         return await _record_roll(sessions, mr, team, picks, kept, released)
@@ -171,9 +203,13 @@ async def _record_roll(
     released: Sequence[str],
 ) -> Recorded:
     now = utcnow()
+    where = f"{mr.project_path}!{mr.iid}"
+    if mr.state != "opened":
+        raise ReviewEnded(where, mr.state)
     async with sessions.begin() as session:
         review = await ensure_review(session, mr, team, now)
-        review.state = "open"
+        if review.state in ENDED:
+            raise ReviewEnded(where, review.state)
         users = await _users(session, [n for n, _ in picks] + list(kept) + list(released))
         existing = {
             a.user_id: a
@@ -290,7 +326,8 @@ async def merge_request_event(
         if action in ("approved", "approval"):
             if actor_row is not None and actor_row.approved_at is None:
                 actor_row.approved_at = now
-                actor_row.status = "approved"
+                if actor_row.status == "active":  # an ended assignment stays ended
+                    actor_row.status = "approved"
                 if actor_row.first_response_at is None:
                     actor_row.first_response_at = now
                     metrics.ttfr.observe((now - actor_row.assigned_at).total_seconds())
@@ -300,31 +337,49 @@ async def merge_request_event(
             if action == "approved" and review.approved_at is None:
                 review.approved_at = now
         elif action in ("unapproved", "unapproval"):
-            if actor_row is not None and actor_row.status == "approved":
+            if actor_row is not None and actor_row.status == "approved" and review.state == "open":
                 actor_row.status, actor_row.approved_at = "active", None
             if action == "unapproved":
                 review.approved_at = None
+        elif action in ("merge", "close") and review.state in ENDED:
+            log.info("%s on %s, already %s: kept", action, _where(review), review.state)
         elif action == "merge":
-            review.state, review.merged_at = "merged", review.merged_at or now
-            for row in rows:
-                if row.status in OPEN:
-                    row.status, row.ended_at = "completed", now
-                    metrics.comment_count.observe(row.comment_count)
+            for row in _end(review, rows, "merged", now):
+                metrics.comment_count.observe(row.comment_count)
             metrics.completed.inc()
         elif action == "close":
-            review.state, review.closed_at = "closed", now
-            for row in rows:
-                if row.status in OPEN:
-                    row.status, row.ended_at = "abandoned", now
+            _end(review, rows, "closed", now)
             metrics.abandoned.inc()
-        elif action == "reopen":
+        elif action == "reopen" and review.state == "closed":
+            # GitLab reopens only closed MRs, never merged ones.
             review.state, review.closed_at = "open", None
             for row in rows:
                 if row.status == "abandoned":
                     row.status, row.ended_at = "active", None
-        if "draft" in changes:
-            review.draft = bool((changes["draft"] or {}).get("current"))
+        draft = draft_change(changes)
+        if draft is not None:
+            review.draft = draft[1]
         return action
+
+
+def _where(review: MrReview) -> str:
+    return f"{review.project_path}!{review.mr_iid}"
+
+
+def _end(
+    review: MrReview, rows: Iterable[ReviewerAssignment], state: str, at: datetime
+) -> list[ReviewerAssignment]:
+    """Mark an open review ``merged`` or ``closed`` at ``at`` and end its open assignments
+    (``completed`` on a merge, ``abandoned`` on a close); returns those it ended."""
+    if state == "merged":
+        review.state, review.merged_at = "merged", review.merged_at or at
+    else:
+        review.state, review.closed_at = "closed", review.closed_at or at
+    ended = [row for row in rows if row.status in OPEN]
+    for row in ended:
+        row.status = "completed" if state == "merged" else "abandoned"
+        row.ended_at = at
+    return ended
 
 
 async def _reviewers_changed(
@@ -341,10 +396,12 @@ async def _reviewers_changed(
     if not added and not removed:
         return review
     users = await _users(session, added | removed)
+    attributes = payload.get("object_attributes") or {}
     if review is None:
         if not any(name in users for name in added):
             return None
-        attributes = payload.get("object_attributes") or {}
+        if attributes.get("state", "opened") != "opened":
+            return None  # reviewers changed on a merged or closed MR: nothing to follow
         project = payload.get("project") or {}
         author = await session.scalar(
             select(User).where(User.gitlab_id == attributes.get("author_id"))
@@ -358,7 +415,7 @@ async def _reviewers_changed(
             web_url=str(attributes.get("url") or ""),
             author_id=author.id if author else None,
             author_username=author.gitlab_username if author else "",
-            draft=bool(attributes.get("draft")),
+            draft=is_draft(attributes),
             triggered_at=now,
         )
         session.add(review)
@@ -376,7 +433,7 @@ async def _reviewers_changed(
         row = rows.get(user.id) if user else None
         if row is not None and row.status in OPEN:
             row.status, row.ended_at = "removed", now
-    for name in added:
+    for name in added if review.state not in ENDED else ():  # no load on an ended review
         user = users.get(name)
         if user is None:
             continue
@@ -397,3 +454,192 @@ async def gitlab_ids(sessions: Sessions, usernames: Iterable[str]) -> dict[str, 
     async with sessions() as session:
         users = await _users(session, usernames)
     return {name: u.gitlab_id for name, u in users.items() if u.gitlab_id is not None}
+
+
+# --------------------------------------------------------------------------- repair
+
+
+class MergeRequestReader(Protocol):
+    """What the repair reads from GitLab (``bot.gitlab.GitLab`` provides it)."""
+
+    async def merge_request(self, ref: MergeRequestRef) -> MergeRequestInfo: ...
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One stored review set right: ``closed_as`` the state it was ended with (``merged``
+    or ``closed``, ``None`` when only assignments changed), ``released`` the usernames
+    whose assignments ended, ``why`` what disagreed with GitLab."""
+
+    where: str
+    why: str
+    closed_as: str | None
+    released: tuple[str, ...]
+
+    def line(self, dry_run: bool = False) -> str:
+        """One line for the operator: ``acme/shop!1: merged in GitLab ...: marked merged``."""
+        done: list[str] = []
+        if self.closed_as:
+            done.append(f"{'would mark' if dry_run else 'marked'} {self.closed_as}")
+        if self.released:
+            names = ", ".join(f"@{name}" for name in self.released)
+            done.append(f"{'would release' if dry_run else 'released'} {names}")
+        return f"{self.where}: {self.why}: {'; '.join(done)}"
+
+
+@dataclass
+class RepairReport:
+    """What ``repair`` found: reviews checked, set right, and those GitLab would not show."""
+
+    checked: int = 0
+    repairs: list[Repair] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # "where: reason"
+
+    def summary(self, dry_run: bool = False) -> str:
+        released = sum(len(r.released) for r in self.repairs)
+        fixed = "would be fixed" if dry_run else "fixed"
+        text = (
+            f"{self.checked} stored review(s) checked against GitLab, "
+            f"{len(self.repairs)} {fixed} ({released} assignment(s) released), "
+            f"{len(self.unreadable)} unreadable"
+        )
+        return text + ("; dry run, nothing changed" if dry_run else "")
+
+
+async def repair(
+    sessions: Sessions,
+    gitlab: MergeRequestReader,
+    *,
+    dry_run: bool = False,
+    concurrency: int = 8,
+) -> RepairReport:
+    """Re-read from GitLab every stored review still open (or with open assignments) and
+    set right those that disagree with it.
+
+    - GitLab says merged or closed: the review takes that state, with GitLab's
+      ``merged_at``/``closed_at`` (kept when already stored), and its open assignments
+      end: ``completed`` (merged) or ``abandoned`` (closed) for those assigned before the
+      end or who answered before it, ``removed`` for those assigned after it (a roll on
+      an already merged MR: they never had anything to review).
+    - GitLab says open: an open assignment of someone who is no longer among the MR's
+      reviewers ends (``removed``). A review stored as merged or closed stays so (only
+      GitLab's ``reopen`` event reopens one).
+
+    At most ``concurrency`` GitLab reads run at once; each review is fixed in its own
+    transaction, re-read inside it, so running it twice (or beside a live bot) changes
+    nothing more. ``dry_run`` computes the same fixes and rolls them back.
+
+    An MR GitLab does not show (404, 403) is listed in ``unreadable`` and left alone.
+    Raises ``GitLabUnavailable`` (GitLab down) or ``GitLabForbidden`` with status 401
+    (the token is refused) at the first such answer; fixes already made stay.
+    """
+    async with sessions() as session:
+        active = (
+            select(ReviewerAssignment.id)
+            .where(
+                ReviewerAssignment.review_id == MrReview.id,
+                ReviewerAssignment.status.in_(OPEN),
+            )
+            .exists()
+        )
+        rows = (
+            await session.execute(
+                select(MrReview.id, MrReview.project_id, MrReview.project_path, MrReview.mr_iid)
+                .where(or_(MrReview.state == "open", active))
+                .order_by(MrReview.id)
+            )
+        ).all()
+    report = RepairReport(checked=len(rows))
+    limit = asyncio.Semaphore(max(1, concurrency))
+
+    async def check(review_id: int, project_id: int, path: str, iid: int) -> None:
+        where = f"{path or project_id}!{iid}"
+        async with limit:
+            try:
+                mr = await gitlab.merge_request(MergeRequestRef(str(project_id), iid))
+            except GitLabUnavailable:
+                raise
+            except GitLabError as e:
+                if isinstance(e, GitLabForbidden) and e.status == 401:
+                    raise
+                report.unreadable.append(f"{where}: {e}")
+                return
+        fixed = await _repair_one(sessions, review_id, mr, dry_run)
+        if fixed is not None:
+            report.repairs.append(fixed)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for row in rows:
+                group.create_task(check(*row))
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    report.repairs.sort(key=lambda r: r.where)
+    report.unreadable.sort()
+    return report
+
+
+async def _repair_one(
+    sessions: Sessions, review_id: int, mr: MergeRequestInfo, dry_run: bool
+) -> Repair | None:
+    now = utcnow()
+    async with sessions() as session:
+        review = await session.get(MrReview, review_id)
+        if review is None:
+            return None
+        found = await session.execute(
+            select(ReviewerAssignment, User.gitlab_username)
+            .join(User, User.id == ReviewerAssignment.user_id)
+            .where(ReviewerAssignment.review_id == review.id)
+            .order_by(User.gitlab_username)
+        )
+        rows = [(row, name) for row, name in found.all() if row.status in OPEN]
+        fixed = _repaired(review, rows, mr, now)
+        if fixed is not None and not dry_run:
+            await session.commit()
+        else:
+            await session.rollback()
+        return fixed
+
+
+def _repaired(
+    review: MrReview,
+    rows: Sequence[tuple[ReviewerAssignment, str]],
+    mr: MergeRequestInfo,
+    now: datetime,
+) -> Repair | None:
+    """Apply to ``review`` and its open assignments ``rows`` what GitLab says of ``mr``."""
+    where = _where(review)
+    if mr.state in ENDED:
+        if review.state == "open":
+            at = (mr.merged_at if mr.state == "merged" else mr.closed_at) or now
+            why = f"{mr.state} in GitLab but open here"
+            closed_as: str | None = mr.state
+            if mr.state == "merged":
+                review.state, review.merged_at = "merged", review.merged_at or at
+            else:
+                review.state, review.closed_at = "closed", review.closed_at or at
+        elif rows:
+            stored = review.merged_at if review.state == "merged" else review.closed_at
+            at, closed_as = stored or now, None
+            why = f"{review.state}, yet with open assignments"
+        else:
+            return None
+        done = "completed" if review.state == "merged" else "abandoned"
+        for row, _name in rows:
+            answered = any(
+                t is not None and t <= at for t in (row.first_response_at, row.approved_at)
+            )
+            row.status = done if row.assigned_at <= at or answered else "removed"
+            row.ended_at = max(at, row.assigned_at)
+        return Repair(where, why, closed_as, tuple(name for _row, name in rows))
+    if mr.state != "opened":
+        return None  # locked: being merged right now; the merge event will follow
+    current = {name.lower() for name in mr.reviewers}
+    gone = [(row, name) for row, name in rows if name.lower() not in current]
+    if not gone:
+        return None
+    for row, _name in gone:
+        row.status, row.ended_at = "removed", now
+    why = "no longer among the reviewers in GitLab"
+    return Repair(where, why, None, tuple(name for _row, name in gone))

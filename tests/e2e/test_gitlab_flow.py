@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy.engine import URL
 
-from bot.models import User, WebhookDelivery
+from bot.app import REGISTRY
+from bot.chat import ChatUser, CommandContext
+from bot.errors import CommandError
+from bot.models import MrReview, ReviewerAssignment, User, WebhookDelivery
 from bot.sandbox.gitlab import GitLabStandIn
+from plugins.roulette.plugin import RoulettePlugin
 from tests.e2e.conftest import PROJECT, Bot, MakeClient, e2e_settings, start_bot
 
 
@@ -237,3 +242,86 @@ async def test_an_unreadable_merge_request_gets_a_clear_note(bot: Bot) -> None:
     assert "cannot read this merge request" in note["body"]
     [row] = await bot.rows(WebhookDelivery)
     assert row.status == "done"
+
+
+async def test_a_quoted_or_indented_roulette_is_not_a_command(bot: Bot) -> None:
+    for body in (
+        "    /roulette",
+        "\t/roulette",
+        "> /roulette",
+        "```\n/roulette\n```",
+        "/roulettex",
+    ):
+        await bot.comment("alice", body)
+    await bot.settled()
+    assert bot.bot_notes() == [] and bot.reviewers() == []
+    await bot.comment("alice", "\r\n   /roulette --explain\r\nthanks")  # CRLF, 3 spaces
+    await bot.settled()
+    [note] = bot.bot_notes()
+    assert "Why these reviewers" in note["body"] and bot.reviewers()
+
+
+async def test_roulette_on_a_merged_mr_assigns_nobody_and_keeps_the_record(bot: Bot) -> None:
+    await bot.comment("alice", "/roulette")
+    await bot.settled()
+    before = bot.reviewers()
+    bot.standin.merge(PROJECT, 1, by="alice")
+    await bot.sender.mr_event(PROJECT, 1, "merge", "alice")
+    await bot.settled()
+    completed = await bot.assignments()
+    assert {status for _, status in completed.values()} == {"completed"}
+
+    await bot.comment("bob", "/roulette --force")
+    await bot.settled()
+    notes = bot.bot_notes()
+    assert len(notes) == 2
+    assert "already merged, so nobody was assigned" in notes[1]["body"]
+    assert "@" not in notes[1]["body"].split("<!--")[0]  # names nobody
+    assert bot.reviewers() == before
+    review = await bot.review()
+    assert review.state == "merged" and review.merged_at is not None
+    assert await bot.assignments() == completed
+    metrics = await (await bot.client.get("/metrics")).text()
+    assert "active_reviews 0.0" in metrics
+    assert 'roulette_triggers_total{status="ended",team=""} 1.0' in metrics
+
+
+async def test_roulette_on_a_closed_mr_says_so(bot: Bot) -> None:
+    bot.standin.close(PROJECT, 1)
+    await bot.comment("alice", "/roulette")
+    await bot.settled()
+    [note] = bot.bot_notes()
+    assert "is closed, so nobody was assigned" in note["body"]
+    assert bot.reviewers() == [] and await bot.rows(ReviewerAssignment) == []
+
+
+async def test_chat_roulette_on_a_merged_mr_is_an_ephemeral_note(bot: Bot) -> None:
+    bot.standin.merge(PROJECT, 1)
+    [plugin] = [p for p in bot.client.app[REGISTRY].plugins if isinstance(p, RoulettePlugin)]
+    url = f"{bot.standin.base_url}/{PROJECT}/-/merge_requests/1"
+    ctx = CommandContext("roulette", url, ChatUser("u1", "alice", "fr"), "channel")
+    with pytest.raises(CommandError) as raised:
+        await plugin.roulette_command(ctx)
+    assert str(raised.value) == f"{url} est déjà fusionnée, personne n'a donc été assigné."
+    assert bot.bot_notes() == [] and bot.reviewers() == []
+    assert await bot.rows(MrReview) == []
+
+
+async def test_auto_roulette_reads_drafts_as_older_gitlabs_send_them(
+    migrated_url: URL, gitlab_url: str, standin: GitLabStandIn, aiohttp_client: MakeClient
+) -> None:
+    settings = e2e_settings(migrated_url, gitlab_url, roulette={"auto_roulette": "on_open"})
+    bot = await start_bot(aiohttp_client, standin, settings)
+    standin.add_merge_request(PROJECT, author="erin", draft=True, changes=["web/x.ts"])
+    opened = bot.sender.merge_request_payload(PROJECT, 2, action="open", user="erin")
+    opened["object_attributes"] |= {"draft": None, "work_in_progress": True}
+    await bot.sender.deliver("Merge Request Hook", opened)
+    await bot.settled()
+    assert bot.bot_notes(2) == []  # a draft waits, whatever the field says it with
+    standin.set_draft(PROJECT, 2, False)
+    ready = bot.sender.merge_request_payload(PROJECT, 2, action="update", user="erin")
+    ready["object_attributes"] |= {"draft": None, "work_in_progress": False}
+    ready["changes"] = {"work_in_progress": {"previous": True, "current": False}}
+    await bot.sender.deliver("Merge Request Hook", ready)
+    await bot.settled()
+    assert len(bot.bot_notes(2)) == 1 and bot.reviewers(2)

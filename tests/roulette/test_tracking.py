@@ -1,0 +1,283 @@
+"""Review records: a merged or closed review never reopens except through GitLab's
+``reopen``, and ``repair`` sets right records that disagree with GitLab (both engines)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db import create_engine, create_sessionmaker
+from bot.gitlab import GitLab, MergeRequestRef
+from bot.models import MrReview, ReviewerAssignment, User
+from bot.sandbox.gitlab import GitLabStandIn
+from bot.settings import Settings
+from bot.users import sync_organisation
+from plugins.roulette import tracking
+
+PROJECT = "acme/shop"
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+async def sessions(org: Settings) -> AsyncIterator[Sessions]:
+    engine = create_engine(org.async_database_url)
+    made = create_sessionmaker(engine)
+    await sync_organisation(made, org)
+    yield made
+    await engine.dispose()
+
+
+@pytest.fixture
+def metrics() -> tracking.ReviewMetrics:
+    return tracking.ReviewMetrics(CollectorRegistry())
+
+
+async def _roll(gitlab: GitLab, sessions: Sessions, iid: int = 1, *names: str) -> None:
+    mr = await gitlab.merge_request(MergeRequestRef(PROJECT, iid))
+    picks = [(name, "team") for name in names or ("bob", "dave")]
+    await tracking.record_roll(sessions, mr, "backend", picks, [], [])
+
+
+async def _state(sessions: Sessions, iid: int = 1) -> tuple[str, dict[str, str]]:
+    async with sessions() as session:
+        review = await session.scalar(select(MrReview).where(MrReview.mr_iid == iid))
+        assert review is not None
+        rows = await session.execute(
+            select(User.gitlab_username, ReviewerAssignment.status)
+            .join(User, User.id == ReviewerAssignment.user_id)
+            .where(ReviewerAssignment.review_id == review.id)
+        )
+        return review.state, {name: status for name, status in rows.all()}
+
+
+def _event(standin: GitLabStandIn, action: str, iid: int = 1, **extra: Any) -> dict[str, Any]:
+    mr = standin.merge_request(PROJECT, iid)
+    attributes = {
+        "iid": iid,
+        "id": mr["id"],
+        "state": mr["state"],
+        "action": action,
+        "draft": mr["draft"],
+        "work_in_progress": mr["draft"],
+        "title": mr["title"],
+    }
+    project = {"id": mr["project_id"], "path_with_namespace": PROJECT}
+    return {
+        "object_attributes": attributes,
+        "project": project,
+        "user": {"username": "alice"},
+    } | extra
+
+
+# --------------------------------------------------------------- never out of merged/closed
+
+
+async def test_a_roll_on_a_merged_review_writes_nothing(
+    gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn, metrics: tracking.ReviewMetrics
+) -> None:
+    await _roll(gitlab, sessions)
+    standin.merge(PROJECT, 1)
+    await tracking.merge_request_event(sessions, metrics, _event(standin, "merge"))
+    assert await _state(sessions) == ("merged", {"bob": "completed", "dave": "completed"})
+
+    merged = await gitlab.merge_request(MergeRequestRef(PROJECT, 1))
+    with pytest.raises(tracking.ReviewEnded, match="merged"):
+        await tracking.record_roll(sessions, merged, "backend", [("erin", "external")], [], [])
+    # Even a caller holding a stale "opened" copy of the MR cannot reopen the record.
+    stale = merged.__class__(**{**merged.__dict__, "state": "opened"})
+    with pytest.raises(tracking.ReviewEnded, match="merged"):
+        await tracking.record_roll(sessions, stale, "backend", [("bob", "team")], ["dave"], [])
+    assert await _state(sessions) == ("merged", {"bob": "completed", "dave": "completed"})
+
+
+async def test_no_review_is_created_for_a_merged_or_closed_mr(
+    gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn
+) -> None:
+    standin.close(PROJECT, 1)
+    closed = await gitlab.merge_request(MergeRequestRef(PROJECT, 1))
+    with pytest.raises(tracking.ReviewEnded, match="closed"):
+        await tracking.record_roll(sessions, closed, "backend", [("bob", "team")], [], [])
+    async with sessions() as session:
+        assert (await session.scalars(select(MrReview))).all() == []
+
+
+async def test_late_and_repeated_events_leave_a_merged_review_alone(
+    gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn, metrics: tracking.ReviewMetrics
+) -> None:
+    await _roll(gitlab, sessions)
+    standin.merge(PROJECT, 1)
+    await tracking.merge_request_event(sessions, metrics, _event(standin, "merge"))
+    # Delivered late (two workers, or a retry): an approval, a second merge, a close.
+    approval = _event(standin, "approved") | {"user": {"username": "bob"}}
+    await tracking.merge_request_event(sessions, metrics, approval)
+    await tracking.merge_request_event(sessions, metrics, _event(standin, "merge"))
+    await tracking.merge_request_event(sessions, metrics, _event(standin, "close"))
+    await tracking.merge_request_event(sessions, metrics, _event(standin, "reopen"))
+    # Someone adds a reviewer on the merged MR in GitLab: no load for them.
+    changes = {"reviewers": {"previous": [], "current": [{"username": "erin"}]}}
+    await tracking.merge_request_event(
+        sessions, metrics, _event(standin, "update", changes=changes)
+    )
+    assert await _state(sessions) == ("merged", {"bob": "completed", "dave": "completed"})
+    assert metrics.completed._value.get() == 1
+    assert metrics.abandoned._value.get() == 0
+
+
+async def test_only_gitlabs_reopen_reopens_a_closed_review(
+    gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn, metrics: tracking.ReviewMetrics
+) -> None:
+    await _roll(gitlab, sessions)
+    standin.close(PROJECT, 1)
+    await tracking.merge_request_event(sessions, metrics, _event(standin, "close"))
+    assert await _state(sessions) == ("closed", {"bob": "abandoned", "dave": "abandoned"})
+    standin.reopen(PROJECT, 1)
+    await tracking.merge_request_event(sessions, metrics, _event(standin, "reopen"))
+    assert await _state(sessions) == ("open", {"bob": "active", "dave": "active"})
+
+
+async def test_reviewers_added_on_a_merged_mr_create_no_review(
+    sessions: Sessions, standin: GitLabStandIn, metrics: tracking.ReviewMetrics
+) -> None:
+    standin.merge(PROJECT, 1)
+    changes = {"reviewers": {"previous": [], "current": [{"username": "erin"}]}}
+    await tracking.merge_request_event(
+        sessions, metrics, _event(standin, "update", changes=changes)
+    )
+    async with sessions() as session:
+        assert (await session.scalars(select(MrReview))).all() == []
+
+
+@pytest.mark.parametrize("key", ["draft", "work_in_progress"])
+async def test_a_draft_change_in_either_shape_is_stored(
+    gitlab: GitLab,
+    sessions: Sessions,
+    standin: GitLabStandIn,
+    metrics: tracking.ReviewMetrics,
+    key: str,
+) -> None:
+    await _roll(gitlab, sessions)
+    to_draft = {key: {"previous": False, "current": True}}
+    await tracking.merge_request_event(
+        sessions, metrics, _event(standin, "update", changes=to_draft)
+    )
+    async with sessions() as session:
+        assert await session.scalar(select(MrReview.draft)) is True
+
+
+# --------------------------------------------------------------- repair
+
+
+async def _corrupt(sessions: Sessions, iid: int, *names: str) -> None:
+    """What a /roulette on a merged MR did before the fix: the review back to open, the
+    assignments active again (one of them assigned only now)."""
+    async with sessions.begin() as session:
+        review = await session.scalar(select(MrReview).where(MrReview.mr_iid == iid))
+        assert review is not None
+        review.state = "open"
+        rows = (
+            await session.scalars(
+                select(ReviewerAssignment).where(ReviewerAssignment.review_id == review.id)
+            )
+        ).all()
+        for row in rows:
+            row.status, row.ended_at = "active", None
+        users = (await session.scalars(select(User).where(User.gitlab_username.in_(names)))).all()
+        later = datetime.now(UTC) + timedelta(minutes=5)
+        for user in users:
+            session.add(
+                ReviewerAssignment(
+                    review_id=review.id, user_id=user.id, role="external", assigned_at=later
+                )
+            )
+
+
+async def test_repair_closes_a_corrupted_review_and_leaves_healthy_ones(
+    gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn, metrics: tracking.ReviewMetrics
+) -> None:
+    standin.add_merge_request(PROJECT, author="erin", changes=["web/app.ts"])  # !2, healthy
+    await _roll(gitlab, sessions, 1, "bob", "dave")
+    await _roll(gitlab, sessions, 2, "bob", "frank")
+    standin.set_reviewers(PROJECT, 2, ["bob", "frank"])
+    merged = standin.merge(PROJECT, 1)
+    await tracking.merge_request_event(sessions, metrics, _event(standin, "merge"))
+    await _corrupt(sessions, 1, "erin")
+    assert await _state(sessions, 1) == (
+        "open",
+        {"bob": "active", "dave": "active", "erin": "active"},
+    )
+    healthy = await _state(sessions, 2)
+
+    dry = await tracking.repair(sessions, gitlab, dry_run=True)
+    assert [r.where for r in dry.repairs] == ["acme/shop!1"]
+    assert await _state(sessions, 1) == (
+        "open",
+        {"bob": "active", "dave": "active", "erin": "active"},
+    )
+
+    report = await tracking.repair(sessions, gitlab)
+    assert report.checked == 2 and report.unreadable == []
+    [fixed] = report.repairs
+    assert (fixed.where, fixed.closed_as, fixed.released) == (
+        "acme/shop!1",
+        "merged",
+        ("bob", "dave", "erin"),
+    )
+    assert "merged in GitLab but open here" in fixed.line()
+    # Reviewers from before the merge completed it; the one assigned after it never had
+    # anything to review.
+    assert await _state(sessions, 1) == (
+        "merged",
+        {"bob": "completed", "dave": "completed", "erin": "removed"},
+    )
+    async with sessions() as session:
+        review = await session.scalar(select(MrReview).where(MrReview.mr_iid == 1))
+        assert review is not None and review.merged_at is not None
+        gitlab_merged_at = datetime.fromisoformat(merged["merged_at"])
+        assert abs(review.merged_at - gitlab_merged_at) < timedelta(seconds=1)
+    assert await _state(sessions, 2) == healthy
+
+    again = await tracking.repair(sessions, gitlab)
+    assert (again.checked, again.repairs) == (1, [])  # only the healthy open one is left
+
+
+async def test_repair_closes_a_review_closed_in_gitlab(
+    gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn
+) -> None:
+    await _roll(gitlab, sessions)
+    standin.close(PROJECT, 1)  # the close hook never arrived
+    report = await tracking.repair(sessions, gitlab)
+    assert [(r.closed_as, r.released) for r in report.repairs] == [("closed", ("bob", "dave"))]
+    assert await _state(sessions) == ("closed", {"bob": "abandoned", "dave": "abandoned"})
+
+
+async def test_repair_releases_reviewers_removed_in_gitlab(
+    gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn
+) -> None:
+    await _roll(gitlab, sessions)
+    standin.set_reviewers(PROJECT, 1, ["dave"])  # bob removed; the hook was lost
+    report = await tracking.repair(sessions, gitlab)
+    [fixed] = report.repairs
+    assert (fixed.closed_as, fixed.released) == (None, ("bob",))
+    assert "no longer among the reviewers" in fixed.line()
+    assert await _state(sessions) == ("open", {"bob": "removed", "dave": "active"})
+    assert (await tracking.repair(sessions, gitlab)).repairs == []
+
+
+async def test_repair_lists_an_mr_gitlab_does_not_show_and_goes_on(
+    gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn
+) -> None:
+    standin.add_merge_request(PROJECT, author="erin", changes=["web/app.ts"])
+    await _roll(gitlab, sessions, 1)
+    await _roll(gitlab, sessions, 2)
+    standin.merge(PROJECT, 2)
+    standin.fail_next(r"/merge_requests/1(\?|$)", 404, times=5, method="GET")
+    report = await tracking.repair(sessions, gitlab)
+    assert len(report.unreadable) == 1 and report.unreadable[0].startswith("acme/shop!1: ")
+    assert [r.where for r in report.repairs] == ["acme/shop!2"]
+    assert (await _state(sessions, 1))[0] == "open"
