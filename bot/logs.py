@@ -395,6 +395,23 @@ _FORMATTERS: dict[str, type[_MaskingFormatter]] = {
 _NOISY_LOGGERS = ("urllib3", "httpx", "httpcore", "apscheduler", "alembic.runtime.plugins")
 # The application writes its own access lines.
 _ALWAYS_QUIET_LOGGERS = ("aiohttp.access",)
+# mattermostautodriver logs an ERROR for every error answer just before raising it as an
+# exception (client.py ``_check_response``, on its logger "mattermostautodriver.websocket",
+# which it sets to INFO itself), and a traceback when its own websocket fails; the adapter
+# catches those exceptions and logs what matters, at the level it chooses, once.
+_LIBRARY_ERRORS_RAISED = (
+    "mattermostautodriver",
+    "mattermostautodriver.api",
+    "mattermostautodriver.websocket",
+)
+
+
+class _RaisedElsewhere(logging.Filter):
+    """Drops a library's ERROR and CRITICAL records: the errors they describe reach the
+    caller as exceptions, and the caller logs them. Warnings (retries) and below pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
 
 
 class _RouletteHandler(logging.StreamHandler[TextIO]):
@@ -441,3 +458,7 @@ def configure_logging(
         logging.getLogger(name).setLevel(noisy_level)
     for name in _ALWAYS_QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for name in _LIBRARY_ERRORS_RAISED:
+        library = logging.getLogger(name)
+        if not any(isinstance(f, _RaisedElsewhere) for f in library.filters):
+            library.addFilter(_RaisedElsewhere())

@@ -5,8 +5,16 @@
   use its raw client here, and only here.
 - The websocket is this module's own small client over aiohttp (the same protocol as
   the driver's: authentication challenge, ``hello``, events) because the driver's loop
-  reconnects at a fixed pace and logs a traceback per drop; here a dropped connection is
-  retried with exponential backoff and jitter, capped at 60 s, and its state is exposed.
+  reconnects at a fixed pace and logs a traceback per drop. A quiet server is not a dead
+  one (Mattermost may send nothing for minutes): the client pings every
+  ``MATTERMOST_HEARTBEAT_SECONDS`` and only a missing pong ends a connection. A dropped
+  connection is retried with exponential backoff and jitter, at most ``BACKOFF_CAP``
+  seconds, starting afresh after a connection that worked; its state is exposed.
+- Mattermost does not replay what was posted while the bot was disconnected. After each
+  new ``hello`` the posts made since the last one seen are fetched over REST (the bot's
+  channels, direct messages included: ``GET /users/{me}/channels``, then
+  ``GET /channels/{id}/posts?since=<ms>`` for those with newer posts) and handed over
+  like live ones; each post id is handled once, whichever way it arrived.
 - Slash commands the plugins declare are registered (or updated) in ``MATTERMOST_TEAM``
   at start, and their tokens learned; dialog ``state`` values are signed by the bot.
 """
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import hashlib
 import hmac
@@ -38,8 +47,12 @@ from bot.settings import Settings
 
 log = logging.getLogger("bot.mattermost")
 
-BACKOFF_START = 1.0
-BACKOFF_CAP = 60.0
+BACKOFF_START = 1.0  # seconds before the first reconnection attempt (±50% jitter)
+BACKOFF_CAP = 30.0  # the longest wait between two attempts
+HANDSHAKE_TIMEOUT = 10.0  # seconds to open (or close) a websocket connection
+CATCH_UP_OVERLAP_MS = 2_000  # re-read this much before the newest post seen (ids dedupe)
+CATCH_UP_MAX_AGE_MS = 3_600_000  # after a long outage, messages older than this stay unanswered
+SEEN_POSTS = 4_096  # post ids remembered, so that each post is handled once
 USER_TTL = 300.0
 STATE_TTL = 3600  # a dialog may stay open for an hour
 LEADERSHIP_CHECK = 15.0  # seconds between checks that this replica still leads
@@ -58,7 +71,11 @@ class CommandDefinition:
 
 @dataclass(frozen=True)
 class ChatMessage:
-    """A ``posted`` event, normalised."""
+    """A post someone made (a ``posted`` event, or one fetched after a reconnection).
+
+    ``sender_name`` is empty for fetched posts (REST posts carry no name);
+    ``create_at`` is the server's time of the post, in milliseconds since the epoch.
+    """
 
     post_id: str
     channel_id: str
@@ -68,6 +85,50 @@ class ChatMessage:
     text: str
     root_id: str
     mentions: tuple[str, ...]
+    create_at: int = 0
+
+
+class Backoff:
+    """Waits between connection attempts: ``start`` seconds, doubling after each failed
+    attempt up to ``cap``, each with ±50% jitter (never above ``cap``); :meth:`reset`
+    after a connection that worked. ``jitter`` draws the factor (tests fix it)."""
+
+    def __init__(
+        self,
+        start: float = BACKOFF_START,
+        cap: float = BACKOFF_CAP,
+        jitter: Callable[[], float] = lambda: random.uniform(0.5, 1.5),
+    ) -> None:
+        self.start, self.cap, self._jitter = start, cap, jitter
+        self._delay = start
+
+    def reset(self) -> None:
+        self._delay = self.start
+
+    def next_wait(self) -> float:
+        """Seconds to wait before the next attempt; the one after it doubles."""
+        wait = min(self._delay * self._jitter(), self.cap)
+        self._delay = min(self._delay * 2, self.cap)
+        return wait
+
+
+class RecentIds:
+    """The last ``size`` ids seen: a bounded memory for "handle each post once"."""
+
+    def __init__(self, size: int) -> None:
+        self._order: collections.deque[str] = collections.deque()
+        self._ids: set[str] = set()
+        self._size = size
+
+    def add(self, value: str) -> bool:
+        """Remember ``value``; False when it is already remembered."""
+        if value in self._ids:
+            return False
+        self._ids.add(value)
+        self._order.append(value)
+        if len(self._order) > self._size:
+            self._ids.discard(self._order.popleft())
+        return True
 
 
 MessageHandler = Callable[[ChatMessage], Awaitable[None]]
@@ -92,7 +153,16 @@ def _driver_options(url: str, token: str) -> dict[str, Any]:
 class Mattermost:
     """The bot's Mattermost connection. Constructing it does no I/O."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``clock`` (seconds, monotonic) times connections; ``wall_clock`` (seconds since
+        the epoch) dates the first connection, the start of what a reconnection fetches."""
         if not settings.mattermost_url or settings.mattermost_token is None:
             raise ValueError("MATTERMOST_URL and MATTERMOST_TOKEN are needed for chat")
         self.settings = settings
@@ -110,6 +180,16 @@ class Mattermost:
         self._socket_task: asyncio.Task[None] | None = None
         self._leadership: Leadership | None = None
         self._stopping = asyncio.Event()
+        self.heartbeat = settings.mattermost_heartbeat_seconds
+        self.backoff = Backoff()
+        self._clock, self._wall_clock = clock, wall_clock
+        self._hello_at: float | None = None  # clock() at this connection's hello
+        self._seen = RecentIds(SEEN_POSTS)
+        self._seen_at = 0  # create_at (ms, server time) of the newest post handed over
+        self._started_at = 0  # wall time (ms) of the first hello, before any post is seen
+        self._resume_from: int | None = None  # where a catch-up that failed starts again
+        self._catching_up: asyncio.Task[None] | None = None
+        self._handling: set[asyncio.Task[None]] = set()
         self.connections = Counter(
             "mattermost_websocket_connections",
             "Websocket connections established (reconnections included).",
@@ -143,19 +223,25 @@ class Mattermost:
         self._socket_task = asyncio.create_task(self._supervise(on_message), name="mattermost")
 
     async def stop(self) -> None:
+        """Close the websocket, cancel the messages still being handled, close REST."""
         self._stopping.set()
         if self._socket_task is not None:
             self._socket_task.cancel()
             await asyncio.gather(self._socket_task, return_exceptions=True)
             self._socket_task = None
+        handling = list(self._handling)
+        for task in handling:
+            task.cancel()
+        await asyncio.gather(*handling, return_exceptions=True)
         await self.driver.client.client.aclose()
 
     # ----------------------------------------------------------------- websocket
 
     async def _supervise(self, on_message: MessageHandler) -> None:
-        delay = BACKOFF_START
+        """Keep a websocket up until :meth:`stop`, waiting :attr:`backoff` between attempts;
+        a connection that got ``hello`` and outlived one heartbeat resets the backoff."""
         while not self._stopping.is_set():
-            started = time.monotonic()
+            self._hello_at = None
             try:
                 if not self.user_id:
                     me = await self.driver.login()
@@ -169,13 +255,12 @@ class Mattermost:
             self._set_state("disconnected")
             if self._stopping.is_set():
                 break
-            if time.monotonic() - started > BACKOFF_CAP:
-                delay = BACKOFF_START  # it had been up for a while: start afresh
-            wait = delay * random.uniform(0.5, 1.5)
+            if self._hello_at is not None and self._clock() - self._hello_at >= self.heartbeat:
+                self.backoff.reset()  # it worked: the first retry is quick again
+            wait = self.backoff.next_wait()
             log.warning("Mattermost websocket down (%s); reconnecting in %.1fs", reason, wait)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), wait)
-            delay = min(delay * 2, BACKOFF_CAP)
 
     async def _lead_and_listen(self, on_message: MessageHandler) -> None:
         leadership = self._leadership
@@ -198,61 +283,191 @@ class Mattermost:
             await leadership.release()
 
     async def _listen(self, on_message: MessageHandler) -> None:
+        """One connection, until it ends: events handed over, and after ``hello`` what was
+        posted while disconnected. Raises :class:`MattermostError` when the server refuses
+        the token or stops answering pings (``heartbeat``: no receive timeout, since a
+        quiet server is a normal one, PROTOCOLS.md A8)."""
         parts = urlsplit(self.url)
         scheme = "wss" if parts.scheme == "https" else "ws"
         endpoint = f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/api/v4/websocket"
         self._set_state("connecting")
+        # Only the handshake is bounded; after the upgrade aiohttp drops the read timeout.
+        handshake = aiohttp.ClientTimeout(
+            total=None, connect=HANDSHAKE_TIMEOUT, sock_read=HANDSHAKE_TIMEOUT
+        )
         async with (
-            aiohttp.ClientSession() as session,
-            session.ws_connect(endpoint, heartbeat=30, timeout=aiohttp.ClientWSTimeout(10)) as ws,
+            aiohttp.ClientSession(timeout=handshake) as session,
+            session.ws_connect(
+                endpoint,
+                heartbeat=self.heartbeat,
+                timeout=aiohttp.ClientWSTimeout(ws_close=HANDSHAKE_TIMEOUT),
+            ) as ws,
         ):
             challenge = {"seq": 1, "action": "authentication_challenge"}
             await ws.send_str(json.dumps(challenge | {"data": {"token": self._token}}))
-            async for frame in ws:
-                if frame.type != aiohttp.WSMsgType.TEXT:
-                    break
-                try:
-                    event = json.loads(frame.data)
-                except ValueError:
+            try:
+                async for frame in ws:
+                    if frame.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    try:
+                        event = json.loads(frame.data)
+                    except ValueError:
+                        continue
+                    if not isinstance(event, dict):
+                        continue
+                    if event.get("status") == "FAIL":
+                        raise MattermostError("websocket authentication failed")
+                    kind = event.get("event")
+                    if kind == "hello":
+                        data = event.get("data") or {}
+                        self.server_version = str(data.get("server_version", ""))
+                        self._hello_at = self._clock()
+                        self._set_state("connected")
+                        self.connections.inc()
+                        log.info("Mattermost websocket connected (server %s)", self.server_version)
+                        self._after_hello(on_message)
+                    elif kind == "posted":
+                        message = self._message(event)
+                        if message is not None:
+                            self._hand_over(message, on_message)
+            finally:
+                if self._catching_up is not None:
+                    self._catching_up.cancel()
+                    await asyncio.gather(self._catching_up, return_exceptions=True)
+                    self._catching_up = None
+            error = ws.exception()
+            if error is not None:
+                raise MattermostError(f"connection lost: {_describe(error)}")
+
+    def _after_hello(self, on_message: MessageHandler) -> None:
+        """Start fetching what was posted since the newest post seen (nothing on the very
+        first connection: its time is where later catch-ups start)."""
+        if not self._started_at:
+            self._started_at = int(self._wall_clock() * 1000)
+            return
+        since = self._seen_at or self._started_at
+        if self._resume_from is not None:
+            since = min(since, self._resume_from)
+        self._resume_from = since  # until this catch-up succeeds
+        self._catching_up = asyncio.create_task(
+            self._catch_up(since, on_message), name="mattermost-catch-up"
+        )
+
+    async def _catch_up(self, since: int, on_message: MessageHandler) -> None:
+        """Hand over the posts made after ``since`` (ms, server time) in the bot's channels.
+
+        Reads ``GET /users/{me}/channels`` (every team's channels, DMs and group messages
+        included), then ``GET /channels/{id}/posts?since=`` for each channel whose
+        ``last_post_at`` is newer (the server returns at most 1000 posts each, newest
+        first). Edits of older posts and deleted posts are skipped; what goes to the
+        handler passes the same filter as live events, oldest first, once per post id.
+        Failures are logged; the next ``hello`` tries again from the same point.
+        """
+        floor = int(self._wall_clock() * 1000) - CATCH_UP_MAX_AGE_MS
+        after = max(since - CATCH_UP_OVERLAP_MS, floor, 1)
+        found: list[ChatMessage] = []
+        try:
+            channels = await self.driver.channels.get_channels_for_user(self.user_id)
+            for channel in channels or []:
+                if int(channel.get("last_post_at") or after + 1) <= after:
                     continue
-                if event.get("status") == "FAIL":
-                    raise MattermostError("websocket authentication failed")
-                kind = event.get("event")
-                if kind == "hello":
-                    self.server_version = str((event.get("data") or {}).get("server_version", ""))
-                    self._set_state("connected")
-                    self.connections.inc()
-                    log.info("Mattermost websocket connected (server %s)", self.server_version)
-                elif kind == "posted":
-                    message = self._message(event)
+                listing = await self.driver.posts.get_posts_for_channel(
+                    str(channel["id"]), since=after
+                )
+                posts = listing.get("posts") or {}
+                for post_id in listing.get("order") or []:
+                    post = posts.get(post_id)
+                    if not isinstance(post, dict) or post.get("delete_at"):
+                        continue
+                    if int(post.get("create_at") or 0) <= after:
+                        continue  # an older post edited since
+                    message = self._from_post(post, str(channel.get("type", "")))
                     if message is not None:
-                        await on_message(message)
+                        found.append(message)
+        except Exception as e:
+            log.warning("Mattermost: posts made while disconnected not fetched: %s", _describe(e))
+            return
+        self._resume_from = None
+        handed = [
+            m for m in sorted(found, key=lambda m: m.create_at) if self._hand_over(m, on_message)
+        ]
+        if handed:
+            log.info("Mattermost: %d post(s) made while disconnected handed over", len(handed))
+
+    def _hand_over(self, message: ChatMessage, on_message: MessageHandler) -> bool:
+        """Handle ``message`` in a task of its own (a slow command holds no other message
+        back, nor the connection); False when this post id was already handed over."""
+        if message.post_id and not self._seen.add(message.post_id):
+            return False
+        self._seen_at = max(self._seen_at, message.create_at)
+        task = asyncio.create_task(self._handle(message, on_message), name="mattermost-message")
+        self._handling.add(task)
+        task.add_done_callback(self._handling.discard)
+        return True
+
+    async def _handle(self, message: ChatMessage, on_message: MessageHandler) -> None:
+        try:
+            await on_message(message)
+        except Exception:
+            log.exception("Mattermost message %s could not be handled", message.post_id)
 
     def _set_state(self, state: str) -> None:
         self.state = state
         self.up.set(1 if state == "connected" else 0)
 
     def _message(self, event: Mapping[str, Any]) -> ChatMessage | None:
+        """The message of a ``posted`` event (PROTOCOLS.md A4), or None when the bot has
+        nothing to do with it (see :meth:`_from_post`) or it does not parse."""
         data = event.get("data") or {}
+        if not isinstance(data, Mapping):
+            return None
         try:
             post = json.loads(data.get("post") or "{}")
             mentions = json.loads(data.get("mentions") or "[]")
-        except ValueError:
+        except (TypeError, ValueError):
             return None
-        if not isinstance(post, dict) or post.get("user_id") == self.user_id or post.get("type"):
+        if not isinstance(post, dict):
+            return None
+        return self._from_post(
+            post,
+            str(data.get("channel_type", "")),
+            sender_name=str(data.get("sender_name", "")).removeprefix("@"),
+            mentions=tuple(m for m in mentions if isinstance(m, str))
+            if isinstance(mentions, list)
+            else (),
+        )
+
+    def _from_post(
+        self,
+        post: Mapping[str, Any],
+        channel_type: str,
+        *,
+        sender_name: str = "",
+        mentions: tuple[str, ...] = (),
+    ) -> ChatMessage | None:
+        """A Mattermost Post as a :class:`ChatMessage`; None for the bot's own posts,
+        system messages, slash-command answers posted for a user and other bots."""
+        if post.get("user_id") == self.user_id or post.get("type"):
             return None  # our own posts, and system messages
         props = post.get("props") or {}
+        if not isinstance(props, Mapping):
+            props = {}
         if props.get("from_webhook") == "true" or props.get("from_bot") == "true":
             return None  # slash-command answers posted for a user, and other bots
+        try:
+            create_at = int(post.get("create_at") or 0)
+        except (TypeError, ValueError):
+            create_at = 0
         return ChatMessage(
             post_id=str(post.get("id", "")),
             channel_id=str(post.get("channel_id", "")),
-            channel_type=str(data.get("channel_type", "")),
+            channel_type=channel_type,
             sender_id=str(post.get("user_id", "")),
-            sender_name=str(data.get("sender_name", "")).removeprefix("@"),
+            sender_name=sender_name,
             text=str(post.get("message", "")),
             root_id=str(post.get("root_id") or post.get("id") or ""),
-            mentions=tuple(str(m) for m in mentions if isinstance(m, str)),
+            mentions=mentions,
+            create_at=create_at,
         )
 
     # ----------------------------------------------------------------- commands

@@ -274,6 +274,10 @@ class Settings(BaseSettings):
     mattermost_token: SecretStr | None = None
     mattermost_team: str | None = None
     mattermost_command_tokens: CommaList = []
+    # Seconds between the websocket pings the bot sends; a missing pong (after half of
+    # it) is a dead connection. A quiet server is not one: Mattermost may say nothing
+    # for minutes.
+    mattermost_heartbeat_seconds: float = Field(default=30.0, gt=0, le=300)
 
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["json", "console"] = "json"

@@ -34,7 +34,12 @@ def restore_logging() -> Iterator[None]:
     handlers, level = root.handlers[:], root.level
     names = ["urllib3", "httpx", "httpcore", "apscheduler", "aiohttp.access", "alembic"]
     levels = {name: logging.getLogger(name).level for name in names}
+    filtered = [logging.getLogger(n) for n in ("mattermostautodriver", "mattermostautodriver.api")]
+    filtered.append(logging.getLogger("mattermostautodriver.websocket"))
+    filters = {id(logger): logger.filters[:] for logger in filtered}
     yield
+    for logger in filtered:
+        logger.filters[:] = filters[id(logger)]
     for handler in root.handlers[:]:
         if handler not in handlers:
             root.removeHandler(handler)

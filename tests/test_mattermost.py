@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import logging
 import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from mattermostautodriver.exceptions import ResourceNotFound
 from prometheus_client import CollectorRegistry
 
 from bot.app import CHATOPS, create_app
 from bot.chat import ChatUser, DialogResult, DialogSubmission, Reply
-from bot.mattermost import Mattermost, command_response
+from bot.logs import configure_logging
+from bot.mattermost import Backoff, ChatMessage, Mattermost, RecentIds, command_response
 from bot.plugins import Plugin, dialog
+from bot.sandbox.mattermost import MattermostStandIn, serve
 from bot.settings import Settings
 
 
@@ -117,3 +125,130 @@ async def test_a_failing_dialog_handler_answers_an_error_not_a_500(
 
 async def _offline_user(user_id: str) -> ChatUser:
     return ChatUser(id=user_id, username="someone", locale="en")
+
+
+# --- the websocket: backoff, heartbeat, catch-up after a reconnection ---------------------
+
+
+def test_backoff_doubles_up_to_the_cap_and_resets() -> None:
+    backoff = Backoff(start=1.0, cap=30.0, jitter=lambda: 1.5)
+    waits = [backoff.next_wait() for _ in range(7)]
+    assert waits == [1.5, 3.0, 6.0, 12.0, 24.0, 30.0, 30.0]  # jitter never passes the cap
+    backoff.reset()
+    assert backoff.next_wait() == 1.5
+
+
+def test_recent_ids_remember_a_bounded_number() -> None:
+    seen = RecentIds(3)
+    assert [seen.add(i) for i in ("a", "b", "a", "c", "d")] == [True, True, False, True, True]
+    assert seen.add("a")  # forgotten: only the last three are kept
+    assert not seen.add("d")
+
+
+@dataclass
+class Live:
+    """The adapter connected to the Mattermost stand-in, and what it handed over."""
+
+    adapter: Mattermost
+    standin: MattermostStandIn
+    received: list[ChatMessage] = field(default_factory=list)
+
+    async def on_message(self, message: ChatMessage) -> None:
+        self.received.append(message)
+
+    def texts(self) -> list[str]:
+        return [m.text for m in self.received]
+
+
+async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait for ``condition`` (polled), ``within`` seconds at most."""
+    deadline = time.monotonic() + within
+    while True:
+        if condition():
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def live(request: pytest.FixtureRequest) -> AsyncIterator[Live]:
+    heartbeat = getattr(request, "param", 30.0)
+    standin = MattermostStandIn()
+    standin.add_user("alice")
+    standin.add_team("eng", members=["roulette-bot", "alice"])
+    standin.add_channel("eng", "reviews", members=["roulette-bot", "alice"])
+    async with serve(standin) as url:
+        settings = Settings(
+            mattermost_url=url,
+            mattermost_token=standin.bot_token,
+            mattermost_heartbeat_seconds=heartbeat,
+        )
+        adapter = Mattermost(settings, CollectorRegistry())
+        adapter.backoff = Backoff(start=0.05, cap=0.2)
+        state = Live(adapter, standin)
+        await adapter.start([], state.on_message)
+        try:
+            await _until(lambda: adapter.state == "connected")
+            yield state
+        finally:
+            await adapter.stop()
+
+
+async def test_posts_made_while_disconnected_are_handed_over_once(live: Live) -> None:
+    mm = live.standin
+    dm = mm.direct_channel("roulette-bot", "alice")["id"]
+    reviews = mm.channel("eng", "reviews")["id"]
+    mm.say("alice", dm, "before")
+    await _until(lambda: live.texts() == ["before"])
+    assert mm.drop_websockets() == 1
+    # Posted in the same tick as the drop: the bot cannot have reconnected yet.
+    mm.say("alice", dm, "while away")
+    mm.say("alice", reviews, "@roulette-bot help")
+    await _until(lambda: len(live.received) == 3)
+    assert live.texts() == ["before", "while away", "@roulette-bot help"]
+    assert [m.channel_type for m in live.received[1:]] == ["D", "O"]
+    assert any("/posts?since=" in path for _, path in mm.requests)
+    # Another reconnection re-reads an overlap: nothing is handed over twice.
+    fetched = sum("/posts?since=" in path for _, path in mm.requests)
+    assert mm.drop_websockets() == 1
+    await _until(lambda: sum("/posts?since=" in path for _, path in mm.requests) > fetched)
+    mm.say("alice", dm, "after")
+    await _until(lambda: live.texts()[-1:] == ["after"])
+    assert live.texts() == ["before", "while away", "@roulette-bot help", "after"]
+
+
+@pytest.mark.parametrize("live", [0.1], indirect=True)
+async def test_a_quiet_server_keeps_the_connection_a_silent_one_loses_it(live: Live) -> None:
+    mm = live.standin
+    # Twenty heartbeats without a word from the server: still the first connection.
+    await _until(lambda: mm.websocket_pings >= 20)
+    assert (mm.websocket_attempts, live.adapter.state) == (1, "connected")
+    # A server that stops answering pings is dead: the bot connects again.
+    mm.answer_pings = False
+    await _until(lambda: mm.websocket_attempts >= 2)
+    mm.answer_pings = True
+    await _until(lambda: live.adapter.state == "connected" and mm.websockets_open() == 1)
+
+
+async def test_an_unknown_user_is_no_library_error(
+    caplog: pytest.LogCaptureFixture, live: Live
+) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    library = [logging.getLogger(f"mattermostautodriver{n}") for n in ("", ".api", ".websocket")]
+    filters = [logger.filters[:] for logger in library]
+    configure_logging("info", "json", stream=io.StringIO())
+    try:
+        caplog.set_level(logging.DEBUG)
+        assert await live.adapter.user_by_username("nobody") is None
+        with pytest.raises(ResourceNotFound):
+            await live.adapter.user("x" * 26)
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+        for logger, kept in zip(library, filters, strict=True):
+            logger.filters[:] = kept
+    errors = [r for r in caplog.records if r.name.startswith("mattermostautodriver")]
+    assert not [r for r in errors if r.levelno >= logging.ERROR]

@@ -10,6 +10,12 @@ unchanged:
   ``system_post_all``/``system_admin``; a bot's posts carry ``props.from_bot``),
   ``GET /posts/{post_id}``, ``POST /posts/ephemeral`` (201; needs ``create_post_ephemeral``,
   which only ``system_admin`` holds by default: a plain bot gets Mattermost's 403);
+- ``GET /channels/{channel_id}/posts`` (a ``PostList``: ``{"order", "posts", "next_post_id",
+  "prev_post_id"}``): with ``since`` (ms), every post updated after it, newest first, at
+  most 1000, plus the roots of their threads in ``posts`` only, as ``GetPostsSince`` does;
+  else ``page``/``per_page`` (60) of the newest; ``read_channel`` needed (403);
+- ``GET /users/{user_id}/channels``: every channel of every team the user is a member of,
+  direct and group messages included (``me`` is the caller; another user's: 403);
 - ``POST /channels/direct`` (201; ``uidA__uidB``, sorted ids; the same pair, the same
   channel), ``GET /channels/{id}``, ``GET /teams/name/{team}``,
   ``GET /teams/name/{team}/channels/name/{channel}``;
@@ -26,6 +32,8 @@ unchanged:
   header), ``hello`` (seq 0), then ``posted`` for every post in a channel the connection's
   user is a member of (the user's own posts included, as Mattermost does), plus
   ``ephemeral_message`` and ``open_dialog`` for that user; ``seq`` counts per connection;
+  the server never speaks unasked otherwise (quiet for as long as nothing happens) and
+  answers the client's pings with pongs (``answer_pings = False`` plays a hung server);
 - ``GET /api/v4/system/ping``.
 
 Faithful where clients notice: ``Content-Type: application/json`` exactly (the drivers parse
@@ -375,6 +383,9 @@ class MattermostStandIn:
         #: Websocket connections opened (authenticated or not), and heartbeats received.
         self.websocket_attempts = 0
         self.websocket_pongs = 0
+        self.websocket_pings = 0
+        #: False: pings are read but never answered, as by a server that hangs.
+        self.answer_pings = True
         self._signing_key = secrets.token_bytes(32)
         self._users: dict[str, _User] = {}
         self._teams: dict[str, _Team] = {}
@@ -408,6 +419,8 @@ class MattermostStandIn:
             route("POST", API + "/posts", self._post_post),
             route("POST", API + "/posts/ephemeral", self._post_ephemeral),
             route("GET", API + r"/posts/(?P<post_id>[^/]+)", self._get_post),
+            route("GET", channel + "/posts", self._get_channel_posts),
+            route("GET", API + r"/users/(?P<user_id>[^/]+)/channels", self._get_user_channels),
             route("POST", API + "/channels/direct", self._post_direct_channel),
             route("GET", channel, self._get_channel),
             route("GET", team_by_name, self._get_team_by_name),
@@ -1060,6 +1073,50 @@ class MattermostStandIn:
             raise MattermostError(404, "app.post.get.app_error", "Unable to get the post.")
         return json_response(post)
 
+    async def _get_channel_posts(
+        self, request: web.Request, params: dict[str, str], me: _User | None
+    ) -> web.Response:
+        """``getPostsForChannel``: ``since`` (``GetPostsSince``) or a page of the newest."""
+        assert me is not None
+        if not is_valid_id(params["channel_id"]):
+            raise _invalid_url_param("channel_id")
+        channel = self._channels.get(params["channel_id"])
+        if channel is None or not self._may_read(me, channel):
+            raise _permission_error("read_channel_content")
+        query = request.query
+        since = _int_param(query, "since", 0)
+        in_channel = [p for p in self._posts if p["channel_id"] == channel.id]
+        newest_first = sorted(in_channel, key=lambda p: p["create_at"], reverse=True)
+        listing: JSON = {"order": [], "posts": {}, "next_post_id": "", "prev_post_id": ""}
+        if since > 0:
+            chosen = [p for p in newest_first if p["update_at"] > since][:1000]
+        else:
+            page = _int_param(query, "page", 0)
+            per_page = min(_int_param(query, "per_page", 60), 200)
+            chosen = newest_first[page * per_page : (page + 1) * per_page]
+            listing["has_next"] = len(newest_first) > (page + 1) * per_page
+        roots = {p["root_id"] for p in chosen if p["root_id"]}
+        listing["order"] = [p["id"] for p in chosen]
+        posts = {p["id"]: dict(p) for p in in_channel if p["id"] in roots}
+        posts.update((p["id"], dict(p)) for p in chosen)
+        listing["posts"] = posts
+        return json_response(listing)
+
+    async def _get_user_channels(
+        self, request: web.Request, params: dict[str, str], me: _User | None
+    ) -> web.Response:
+        """``getChannelsForUser``: the user's channels of all teams, DMs and GMs included."""
+        assert me is not None
+        user_id = me.id if params["user_id"] == "me" else params["user_id"]
+        if not is_valid_id(user_id):
+            raise _invalid_url_param("user_id")
+        if user_id != me.id and not me.has_role("system_admin"):
+            raise _permission_error("edit_other_users")
+        if _int_param(request.query, "last_delete_at", 0) < 0:
+            raise _invalid_url_param("last_delete_at")
+        mine = [c for c in self._channels.values() if user_id in c.members]
+        return json_response([self._channel_json(c) for c in sorted(mine, key=lambda c: c.id)])
+
     async def _post_ephemeral(
         self, request: web.Request, params: dict[str, str], me: _User | None
     ) -> web.Response:
@@ -1375,7 +1432,9 @@ class MattermostStandIn:
                 if msg.type is aiohttp.WSMsgType.TEXT:
                     self._websocket_request(conn, msg.data)
                 elif msg.type is aiohttp.WSMsgType.PING:
-                    await ws.pong(msg.data)
+                    self.websocket_pings += 1
+                    if self.answer_pings:
+                        await ws.pong(msg.data)
                 elif msg.type is aiohttp.WSMsgType.PONG:
                     conn.pongs += 1
                     self.websocket_pongs += 1
@@ -2058,6 +2117,15 @@ async def _webhook_payload(request: web.Request) -> JSON:
             400, "model.incoming_hook.parse_data.app_error", "Unable to parse incoming data."
         )
     return data
+
+
+def _int_param(query: Mapping[str, str], name: str, default: int) -> int:
+    """A numeric query parameter; one that is not a number counts as absent, as the
+    server's ``strconv.Atoi`` fallbacks do."""
+    try:
+        return int(query.get(name, ""))
+    except ValueError:
+        return default
 
 
 def _split_command(text_line: str) -> tuple[str, str, str]:

@@ -38,7 +38,8 @@ import asyncio
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -97,6 +98,19 @@ DIALOG = {
     "notify_on_cancel": True,
     "state": "signed-state",
 }
+
+
+@pytest.fixture(autouse=True)
+def library_logs_unfiltered() -> Iterator[None]:
+    """These tests read what the driver itself logs: lift the filter that
+    ``configure_logging`` (run by other tests in the session) sets on its loggers."""
+    loggers = [logging.getLogger(f"mattermostautodriver{n}") for n in ("", ".api", ".websocket")]
+    kept = [logger.filters[:] for logger in loggers]
+    for logger in loggers:
+        logger.filters.clear()
+    yield
+    for logger, filters in zip(loggers, kept, strict=True):
+        logger.filters[:] = filters
 
 
 @pytest.fixture
@@ -822,3 +836,52 @@ def test_model_api() -> None:
         "scheme": "http",
         "token": "t",
     }
+
+
+# --- what a client fetches after a reconnection -------------------------------------------
+
+
+async def test_user_channels_and_posts_since(
+    bot: AsyncTypedDriver, standin: MattermostStandIn
+) -> None:
+    reviews = standin.channel("eng", "reviews")["id"]
+    dm = standin.direct_channel("roulette-bot", "alice")["id"]
+    first = standin.say("alice", dm, "first")
+    root = standin.say("alice", reviews, "a thread")
+    mine = await bot.channels.get_channels_for_user("me")
+    ids = {c["id"] for c in mine}
+    assert {reviews, dm} <= ids and standin.channel("eng", "secret")["id"] not in ids
+    [direct] = [c for c in mine if c["id"] == dm]
+    assert (direct["type"], direct["last_post_at"]) == ("D", first["create_at"])
+    with pytest.raises(NotEnoughPermissions):
+        await bot.channels.get_channels_for_user(standin.user("alice")["id"])
+
+    since = root["create_at"]
+    while standin.say("alice", reviews, "reply", root_id=root["id"])["create_at"] <= since:
+        pass  # the same millisecond: post again
+    listing = await bot.posts.get_posts_for_channel(reviews, since=since)
+    assert list(listing) == ["order", "posts", "next_post_id", "prev_post_id"]
+    [reply_id] = listing["order"]  # only what was updated after ``since``...
+    assert listing["posts"][reply_id]["message"] == "reply"
+    assert set(listing["posts"]) == {reply_id, root["id"]}  # ...plus its thread's root
+    assert set(listing["posts"][root["id"]]) == POST_KEYS
+    page = await bot.posts.get_posts_for_channel(reviews, per_page=1)
+    assert page["order"] == [reply_id] and page["has_next"] is True
+    with pytest.raises(NotEnoughPermissions):  # not a member of the private channel
+        await bot.posts.get_posts_for_channel(standin.channel("eng", "secret")["id"], since=1)
+
+
+async def test_websocket_pings_are_answered_unless_the_server_hangs(
+    url: str, standin: MattermostStandIn
+) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{url}/api/v4/websocket", autoping=False) as ws,
+    ):
+        await ws.ping(b"1")
+        assert (await ws.receive(timeout=5)).type is aiohttp.WSMsgType.PONG
+        standin.answer_pings = False
+        await ws.ping(b"2")
+        with pytest.raises(asyncio.TimeoutError):
+            await ws.receive(timeout=0.3)
+    assert standin.websocket_pings == 2
