@@ -1,4 +1,13 @@
-"""A small async cache: Redis when configured, an in-process dict otherwise.
+"""A small async cache of JSON values: Redis when configured, in-process otherwise.
+
+The bot only stores JSON values with a time to live and reads them back, one or many at
+a time, so that is all a :class:`Cache` does: :meth:`~Cache.get_json`,
+:meth:`~Cache.set_json`, :meth:`~Cache.get_json_many`, plus :meth:`~Cache.ping` for
+``/readiness`` and :meth:`~Cache.close`.
+
+Values are stored as compact JSON text on both backends, so a caller never shares an
+object with the cache: what it stored is copied at write time, and every read decodes a
+fresh object.
 
 The cache is an optimisation, never a dependency: :class:`RedisCache` turns every Redis
 failure into a cache miss (or a dropped write), counts it in ``cache_errors_total`` and
@@ -12,19 +21,15 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import builtins
-import heapq
 import json
 import logging
 import math
-import re
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
+import cachetools
 import redis.asyncio as redis
 import redis.exceptions as redis_errors
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -41,17 +46,15 @@ logger = logging.getLogger("bot.cache")
 
 _T = TypeVar("_T")
 
+#: A monotonic clock in seconds.
 Clock = Callable[[], float]
 
 #: Operations labelled in ``cache_errors_total``; pre-initialised to 0 for dashboards.
-OPERATIONS: Final = ("get", "set", "delete", "incr", "sadd", "srem", "smembers", "ping")
+#: ``get`` counts single reads and ``get_json_many`` (one MGET) alike.
+OPERATIONS: Final = ("get", "set", "ping")
 
 #: At most one warning of each kind (Redis down, request rejected) per this many seconds.
 WARNING_INTERVAL: Final = 30.0
-
-_INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
-_INTEGER = re.compile(r"-?[0-9]+")
 
 # Errors meaning the server answered (or the request never left the client): the
 # operation failed but Redis is up, so they do not open the circuit breaker.
@@ -67,6 +70,16 @@ class CacheUnavailable(Exception):
 def _check_ttl(ttl: float | None) -> None:
     if ttl is not None and not (math.isfinite(ttl) and ttl > 0):
         raise ValueError(f"cache ttl must be a positive number of seconds, not {ttl!r}")
+
+
+def _decode(key: str, raw: str | None) -> Any | None:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        logger.warning("Cache value at %r is not valid JSON; treating it as a miss", key)
+        return None
 
 
 class _Metrics:
@@ -103,46 +116,37 @@ def _metrics_for(registry: CollectorRegistry, backend: str) -> _Metrics:
 
 
 class Cache(abc.ABC):
-    """The cache interface. Values are strings; sets hold strings; ``ttl`` is in seconds.
+    """A cache of JSON values under string keys; ``ttl`` is in seconds.
 
     A ``ttl`` of ``None`` means no expiry; any other value must be a positive, finite
-    number of seconds (``ValueError`` otherwise, on every backend).
+    number of seconds (``ValueError`` otherwise, on every backend). Reads never raise:
+    a missing, expired, undecodable or unreachable value reads as ``None`` (as does a
+    stored JSON ``null``). Backends store the JSON text through :meth:`_get`,
+    :meth:`_get_many` and :meth:`_set`.
     """
 
+    #: ``"memory"`` or ``"redis"``: the ``backend`` label of the metrics.
     backend: str
 
-    @abc.abstractmethod
-    async def get(self, key: str) -> str | None:
-        """The string stored at ``key``, or ``None`` if missing, expired or unavailable."""
+    async def get_json(self, key: str) -> Any | None:
+        """The value stored at ``key`` by :meth:`set_json`, freshly decoded; else ``None``."""
+        return _decode(key, await self._get(key))
 
-    @abc.abstractmethod
-    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        """Store ``value``, replacing any value and expiry ``key`` had."""
+    async def get_json_many(self, keys: Sequence[str]) -> list[Any | None]:
+        """:meth:`get_json` for each of ``keys``, in order: one round trip on Redis."""
+        if not keys:
+            return []
+        raws = await self._get_many(keys)
+        return [_decode(key, raw) for key, raw in zip(keys, raws, strict=True)]
 
-    @abc.abstractmethod
-    async def delete(self, *keys: str) -> None:
-        """Remove ``keys``; missing keys are ignored."""
+    async def set_json(self, key: str, value: Any, ttl: float | None = None) -> None:
+        """Store ``value`` as compact JSON, replacing any value and expiry ``key`` had.
 
-    @abc.abstractmethod
-    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int | None:
-        """Add ``amount`` to the integer at ``key`` (created at 0) and return the result.
-
-        ``ttl`` applies only when this call creates the key: an existing key keeps its
-        expiry (or lack of one). ``None`` if the backend failed or the value is not an
-        integer.
+        Raises ``TypeError`` if ``value`` is not JSON-serialisable and ``ValueError`` on
+        an invalid ``ttl``; later changes to ``value`` do not reach the cache.
         """
-
-    @abc.abstractmethod
-    async def sadd(self, key: str, *members: str, ttl: float | None = None) -> None:
-        """Add ``members`` to the set at ``key``; a ``ttl`` (re)sets the key's expiry."""
-
-    @abc.abstractmethod
-    async def srem(self, key: str, *members: str) -> None:
-        """Remove ``members`` from the set at ``key``; an emptied set disappears."""
-
-    @abc.abstractmethod
-    async def smembers(self, key: str) -> builtins.set[str]:
-        """The members of the set at ``key``; empty if missing or unavailable."""
+        _check_ttl(ttl)
+        await self._set(key, json.dumps(value, separators=(",", ":"), ensure_ascii=False), ttl)
 
     @abc.abstractmethod
     async def ping(self) -> None:
@@ -152,53 +156,37 @@ class Cache(abc.ABC):
     async def close(self) -> None:
         """Release the backend's connections. Never raises."""
 
-    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
-        """The values at ``keys``, in order (``None`` where missing): one round trip on Redis."""
-        return [await self.get(key) for key in keys]
+    @abc.abstractmethod
+    async def _get(self, key: str) -> str | None:
+        """The text stored at ``key``; ``None`` if missing, expired or unavailable."""
 
-    async def get_json_many(self, keys: Sequence[str]) -> list[Any | None]:
-        """:meth:`get_json` for many keys at once."""
-        values: list[Any | None] = []
-        for key, raw in zip(keys, await self.get_many(keys), strict=True):
-            try:
-                values.append(None if raw is None else json.loads(raw))
-            except ValueError:
-                logger.warning("Cache value at %r is not valid JSON; treating it as a miss", key)
-                values.append(None)
-        return values
+    @abc.abstractmethod
+    async def _get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """The texts stored at ``keys`` (not empty), in order, ``None`` where missing."""
 
-    async def get_json(self, key: str) -> Any | None:
-        """The JSON value stored by :meth:`set_json`; ``None`` if missing or undecodable.
-
-        A stored JSON ``null`` also reads as ``None``.
-        """
-        raw = await self.get(key)
-        if raw is None:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            logger.warning("Cache value at %r is not valid JSON; treating it as a miss", key)
-            return None
-
-    async def set_json(self, key: str, value: Any, ttl: float | None = None) -> None:
-        """Store ``value`` as compact JSON; ``TypeError`` if it is not JSON-serialisable."""
-        await self.set(key, json.dumps(value, separators=(",", ":"), ensure_ascii=False), ttl)
+    @abc.abstractmethod
+    async def _set(self, key: str, text: str, ttl: float | None) -> None:
+        """Store ``text`` at ``key`` for ``ttl`` seconds (already checked), or forever."""
 
 
-@dataclass(slots=True)
-class _Entry:
-    value: str | set[str]
-    expires_at: float | None
+class _Stored(NamedTuple):
+    text: str
+    ttl: float | None
+
+
+def _expires_at(_key: str, stored: _Stored, now: float) -> float:
+    """The ``ttu`` of :class:`cachetools.TLRUCache`: each entry carries its own ttl."""
+    return math.inf if stored.ttl is None else now + stored.ttl
 
 
 class MemoryCache(Cache):
-    """An in-process cache for a single event loop (every operation is atomic).
+    """An in-process cache on :class:`cachetools.TLRUCache`, for a single event loop.
 
-    Expiry is checked on access against ``clock`` (monotonic by default). Once
-    ``max_entries`` keys are held, inserting a new key first drops expired keys, then
-    the least recently written ones. Values of the wrong type (``get`` on a set,
-    ``incr`` on a non-integer) behave like on Redis: a miss, logged and counted.
+    Each entry expires ``ttl`` seconds after it was written, measured on ``clock``
+    (monotonic by default; tests pass a fake one). At most ``max_entries`` keys are held:
+    a write first drops expired keys, then the least recently used ones. ``registry``,
+    when given, holds the ``cache_up`` / ``cache_errors_total`` series (always 1 and 0:
+    the process is the backend).
     """
 
     backend = "memory"
@@ -213,137 +201,21 @@ class MemoryCache(Cache):
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
-        self._clock = clock
-        # Insertion order = write order: the first key is the least recently written.
-        self._data: OrderedDict[str, _Entry] = OrderedDict()
-        # (expires_at, key) for every key written with a ttl; stale items are skipped.
-        self._expiries: list[tuple[float, str]] = []
-        self._metrics = _metrics_for(registry, self.backend) if registry is not None else None
+        self._data: cachetools.TLRUCache[str, _Stored] = cachetools.TLRUCache(
+            maxsize=max_entries, ttu=_expires_at, timer=clock
+        )
+        if registry is not None:
+            _metrics_for(registry, self.backend)
 
-    def __len__(self) -> int:
-        """The number of keys held, including expired ones not yet purged."""
-        return len(self._data)
+    async def _get(self, key: str) -> str | None:
+        stored = self._data.get(key)
+        return None if stored is None else stored.text
 
-    def _deadline(self, ttl: float | None) -> float | None:
-        return None if ttl is None else self._clock() + ttl
+    async def _get_many(self, keys: Sequence[str]) -> list[str | None]:
+        return [await self._get(key) for key in keys]
 
-    def _live(self, key: str) -> _Entry | None:
-        entry = self._data.get(key)
-        if entry is None:
-            return None
-        if entry.expires_at is not None and entry.expires_at <= self._clock():
-            del self._data[key]
-            return None
-        return entry
-
-    def _purge_expired(self) -> None:
-        now = self._clock()
-        heap = self._expiries
-        while heap and heap[0][0] <= now:
-            expires_at, key = heapq.heappop(heap)
-            entry = self._data.get(key)
-            if entry is not None and entry.expires_at == expires_at:
-                del self._data[key]
-        if len(heap) > 2 * len(self._data) + 1024:
-            self._expiries = [
-                (entry.expires_at, key)
-                for key, entry in self._data.items()
-                if entry.expires_at is not None
-            ]
-            heapq.heapify(self._expiries)
-
-    def _track_expiry(self, key: str, entry: _Entry) -> None:
-        if entry.expires_at is not None:
-            heapq.heappush(self._expiries, (entry.expires_at, key))
-
-    def _store(self, key: str, entry: _Entry) -> None:
-        self._purge_expired()
-        if key in self._data:
-            self._data.move_to_end(key)
-        else:
-            while len(self._data) >= self.max_entries:
-                self._data.popitem(last=False)
-        self._data[key] = entry
-        self._track_expiry(key, entry)
-
-    def _wrong_type(self, operation: str, key: str) -> None:
-        logger.warning("Cache %s on %r: the key holds the wrong type of value", operation, key)
-        if self._metrics is not None:
-            self._metrics.errors.labels(backend=self.backend, operation=operation).inc()
-
-    async def get(self, key: str) -> str | None:
-        entry = self._live(key)
-        if entry is None:
-            return None
-        if not isinstance(entry.value, str):
-            self._wrong_type("get", key)
-            return None
-        return entry.value
-
-    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        _check_ttl(ttl)
-        self._store(key, _Entry(value, self._deadline(ttl)))
-
-    async def delete(self, *keys: str) -> None:
-        for key in keys:
-            self._data.pop(key, None)
-
-    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int | None:
-        _check_ttl(ttl)
-        entry = self._live(key)
-        if entry is None:
-            current, expires_at = 0, self._deadline(ttl)
-        elif isinstance(entry.value, str) and _INTEGER.fullmatch(entry.value):
-            current, expires_at = int(entry.value), entry.expires_at
-        else:
-            self._wrong_type("incr", key)
-            return None
-        new = current + amount
-        if not _INT64_MIN <= new <= _INT64_MAX:
-            self._wrong_type("incr", key)
-            return None
-        if entry is None:
-            self._store(key, _Entry(str(new), expires_at))
-        else:
-            entry.value = str(new)
-            self._data.move_to_end(key)
-        return new
-
-    async def sadd(self, key: str, *members: str, ttl: float | None = None) -> None:
-        _check_ttl(ttl)
-        if not members:
-            return
-        entry = self._live(key)
-        if entry is None:
-            self._store(key, _Entry(set(members), self._deadline(ttl)))
-        elif isinstance(entry.value, set):
-            entry.value.update(members)
-            if ttl is not None:
-                entry.expires_at = self._deadline(ttl)
-                self._track_expiry(key, entry)
-            self._data.move_to_end(key)
-        else:
-            self._wrong_type("sadd", key)
-
-    async def srem(self, key: str, *members: str) -> None:
-        entry = self._live(key)
-        if entry is None or not members:
-            return
-        if not isinstance(entry.value, set):
-            self._wrong_type("srem", key)
-            return
-        entry.value.difference_update(members)
-        if not entry.value:
-            del self._data[key]
-
-    async def smembers(self, key: str) -> builtins.set[str]:
-        entry = self._live(key)
-        if entry is None:
-            return set()
-        if not isinstance(entry.value, set):
-            self._wrong_type("smembers", key)
-            return set()
-        return set(entry.value)
+    async def _set(self, key: str, text: str, ttl: float | None) -> None:
+        self._data[key] = _Stored(text, ttl)
 
     async def ping(self) -> None:
         """Always answers: the process is the backend."""
@@ -399,12 +271,13 @@ def _suppressed(count: int) -> str:
 
 
 class RedisCache(Cache):
-    """A Redis-backed cache that degrades to "no cache" when Redis fails.
+    """A Redis-backed cache (``redis.asyncio``) that degrades to "no cache" when Redis fails.
 
-    Keys are stored under ``key_prefix``. After a failure the circuit opens: calls are
+    Keys are stored under ``key_prefix``, ttls as ``SET ... PX`` milliseconds, and
+    :meth:`get_json_many` is one ``MGET``. After a failure the circuit opens: calls are
     answered as misses without touching the network for ``retry_after`` seconds, then a
-    single call probes Redis again. ``op_timeout`` bounds each call end to end,
-    client retries included.
+    single call probes Redis again. ``op_timeout`` bounds each call end to end, client
+    retries included. Warnings are rate limited and never quote the URL.
     """
 
     backend = "redis"
@@ -518,74 +391,20 @@ class RedisCache(Cache):
 
     # -- operations ---------------------------------------------------------------------
 
-    async def get(self, key: str) -> str | None:
+    async def _get(self, key: str) -> str | None:
         value = await self._run("get", lambda client: client.get(self._key(key)), None)
         return None if value is None else _text(value)
 
-    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
-        if not keys:
-            return []
+    async def _get_many(self, keys: Sequence[str]) -> list[str | None]:
         names = [self._key(key) for key in keys]
         values = await self._run("get", lambda client: client.mget(names), None)
         if values is None:
             return [None] * len(keys)
         return [None if value is None else _text(value) for value in values]
 
-    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        _check_ttl(ttl)
+    async def _set(self, key: str, text: str, ttl: float | None) -> None:
         px = None if ttl is None else _millis(ttl)
-        await self._run("set", lambda client: client.set(self._key(key), value, px=px), None)
-
-    async def delete(self, *keys: str) -> None:
-        if keys:
-            names = [self._key(key) for key in keys]
-            await self._run("delete", lambda client: client.delete(*names), None)
-
-    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int | None:
-        _check_ttl(ttl)
-        name = self._key(key)
-        if ttl is None:
-            return await self._run("incr", lambda client: client.incrby(name, amount), None)
-        px = _millis(ttl)
-
-        async def create_then_incr(client: redis.Redis) -> int | None:
-            # SET NX gives the key its ttl only if this transaction creates it.
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.set(name, 0, px=px, nx=True)
-                pipe.incrby(name, amount)
-                results = await pipe.execute()
-            return int(results[1])
-
-        return await self._run("incr", create_then_incr, None)
-
-    async def sadd(self, key: str, *members: str, ttl: float | None = None) -> None:
-        _check_ttl(ttl)
-        if not members:
-            return
-        name = self._key(key)
-        if ttl is None:
-            await self._run("sadd", lambda client: client.sadd(name, *members), None)
-            return
-        px = _millis(ttl)
-
-        async def add_then_expire(client: redis.Redis) -> None:
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.sadd(name, *members)
-                pipe.pexpire(name, px)
-                await pipe.execute()
-
-        await self._run("sadd", add_then_expire, None)
-
-    async def srem(self, key: str, *members: str) -> None:
-        if members:
-            name = self._key(key)
-            await self._run("srem", lambda client: client.srem(name, *members), None)
-
-    async def smembers(self, key: str) -> builtins.set[str]:
-        async def members(client: redis.Redis) -> builtins.set[str]:
-            return {_text(member) for member in await client.smembers(self._key(key))}
-
-        return await self._run("smembers", members, set())
+        await self._run("set", lambda client: client.set(self._key(key), text, px=px), None)
 
     async def ping(self) -> None:
         """PING Redis, bypassing the circuit breaker; a success closes it."""
@@ -598,6 +417,7 @@ class RedisCache(Cache):
         self._succeeded()
 
     async def close(self) -> None:
+        """Close the connection pool; a failure is logged at debug level, never raised."""
         try:
             await self._client.aclose()
         except _BACKEND_ERRORS as exc:
