@@ -64,7 +64,7 @@ from bot.sandbox.gitlab import GitLabStandIn
 from bot.sandbox.webhooks import NOTE_HOOK, WebhookSender
 from bot.settings import Settings
 from bot.users import sync_organisation
-from bot.webhooks import delivery_key
+from bot.webhooks import inbox_key
 from plugins.roulette.reply import delivery_tag
 
 TARGET_P99_MS = 50.0
@@ -483,7 +483,7 @@ class LogTally(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage().splitlines()[0]
-        self.counts[re.sub(r"idem:[0-9a-f-]{36}", "idem:…", message)[:160]] += 1
+        self.counts[re.sub(r"note:[0-9:]+", "note:…", message)[:160]] += 1
 
 
 @dataclass
@@ -559,7 +559,9 @@ async def measure(
         await site.start()
         base = f"http://127.0.0.1:{runner.addresses[0][1]}"
         outgoing = deliveries(world, said, gitlab.url, f"{base}/webhook/gitlab")
-        expected = {delivery_tag(delivery_key({"Idempotency-Key": o.key}, b"")) for o in outgoing}
+        expected = {
+            delivery_tag(inbox_key("note", json.loads(o.body), o.headers, o.body)) for o in outgoing
+        }
         gc.freeze()  # as ``bot.server`` does once started
 
         async def get_health(session: aiohttp.ClientSession, _: int) -> tuple[int, str]:

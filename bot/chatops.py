@@ -16,10 +16,8 @@ handlers (``@roulette roulette MR_URL``, ``help``).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +25,7 @@ from aiohttp import web
 from bot.chat import ChatUser, CommandContext, DialogSubmission, Reply
 from bot.context import AppContext
 from bot.errors import CommandError
-from bot.http import error_response, json_response
+from bot.http import BadInput, error_response, json_response, parse_json_object, read_form
 from bot.i18n import translator
 from bot.logs import bound_id
 from bot.mattermost import ChatMessage, Mattermost, command_response
@@ -48,10 +46,12 @@ class ChatOps:
     # ----------------------------------------------------------------- slash commands
 
     async def command_endpoint(self, request: web.Request) -> web.Response:
-        form: Mapping[str, str] = (
-            await request.post() if request.method == "POST" else request.query  # type: ignore[assignment]
-        )
+        try:  # bad bytes, a field twice, NUL...: 400 (415: not a form), nothing done
+            form = await read_form(request)
+        except BadInput as e:
+            return error_response(e.status, str(e))
         header = request.headers.get("Authorization", "")
+        header = header if header.isascii() else ""  # non-UTF-8 bytes: no token at all
         token = form.get("token") or (header[6:] if header.startswith("Token ") else None)
         if self.chat is None or not self.chat.token_ok(token):
             return error_response(401, "unknown slash-command token")
@@ -134,12 +134,10 @@ class ChatOps:
     # ----------------------------------------------------------------- dialogs
 
     async def dialog_endpoint(self, request: web.Request) -> web.Response:
-        try:
-            body = json.loads(await request.read())
-        except (UnicodeDecodeError, ValueError):
-            return error_response(400, "the body is not valid JSON")
-        if not isinstance(body, dict):
-            return error_response(400, "the body is not a JSON object")
+        try:  # what the database could not store is refused here, before any work
+            body = parse_json_object(await request.read())
+        except BadInput as e:
+            return error_response(e.status, str(e))
         callback_id = str(body.get("callback_id", ""))
         user_id = str(body.get("user_id", ""))
         if self.chat is None or not self.chat.verify_state(

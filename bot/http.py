@@ -5,6 +5,9 @@
 - Errors are JSON ``{"error": ...}``: 4xx keep their status; anything unexpected is
   logged with its traceback, counted, and answered as a JSON 500 without a traceback.
 - Requests are counted and timed by route template (never the raw path) and status.
+- Request bodies are read by one strict JSON loader (``parse_json``) and one strict form
+  reader (``read_form``): whatever Python would accept but the database, the other engine
+  or a later reader would refuse is refused at the door with a one-line 400 (``BadInput``).
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
+from itertools import accumulate
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -29,6 +35,10 @@ CONTEXT = web.AppKey("context", AppContext)
 READINESS_TIMEOUT = 2.0
 MAX_BODY = 1024 * 1024
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MAX_JSON_DEPTH = 64  # nesting levels of arrays and objects; GitLab's payloads use about 6
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # PostgreSQL's bigint, SQLite's INTEGER
+MAX_FORM_FIELDS = 100  # Mattermost's slash-command form has about 15
+FORM = "application/x-www-form-urlencoded"
 
 CORE_ROUTES = (
     "GET /health",
@@ -56,6 +66,200 @@ def json_response(data: Any, status: int = 200, **kwargs: Any) -> web.Response:
 
 def error_response(status: int, message: str, **headers: str) -> web.Response:
     return json_response({"error": message}, status=status, headers=headers or None)
+
+
+# --------------------------------------------------------------------------- strict input
+
+
+class BadInput(ValueError):
+    """A request body (or query) the bot will not act on.
+
+    ``str(error)`` is a one-line reason, safe to send back as ``{"error": ...}``: it
+    never echoes more than a short ``repr`` of the input. ``status`` is the HTTP status
+    to answer with (400, or 415 for the wrong content type).
+    """
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+_ESCAPES = (("\\\\", ""), ('\\"', ""))  # escaped backslashes first, then escaped quotes
+_STRING = re.compile(r'"[^"]*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in the JSON ``text`` (0 for a scalar).
+
+    Linear and iterative, so it is safe on any input: strings (with their escapes) are
+    dropped, then the brackets left are counted. On text that is not JSON the figure is
+    meaningless but finite; the parser then refuses the text at its first fault, before
+    it could nest deeper than the valid prefix this function measured correctly.
+    """
+    for escape, replacement in _ESCAPES:
+        text = text.replace(escape, replacement)
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
+
+
+def check_text(value: str, where: str = "a string") -> None:
+    """Refuse NUL characters and unpaired surrogates.
+
+    PostgreSQL stores neither (``text`` refuses U+0000, ``jsonb`` refuses ``\\u0000`` and
+    unpaired surrogates) and a lone surrogate cannot be encoded as UTF-8 at all, so such a
+    value must never reach the database, whichever engine is configured.
+
+    Raises:
+        BadInput: naming what was found in ``where``.
+    """
+    if "\x00" in value:
+        raise BadInput(f"{where} contains a NUL character (\\u0000)")
+    if _SURROGATE.search(value):
+        raise BadInput(f"{where} contains an unpaired surrogate (\\ud800-\\udfff)")
+
+
+def _reject_constant(name: str) -> Any:
+    raise BadInput(f"{name} is not a JSON number (RFC 8259)")
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) <= 19:  # never convert thousands of digits
+        value = int(digits)
+        if INT64_MIN <= value <= INT64_MAX:
+            return value
+    raise BadInput("an integer is out of range (they must fit in 64 bits, signed)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadInput(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise BadInput(f"the key {key[:40]!r} appears twice in one object")
+        check_text(key, "a key")
+        result[key] = value
+    return result
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON document in ``body`` (UTF-8, RFC 8259), refusing what the store would refuse.
+
+    Beyond :func:`json.loads`, it refuses: bytes that are not UTF-8; the literals
+    ``NaN``, ``Infinity`` and ``-Infinity`` and numbers that overflow a float (PostgreSQL's
+    ``json`` refuses them, SQLite would keep them); integers outside the signed 64-bit range;
+    NUL characters and unpaired surrogates in strings and keys; a key twice in one object
+    (readers disagree on which one wins); nesting deeper than :data:`MAX_JSON_DEPTH`
+    (checked before parsing, so the parser never recurses deeply).
+
+    Raises:
+        BadInput: with a one-line reason, for a 400.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput("the body is not valid UTF-8") from None
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise BadInput(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        document = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
+    except json.JSONDecodeError as e:
+        raise BadInput(f"the body is not valid JSON: {e.msg} at character {e.pos}") from None
+    except RecursionError:  # unreachable after the depth check; kept as a last guard
+        raise BadInput(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    pending = [document]
+    while pending:  # strings in arrays and values (keys were checked while parsing)
+        item = pending.pop()
+        if isinstance(item, str):
+            check_text(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return document
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """:func:`parse_json` for a body that must be a JSON object.
+
+    Raises:
+        BadInput: as :func:`parse_json`, or when the document is not an object.
+    """
+    document = parse_json(body)
+    if not isinstance(document, dict):
+        raise BadInput("the body is not a JSON object")
+    return document
+
+
+def parse_form(text: str) -> dict[str, str]:
+    """The fields of an ``application/x-www-form-urlencoded`` string (WHATWG URL, section 5).
+
+    Stricter than browsers: a percent-encoded sequence that is not UTF-8, a NUL character,
+    a field given twice or more than :data:`MAX_FORM_FIELDS` fields are refused rather
+    than repaired (Mattermost never sends them; repairing would act on something else
+    than what was sent).
+
+    Raises:
+        BadInput: with a one-line reason, for a 400.
+    """
+    try:
+        pairs = parse_qsl(
+            text,
+            keep_blank_values=True,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except UnicodeDecodeError:
+        raise BadInput("a form field is not valid UTF-8 once percent-decoded") from None
+    except ValueError:
+        raise BadInput(f"the form has more than {MAX_FORM_FIELDS} fields") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        check_text(name, "a form field name")
+        if name in form:
+            raise BadInput(f"the form field {name[:40]!r} appears twice")
+        check_text(value, f"the form field {name[:40]!r}")
+        form[name] = value
+    return form
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    """The form of a request: its query string for GET, else its urlencoded UTF-8 body.
+
+    Mattermost sends slash commands either way (the command's method), as
+    ``application/x-www-form-urlencoded``. See :func:`parse_form` for what is refused.
+
+    Raises:
+        BadInput: 415 for another content type or charset, else 400.
+    """
+    if request.method in ("GET", "HEAD"):
+        return parse_form(request.rel_url.raw_query_string)
+    if request.content_type != FORM:
+        raise BadInput(f"expected Content-Type {FORM}", status=415)
+    if (request.charset or "utf-8").lower() not in ("utf-8", "utf8"):
+        raise BadInput("expected the form in UTF-8", status=415)
+    try:
+        text = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput("the form is not valid UTF-8") from None
+    return parse_form(text)
+
+
+# --------------------------------------------------------------------------- middlewares
 
 
 def _route_label(request: web.Request) -> str:

@@ -4,10 +4,17 @@
 1. ``X-Gitlab-Token`` is compared in constant time before the body is read; with no
    configured secret every delivery is refused (401).
 2. The body (at most 1 MiB, else 413) must carry a valid Standard Webhooks signature
-   when ``GITLAB_WEBHOOK_SIGNING_TOKEN`` is set, and be a JSON object (else 400).
-3. Note and merge-request events are written to the ``webhook_inbox`` table under their
-   delivery key (``Idempotency-Key``, else the event and webhook UUIDs, else a hash of
-   the body) in the transaction that decides the answer; a key already stored is
+   when ``GITLAB_WEBHOOK_SIGNING_TOKEN`` is set, and be a JSON object that both database
+   engines can store (``bot.http.parse_json``: no ``NaN``, NUL, unpaired surrogate,
+   integer beyond 64 bits, nesting past 64 levels...; else 400 before anything is stored).
+   A body that cannot be read under an ``X-Gitlab-Event`` the bot never reads (``Push
+   Hook``...) is acknowledged and ignored instead, so such a hook is never disabled for it.
+3. The event is routed on the body's ``object_kind`` (else ``event_name``), never on the
+   ``X-Gitlab-Event`` header: a system hook sends ``System Hook`` for every event it
+   carries. The header only labels logs and metrics. Note and merge-request events are
+   written to the ``webhook_inbox`` table under a key derived from what they carry
+   (:func:`inbox_key`), so the same comment or MR event delivered by a project hook, a
+   group hook and a system hook, or resent, is stored once; a key already stored is
    acknowledged and not processed again. Other events are acknowledged and ignored.
 
 Workers then process the rows: a row is claimed with a conditional update (so two
@@ -27,6 +34,7 @@ import hmac
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,14 +49,24 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.context import AppContext
 from bot.db import utcnow
-from bot.http import error_response, json_response
+from bot.http import BadInput, error_response, json_response, parse_json_object
 from bot.logs import bound_id
 from bot.models import WebhookDelivery
 from bot.plugins import Registry
 
 log = logging.getLogger("bot.webhooks")
 
-EVENTS = {"Note Hook": "note", "Merge Request Hook": "merge_request"}
+EVENTS = {"note": "note", "merge_request": "merge_request"}
+#: ``X-Gitlab-Event`` values the bot may read (a bounded label for logs and metrics).
+HOOKS = {
+    "Note Hook": "note",
+    "Confidential Note Hook": "confidential_note",
+    "Merge Request Hook": "merge_request",
+    "System Hook": "system",
+}
+MAX_KEY = 255  # webhook_inbox.delivery_key is a String(255)
+_HEADER_TOKEN = re.compile(r"[\x21-\x7e]{1,200}")  # printable ASCII, no space
+_ACTION = re.compile(r"[a-z_]{1,32}")
 SIGNATURE_TOLERANCE = 300  # seconds either side of now, as the Standard Webhooks libraries
 MAX_ERROR = 2000
 BATCH = 200  # deliveries written per intake transaction at most
@@ -95,7 +113,7 @@ def verify_signature(
         key = base64.b64decode(signing_token.removeprefix("whsec_"), validate=True)
     except (binascii.Error, ValueError):
         raise SignatureError("the configured signing token is not base64") from None
-    signed = f"{message_id}.{timestamp}.".encode() + body
+    signed = f"{message_id}.{timestamp}.".encode("utf-8", "surrogateescape") + body
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
     for candidate in signatures.split():
         version, _, value = candidate.partition(",")
@@ -104,22 +122,143 @@ def verify_signature(
     raise SignatureError("no signature matches")
 
 
+def _header_part(value: str) -> str:
+    """A header value fit for a key: as sent when printable ASCII, else its hash.
+
+    aiohttp hands non-UTF-8 header bytes over as lone surrogates, which no database
+    driver can encode; they are hashed (as the bytes received) instead.
+    """
+    value = value.strip()
+    if _HEADER_TOKEN.fullmatch(value):
+        return value
+    raw = value.encode("utf-8", "surrogateescape")
+    return "h" + hashlib.sha256(raw).hexdigest()[:40]
+
+
 def delivery_key(headers: Mapping[str, str], body: bytes) -> str:
-    """``Idempotency-Key``, else the event (and webhook) UUIDs, else the body's hash."""
+    """The key of one delivery: ``idem:<Idempotency-Key>``, else ``uuid:<event>:<hook>``.
+
+    ``Idempotency-Key`` (GitLab 17.4) is the same across retries and resends of one hook's
+    delivery. ``X-Gitlab-Event-UUID`` is NOT shared by the hooks one event triggers: GitLab
+    draws a new UUID per hook unless the event was itself caused by a webhook's request
+    (``lib/gitlab/web_hooks/recursion_detection/uuid.rb``), hence the pair with
+    ``X-Gitlab-Webhook-UUID``. Without either header: ``sha256:<hash of the body>``.
+    At most :data:`MAX_KEY` characters, printable ASCII.
+    """
     idempotency = headers.get("Idempotency-Key", "").strip()
     if idempotency:
-        return f"idem:{idempotency}"[:255]
+        return f"idem:{_header_part(idempotency)}"
     event_uuid = headers.get("X-Gitlab-Event-UUID", "").strip()
     if event_uuid:
         hook_uuid = headers.get("X-Gitlab-Webhook-UUID", "").strip()
-        return f"uuid:{event_uuid}:{hook_uuid}"[:255]
+        hook = _header_part(hook_uuid) if hook_uuid else ""
+        return f"uuid:{_header_part(event_uuid)}:{hook}"
     return f"sha256:{hashlib.sha256(body).hexdigest()}"
 
 
+def event_kind(payload: Mapping[str, Any]) -> str | None:
+    """The ``@on_gitlab`` kind of a payload, from its ``object_kind`` else ``event_name``.
+
+    Project, group and system hooks all name the event in the body (``webhook_events.md``,
+    ``system_hooks.md``); a system hook's ``X-Gitlab-Event`` is ``System Hook`` whatever
+    it carries. None for an event no handler reads.
+    """
+    name = payload.get("object_kind")
+    if not isinstance(name, str) or not name:
+        name = payload.get("event_name")
+    return EVENTS.get(name) if isinstance(name, str) else None
+
+
+def _ident(value: Any) -> int | None:
+    """A positive integer id (the JSON loader already bounds it to 64 bits), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _digest(*parts: Any) -> str:
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _note_key(payload: Mapping[str, Any]) -> str | None:
+    attributes = payload.get("object_attributes")
+    if not isinstance(attributes, Mapping):
+        return None
+    project = payload.get("project")
+    project_id = _ident(payload.get("project_id")) or _ident(attributes.get("project_id"))
+    if project_id is None and isinstance(project, Mapping):
+        project_id = _ident(project.get("id"))
+    note_id = _ident(attributes.get("id"))
+    action = attributes.get("action") or "create"  # GitLab before 16.11 sent creations only
+    if project_id is None or note_id is None or not isinstance(action, str):
+        return None
+    if not _ACTION.fullmatch(action):
+        return None
+    noteable_id = _ident(attributes.get("noteable_id")) or 0  # 0: a comment on a commit
+    key = f"note:{project_id}:{noteable_id}:{note_id}:{action}"
+    if action != "create":  # each edit of a comment is an event of its own
+        key += ":" + _digest(attributes.get("updated_at"))[:16]
+    return key
+
+
+def _merge_request_key(payload: Mapping[str, Any]) -> str | None:
+    attributes = payload.get("object_attributes")
+    if not isinstance(attributes, Mapping):
+        return None
+    project = payload.get("project")
+    project_id = _ident(attributes.get("target_project_id"))
+    if isinstance(project, Mapping):
+        project_id = _ident(project.get("id")) or project_id
+    mr_id = _ident(attributes.get("id"))
+    if project_id is None or mr_id is None:
+        return None
+    user = payload.get("user")
+    last_commit = attributes.get("last_commit")
+    what = _digest(
+        attributes.get("action"),
+        attributes.get("updated_at"),
+        user.get("id") if isinstance(user, Mapping) else None,
+        attributes.get("oldrev"),
+        last_commit.get("id") if isinstance(last_commit, Mapping) else None,
+        payload.get("changes"),
+    )
+    return f"mr:{project_id}:{mr_id}:{what[:32]}"
+
+
+def inbox_key(
+    kind: str, payload: Mapping[str, Any], headers: Mapping[str, str], body: bytes
+) -> str:
+    """The ``webhook_inbox`` key of an event: derived from what it carries where it can be.
+
+    One event reaches the bot once per hook that fires (project, group, system hook) and
+    again on a retry or resend, each time with another delivery id but the same payload
+    (GitLab builds it once for all hooks). So:
+
+    - a comment is ``note:<project id>:<noteable id>:<note id>:<action>`` (an edit adds a
+      hash of its ``updated_at``, so each edit counts once);
+    - a merge-request event is ``mr:<project id>:<MR id>:<hash>`` of its action,
+      ``updated_at``, acting user, ``oldrev``, last commit and ``changes``: two events
+      alike in all of these are taken for one;
+    - a payload without those ids falls back to :func:`delivery_key` (one per delivery).
+
+    Printable ASCII, at most :data:`MAX_KEY` characters (ids are 64-bit at most).
+    """
+    if kind == "note":
+        key = _note_key(payload)
+    elif kind == "merge_request":
+        key = _merge_request_key(payload)
+    else:
+        key = None
+    return (key or delivery_key(headers, body))[:MAX_KEY]
+
+
 def token_matches(expected: str | None, given: str | None) -> bool:
+    """Constant-time ``expected == given``; False when either is missing.
+
+    ``given`` may carry lone surrogates (non-UTF-8 header bytes): compared as the bytes sent.
+    """
     if not expected or given is None:
         return False
-    return hmac.compare_digest(expected.encode(), given.encode())
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))
 
 
 # --------------------------------------------------------------------------- the inbox
@@ -146,8 +285,8 @@ class Inbox:
         registry_ = context.metrics.registry
         self.received = Counter(
             "webhook_deliveries_total",
-            "GitLab webhook deliveries answered, by event and outcome.",
-            ["event", "outcome"],
+            "GitLab webhook deliveries answered, by event (from the body), hook and outcome.",
+            ["event", "hook", "outcome"],
             registry=registry_,
         )
         self.processed = Counter(
@@ -171,11 +310,16 @@ class Inbox:
     # ----------------------------------------------------------------- intake
 
     async def receive(self, request: web.Request) -> web.Response:
+        """``POST /webhook/gitlab``: 401, 400, 413, or 200 ``accepted|duplicate|ignored``.
+
+        See the module's docstring for the order of the checks.
+        """
         settings = self.context.settings
+        hook = HOOKS.get(request.headers.get("X-Gitlab-Event", ""), "other")
         secret = settings.gitlab_webhook_secret
         given = request.headers.get("X-Gitlab-Token")
         if not token_matches(secret.get_secret_value() if secret else None, given):
-            self.received.labels("unknown", "unauthorized").inc()
+            self.received.labels("unknown", hook, "unauthorized").inc()
             return error_response(401, "invalid or missing X-Gitlab-Token")
         body = await request.read()  # over client_max_size: 413, by the error middleware
         signing = settings.gitlab_webhook_signing_token
@@ -183,30 +327,30 @@ class Inbox:
             try:
                 verify_signature(signing.get_secret_value(), request.headers, body)
             except SignatureError as e:
-                self.received.labels("unknown", "bad_signature").inc()
+                self.received.labels("unknown", hook, "bad_signature").inc()
                 return error_response(401, f"invalid webhook signature: {e}")
-        event_header = request.headers.get("X-Gitlab-Event", "")
-        kind = EVENTS.get(event_header)
-        if kind is None:
-            self.received.labels("other", "ignored").inc()
-            return json_response({"status": "ignored", "event": event_header[:100]})
         try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
-            self.received.labels(kind, "bad_request").inc()
-            return error_response(400, "the body is not valid JSON")
-        if not isinstance(payload, dict):
-            self.received.labels(kind, "bad_request").inc()
-            return error_response(400, "the body is not a JSON object")
+            payload = parse_json_object(body)
+        except BadInput as e:
+            if hook == "other":  # an event the bot never reads: its body cannot matter
+                self.received.labels("other", hook, "ignored").inc()
+                return json_response({"status": "ignored"})
+            self.received.labels("unknown", hook, "bad_request").inc()
+            log.info("webhook body refused (%s hook): %s", hook, e)
+            return error_response(e.status, str(e))
+        kind = event_kind(payload)
+        if kind is None:
+            self.received.labels("other", hook, "ignored").inc()
+            return json_response({"status": "ignored"})
 
-        key = delivery_key(request.headers, body)
+        key = inbox_key(kind, payload, request.headers, body)
         row_id = await self._store(key, kind, payload)
         if row_id is None:
-            self.received.labels(kind, "duplicate").inc()
+            self.received.labels(kind, hook, "duplicate").inc()
             log.info("delivery %s already received; not processed again", key)
             return json_response({"status": "duplicate", "delivery": key})
-        self.received.labels(kind, "accepted").inc()
-        log.info("delivery %s stored (%s)", key, kind, extra={"delivery": key})
+        self.received.labels(kind, hook, "accepted").inc()
+        log.info("delivery %s stored (%s, %s hook)", key, kind, hook, extra={"delivery": key})
         return json_response({"status": "accepted", "delivery": key, "id": row_id})
 
     async def _store(self, key: str, kind: str, payload: dict[str, Any]) -> int | None:

@@ -22,7 +22,9 @@ from bot.db import create_engine, create_sessionmaker, utcnow
 from bot.http import CONTEXT
 from bot.models import WebhookDelivery
 from bot.plugins import Plugin, on_gitlab
-from bot.webhooks import GitLabEvent, SignatureError, delivery_key, verify_signature
+from bot.sandbox.gitlab import GitLabStandIn
+from bot.sandbox.webhooks import WebhookSender
+from bot.webhooks import GitLabEvent, SignatureError, delivery_key, inbox_key, verify_signature
 from tests.conftest import settings_for
 
 Client = TestClient[web.Request, web.Application]
@@ -187,6 +189,302 @@ async def test_a_body_over_one_mebibyte_is_413(
     response = await client.post("/webhook/gitlab", data=big, headers=_headers())
     assert response.status == 413
     assert await _rows(client) == []
+
+
+# --------------------------------------------------------------------------- what the store refuses
+
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+def _nested(depth: int) -> bytes:
+    """An object whose ``note`` nests ``depth`` levels in all (the object included)."""
+    return b'{"object_kind": "note", "x": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+
+
+# Whatever Python's json accepts but one of the engines (or UTF-8) would refuse.
+REFUSED = {
+    "NaN": (b'{"object_kind": "note", "n": NaN}', "NaN is not a JSON number"),
+    "Infinity": (b'{"object_kind": "note", "n": [Infinity]}', "Infinity is not"),
+    "-Infinity": (b'{"object_kind": "note", "n": -Infinity}', "-Infinity is not"),
+    "float overflow": (b'{"object_kind": "note", "n": 1e400}', "out of range"),
+    "NUL in a string": (b'{"object_kind": "note", "note": "a\\u0000b"}', "NUL"),
+    "NUL in a key": (b'{"object_kind": "note", "a\\u0000": 1}', "NUL"),
+    "NUL in an array": (b'{"object_kind": "note", "l": [["\\u0000"]]}', "NUL"),
+    "lone high surrogate": (b'{"object_kind": "note", "note": "\\ud800"}', "surrogate"),
+    "lone low surrogate": (b'{"object_kind": "note", "note": "x\\udfffy"}', "surrogate"),
+    "reversed pair": (b'{"object_kind": "note", "note": "\\ude00\\ud83d"}', "surrogate"),
+    "surrogate key": (b'{"object_kind": "note", "\\udbff": 1}', "surrogate"),
+    "int over 2^63-1": (b'{"object_kind": "note", "id": 9223372036854775808}', "64 bits"),
+    "int under -2^63": (b'{"object_kind": "note", "id": -9223372036854775809}', "64 bits"),
+    "4300 digits": (b'{"object_kind": "note", "id": ' + b"9" * 4301 + b"}", "64 bits"),
+    "nested 5000 deep": (DEEP, "deeper than 64"),
+    "nested 65 deep": (_nested(65), "deeper than 64"),
+    "duplicate key": (b'{"object_kind": "note", "object_kind": "note"}', "twice"),
+    "invalid UTF-8": (b'{"object_kind": "note", "note": "\xc3\x28"}', "UTF-8"),
+    "UTF-8 surrogate bytes": (b'{"object_kind": "note", "note": "\xed\xa0\x80"}', "UTF-8"),
+    "not an object": (b'["object_kind", "note"]', "not a JSON object"),
+    "not JSON": (b'{"object_kind": "note",', "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+async def test_a_body_the_database_would_refuse_is_400_and_nothing_is_stored(
+    migrated_url: URL, aiohttp_client: MakeClient, case: str
+) -> None:
+    body, reason = REFUSED[case]
+    client = await _client(aiohttp_client, _settings(migrated_url))
+    for hook in ("Note Hook", "Merge Request Hook", "System Hook"):
+        response = await client.post(
+            "/webhook/gitlab", data=body, headers=_headers(**{"X-Gitlab-Event": hook})
+        )
+        assert response.status == 400, (case, hook)
+        error = (await response.json())["error"]
+        assert reason in error and "\n" not in error and len(error) < 200
+    assert await _rows(client) == []
+    assert (await client.get("/health")).status == 200
+    metrics = await (await client.get("/metrics")).text()
+    assert metrics.count('event="unknown",hook="system",outcome="bad_request"} 1.0') == 1
+
+
+async def test_a_body_of_an_event_the_bot_never_reads_is_ignored_even_when_unreadable(
+    migrated_url: URL, aiohttp_client: MakeClient
+) -> None:
+    """GitLab disables a hook that keeps failing: a push it cannot matter for gets 200."""
+    client = await _client(aiohttp_client, _settings(migrated_url))
+    for body, _ in REFUSED.values():
+        response = await client.post(
+            "/webhook/gitlab", data=body, headers=_headers(**{"X-Gitlab-Event": "Push Hook"})
+        )
+        assert response.status == 200
+        assert (await response.json())["status"] == "ignored"
+    assert await _rows(client) == []
+
+
+ACCEPTED = {
+    "emoji": '{"object_kind": "note", "note": "\\ud83d\\ude00 \U0001f3b2 \u00e9\u4e2d"}',
+    "astral raw": '{"object_kind": "note", "note": "\U0001f600\U00010348 \u202e \ufeff"}',
+    "int64 bounds": '{"object_kind": "note", "big": 9223372036854775807, '
+    '"small": -9223372036854775808, "ids": [2147483648, 4294967296]}',
+    "floats": '{"object_kind": "note", "f": [1e308, -1e-320, 0.1, -0.0]}',
+    "escapes": '{"object_kind": "note", "note": "\\\\u0000 \\" \\\\ud800 \\/ \\t"}',
+    "64 deep": _nested(64).decode(),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ACCEPTED))
+async def test_an_accepted_body_is_stored_and_read_back_equal(
+    migrated_url: URL, aiohttp_client: MakeClient, case: str
+) -> None:
+    text = ACCEPTED[case]
+    client = await _client(aiohttp_client, _settings(migrated_url))
+    response = await client.post(
+        "/webhook/gitlab", data=text.encode(), headers=_headers(**{"Idempotency-Key": case[:8]})
+    )
+    assert response.status == 200, await response.text()
+    assert (await response.json())["status"] == "accepted"
+    [row] = await _rows(client)
+    assert row.payload == json.loads(text)
+
+
+async def test_header_bytes_that_are_not_utf8_never_reach_the_database(
+    migrated_url: URL, aiohttp_client: MakeClient
+) -> None:
+    """aiohttp hands such bytes over as lone surrogates, which no driver can encode."""
+    client = await _client(aiohttp_client, _settings(migrated_url))
+    body = json.dumps(NOTE).encode()
+
+    async def send(extra: bytes) -> bytes:
+        assert client.server.host is not None
+        reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+        head = (
+            b"POST /webhook/gitlab HTTP/1.1\r\nHost: bot\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nX-Gitlab-Event: Note Hook\r\n"
+            + extra
+            + b"Content-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+        )
+        writer.write(head + body)
+        answer = await reader.read()
+        writer.close()
+        return answer.split(b"\r\n", 1)[0]
+
+    token = b"X-Gitlab-Token: " + SECRET.encode() + b"\r\n"
+    assert b" 200 " in await send(token + b"Idempotency-Key: k\xff\xfe\r\n")
+    assert b" 200 " in await send(token + b"X-Gitlab-Event-UUID: \xc3\x28\r\n")
+    assert b" 401 " in await send(b"X-Gitlab-Token: \xff" + SECRET.encode() + b"\r\n")
+    keys = sorted(r.delivery_key for r in await _rows(client))
+    assert len(keys) == 2 and all(k.isascii() and k.isprintable() for k in keys)
+    assert (await client.get("/health")).status == 200
+
+
+# --------------------------------------------------------------------------- routing and keys
+
+
+def real_payloads() -> tuple[dict[str, Any], dict[str, Any]]:
+    """A Note Hook (a ``/roulette`` comment) and a Merge Request Hook, as GitLab sends them.
+
+    Built by the GitLab stand-in's webhook sender (``bot.sandbox.webhooks``), offline.
+    """
+    standin = GitLabStandIn("t")
+    for name in ("alice", "bob"):
+        standin.add_user(name)
+    standin.add_project("acme/shop", members={"alice": 40, "bob": 30})
+    standin.add_merge_request("acme/shop", author="alice", title="Checkout", changes=["a.py"])
+    sender = WebhookSender(standin, "http://127.0.0.1:9/webhook/gitlab", secret=SECRET)
+    note = standin.add_note("acme/shop", 1, "bob", "/roulette")
+    return (
+        sender.note_payload("acme/shop", 1, note),
+        sender.merge_request_payload("acme/shop", 1, action="approved", user="bob"),
+    )
+
+
+def _hook(name: str, number: int, **extra: str) -> dict[str, str]:
+    """Headers of one delivery by one hook: its own Idempotency-Key and UUIDs."""
+    return _headers(
+        **{
+            "X-Gitlab-Event": name,
+            "Idempotency-Key": f"idem-{number}",
+            "X-Gitlab-Event-UUID": f"event-{number}",
+            "X-Gitlab-Webhook-UUID": f"hook-{number}",
+        }
+        | extra
+    )
+
+
+async def test_one_comment_delivered_by_every_hook_is_processed_once(
+    migrated_url: URL, aiohttp_client: MakeClient
+) -> None:
+    note, _ = real_payloads()
+    client = await _client(aiohttp_client, _settings(migrated_url))
+    hooks = ["Note Hook", "Note Hook", "System Hook", "Note Hook"]  # project, group, system
+    answers = []
+    for number, hook in enumerate(hooks):
+        response = await client.post("/webhook/gitlab", json=note, headers=_hook(hook, number))
+        answers.append((await response.json())["status"])
+    resend = await client.post("/webhook/gitlab", json=note, headers=_hook("Note Hook", 0))
+    assert [*answers, (await resend.json())["status"]] == [
+        "accepted",
+        "duplicate",
+        "duplicate",
+        "duplicate",
+        "duplicate",
+    ]
+    await _until(lambda: _status(client, "done"))
+    [recorder] = Recorder.instances
+    assert [e.kind for e in recorder.seen] == ["note"]
+    attributes = note["object_attributes"]
+    assert recorder.seen[0].key == (
+        f"note:{note['project_id']}:{attributes['noteable_id']}:{attributes['id']}:create"
+    )
+
+
+async def test_each_edit_of_a_comment_counts_once(
+    migrated_url: URL, aiohttp_client: MakeClient
+) -> None:
+    note, _ = real_payloads()
+    client = await _client(aiohttp_client, _settings(migrated_url))
+    attributes = note["object_attributes"]
+    first = note | {"object_attributes": attributes | {"action": "update", "updated_at": "t1"}}
+    second = note | {"object_attributes": attributes | {"action": "update", "updated_at": "t2"}}
+    statuses = []
+    for number, payload in enumerate([note, first, first, second, second]):
+        response = await client.post(
+            "/webhook/gitlab", json=payload, headers=_hook("Note Hook", number)
+        )
+        statuses.append((await response.json())["status"])
+    assert statuses == ["accepted", "accepted", "duplicate", "accepted", "duplicate"]
+    assert len(await _rows(client)) == 3
+
+
+async def test_a_merge_request_event_from_two_hooks_counts_once(
+    migrated_url: URL, aiohttp_client: MakeClient
+) -> None:
+    _, approved = real_payloads()
+    client = await _client(aiohttp_client, _settings(migrated_url))
+    attributes = approved["object_attributes"]
+    unapproved = approved | {"object_attributes": attributes | {"action": "unapproved"}}
+    sent = [
+        ("Merge Request Hook", approved),  # project hook
+        ("Merge Request Hook", approved),  # group hook
+        ("System Hook", approved),  # instance hook
+        ("Merge Request Hook", unapproved),  # another event on the same MR
+    ]
+    statuses = []
+    for number, (hook, payload) in enumerate(sent):
+        response = await client.post("/webhook/gitlab", json=payload, headers=_hook(hook, number))
+        statuses.append((await response.json())["status"])
+    assert statuses == ["accepted", "duplicate", "duplicate", "accepted"]
+    await _until(lambda: _status(client, "done"))
+    seen = Recorder.instances[0].seen
+    assert [e.payload["object_attributes"]["action"] for e in seen] == ["approved", "unapproved"]
+    assert all(e.kind == "merge_request" for e in seen)
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind"),
+    [
+        ({"object_kind": "merge_request", "event_type": "merge_request"}, "merge_request"),
+        ({"object_kind": "note", "event_type": "note"}, "note"),
+        ({"event_name": "merge_request"}, "merge_request"),
+        ({"object_kind": "merge_request", "event_name": "note"}, "merge_request"),
+    ],
+)
+async def test_events_are_routed_on_what_the_body_says_not_the_header(
+    migrated_url: URL, aiohttp_client: MakeClient, payload: dict[str, Any], kind: str
+) -> None:
+    client = await _client(aiohttp_client, _settings(migrated_url))
+    for number, hook in enumerate(("System Hook", "Push Hook", "Note Hook")):
+        response = await client.post("/webhook/gitlab", json=payload, headers=_hook(hook, number))
+        assert (await response.json())["status"] == "accepted"
+    await _until(lambda: _status(client, "done"))
+    assert [e.kind for e in Recorder.instances[0].seen] == [kind] * 3
+    metrics = await (await client.get("/metrics")).text()
+    label = f'webhook_deliveries_total{{event="{kind}",hook="system",outcome="accepted"}} 1.0'
+    assert label in metrics
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"object_kind": "push"},
+        {"event_name": "project_create"},
+        {"object_kind": 5, "event_name": ["note"]},
+        {"object_kind": "", "event_name": "user_add_to_team"},
+    ],
+)
+async def test_a_system_hook_event_the_bot_does_not_handle_is_ignored(
+    migrated_url: URL, aiohttp_client: MakeClient, payload: dict[str, Any]
+) -> None:
+    client = await _client(aiohttp_client, _settings(migrated_url))
+    headers = _headers(**{"X-Gitlab-Event": "System Hook"})
+    response = await client.post("/webhook/gitlab", json=payload, headers=headers)
+    assert response.status == 200
+    assert (await response.json())["status"] == "ignored"
+    assert await _rows(client) == []
+
+
+def test_inbox_keys_are_derived_from_the_event_and_fit_the_column() -> None:
+    note, merge_request = real_payloads()
+    one = {"Idempotency-Key": "a", "X-Gitlab-Event-UUID": "e1"}
+    other = {"Idempotency-Key": "b", "X-Gitlab-Event-UUID": "e2"}
+    assert inbox_key("note", note, one, b"1") == inbox_key("note", note, other, b"2")
+    mr_key = inbox_key("merge_request", merge_request, one, b"1")
+    assert mr_key == inbox_key("merge_request", merge_request, other, b"2")
+    assert mr_key.startswith("mr:")
+    # Without the ids, a delivery is keyed by its delivery: nothing is merged by guess.
+    assert inbox_key("note", NOTE, one, b"") == "idem:a"
+    assert inbox_key("merge_request", {"object_attributes": {}}, {}, b"x").startswith("sha256:")
+    odd = note | {"object_attributes": note["object_attributes"] | {"action": "x" * 300}}
+    assert inbox_key("note", odd, one, b"") == "idem:a"
+    biggest = 2**63 - 1
+    huge = note | {
+        "project_id": biggest,
+        "object_attributes": {"id": biggest, "noteable_id": biggest, "action": "update"},
+    }
+    assert len(inbox_key("note", huge, {}, b"")) <= 255
+    long_header = {"Idempotency-Key": "k" * 1000}
+    assert len(inbox_key("note", {}, long_header, b"")) <= 255
 
 
 # --------------------------------------------------------------------------- signatures
