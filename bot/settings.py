@@ -206,6 +206,9 @@ class RouletteConfig(_Strict):
     working_hours: WorkingHours = WorkingHours()
     # Trainees: only as an extra reviewer (default), like everyone else, or never.
     trainees: Literal["extra", "regular", "off"] = "extra"
+    # With `trainees: extra`, the share of rolls (0 to 1) that may add a trainee of the MR's
+    # team; a trainee above their team's median active load is skipped anyway.
+    trainee_share: float = Field(default=0.5, ge=0, le=1)
     # GitLab status: a message with an away keyword (not cancelled by a back keyword
     # before it in its clause) or an away emoji makes its author unavailable.
     away_keywords: tuple[StatusPhrase, ...] = AWAY_KEYWORDS

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.i18n import Gettext
-from plugins.roulette.engine import Pool
+from plugins.roulette.engine import Pick, Pool
 from plugins.roulette.service import Plan
 
 CHAT_USAGE = (
@@ -17,6 +17,18 @@ CHAT_USAGE = (
 def role_name(role: Pool, _: Gettext) -> str:
     names = {"codeowner": _("code owner"), "team": _("team member"), "external": _("external")}
     return names[role]
+
+
+def pick_marks(pick: Pick, _: Gettext) -> str:
+    """What follows a reviewer's line, in chat and in the GitLab note alike (both renderers
+    call this): "(extra, learning)" for a trainee added beside the regular picks, "(already
+    a reviewer)" for one kept from before; "" when neither applies."""
+    marks = []
+    if pick.extra:
+        marks.append(_("(extra, learning)"))
+    if pick.kept:
+        marks.append(_("(already a reviewer)"))
+    return " ".join(marks)
 
 
 def empty_pool(pool: Pool, _: Gettext) -> str:
@@ -54,6 +66,7 @@ def chat_reply(
     if selection.picks:
         lines.append(_(":game_die: Reviewers for {mr}:", mr=link))
         for pick in selection.picks:
+            marks = pick_marks(pick, _)
             lines.append(
                 "- "
                 + _(
@@ -62,6 +75,7 @@ def chat_reply(
                     role=role_name(pick.role, _),
                     count=pick.active_reviews,
                 )
+                + (f" {marks}" if marks else "")
             )
     else:
         lines.append(_(":warning: Nobody is available to review {mr} right now.", mr=link))

@@ -8,11 +8,19 @@ Score (SPEC): ``100 - active * w.active_review - (recent ? w.recent_review : 0)
 + (owns a changed file ? w.expertise : 0)``, plus a working-hours bonus. Picking fills
 one slot per pool in order (code owner, team member, external) with a random choice
 among the candidates within ``margin`` of the pool's best score, so equals share load.
+
+Trainees (``trainees: extra``, the default) are never one of those picks: one trainee of
+the MR's own team may come beside them, load-balanced like everyone (see ``_extra_trainee``):
+only on a share of rolls (``trainee_share``, drawn from the roll's ``rng``), only while the
+trainee's active load is not above the median of their team's available regular reviewers
+(nor the team's highest while a colleague is free), and the least loaded trainee first.
+An MR without a team, or whose team has no trainee available, gets none.
 """
 
 from __future__ import annotations
 
 import random
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -74,6 +82,8 @@ class Options:
     margin: float = 0.0  # candidates within this much of the best score are equals
     working_hours: tuple[int, int] = (9, 18)  # local [start, end) hours
     trainees: Literal["extra", "regular", "off"] = "extra"
+    # With ``trainees: extra``: the share of rolls (0..1) on which a trainee may be added.
+    trainee_share: float = 0.5
     force: bool = False
     reroll: bool = False
     no_codeowner: bool = False
@@ -227,6 +237,39 @@ def _lower(names: Iterable[str]) -> set[str]:
     return {n.lower().removeprefix("@") for n in names}
 
 
+def _extra_trainee(
+    trainees: Sequence[Candidate],
+    regulars: Sequence[Candidate],
+    options: Options,
+    rng: random.Random,
+) -> Candidate | None:
+    """The trainee to add beside the regular picks (``trainees: extra``), or None.
+
+    ``trainees`` are the available trainees not picked yet, ``regulars`` every available
+    regular candidate (picked or not), both scored on their load before this roll. Only a
+    trainee of the MR's team qualifies (the "team" pool; none when the MR has no team).
+    When one does, one draw of ``rng`` decides whether this roll takes a trainee at all
+    (probability ``options.trainee_share``). The active loads (open reviews) of the team's
+    available regular reviewers (of every available regular reviewer when the team has
+    none) are the yardstick: a trainee is skipped when their load is above the median, or
+    when they already hold the highest load while a colleague holds none, so a trainee never
+    carries more than a typical colleague. Among those left, the best score wins, at random
+    among equals (``options.margin``).
+    """
+    own_team = [c for c in trainees if "team" in c.pools]
+    if not own_team or rng.random() >= options.trainee_share:
+        return None
+    team_loads = [c.active_reviews for c in regulars if "team" in c.pools]
+    loads = team_loads or [c.active_reviews for c in regulars] or [0]
+    median, highest, someone_free = statistics.median(loads), max(loads), min(loads) == 0
+
+    def balanced(trainee: Candidate) -> bool:
+        load = trainee.active_reviews
+        return load <= median and not (load > 0 and load >= highest and someone_free)
+
+    return choose([c for c in own_team if balanced(c)], options.margin, rng)
+
+
 def select(
     mr: MergeRequestFacts,
     people: Sequence[Person],
@@ -314,19 +357,27 @@ def select(
         elif slots:
             slots.pop()  # the least important slot left
 
+    kept_trainee = False
     for name in kept_names:
-        if len(picks) >= options.reviewers:
-            break
         person = by_name.get(name.lower(), Person(name))
-        role = pools_of(person, mr, owners)[0]
+        pools = pools_of(person, mr, owners)
         active_reviews = load.active.get(person.username, 0)
-        picks.append(Pick(person.username, role, None, active_reviews, kept=True))
-        occupy(person.username, role)
+        if person.role == "trainee" and options.trainees == "extra":
+            # The extra trainee set by an earlier roll stays the extra trainee.
+            role: Pool = "team" if "team" in pools else pools[-1]
+            picks.append(Pick(person.username, role, None, active_reviews, kept=True, extra=True))
+            taken.add(person.username.lower())
+            kept_trainee = True
+            continue
+        if sum(not p.extra for p in picks) >= options.reviewers:
+            continue
+        picks.append(Pick(person.username, pools[0], None, active_reviews, kept=True))
+        occupy(person.username, pools[0])
 
     pool_of = {c.username.lower(): c for _, c in eligible + trainees}
     for name in options.include:
         key = name.lower().removeprefix("@")
-        if key in taken or len(picks) >= options.reviewers:
+        if key in taken or sum(not p.extra for p in picks) >= options.reviewers:
             continue
         wanted = pool_of.get(key)
         if wanted is None:
@@ -356,14 +407,16 @@ def select(
         picks.append(Pick(chosen.username, role, chosen.score, chosen.active_reviews))
         taken.add(chosen.username.lower())
 
-    if trainees and options.trainees == "extra":
-        pool = [c for _, c in trainees if c.username.lower() not in taken]
-        team_first = [c for c in pool if "team" in c.pools] or pool
-        chosen = choose(team_first, options.margin, rng)
-        if chosen is not None:
-            extra_role: Pool = "team" if "team" in chosen.pools else chosen.pools[-1]
+    if options.trainees == "extra" and not kept_trainee:
+        trainee = _extra_trainee(
+            [c for _, c in trainees if c.username.lower() not in taken],
+            [c for _, c in eligible],
+            options,
+            rng,
+        )
+        if trainee is not None:
             picks.append(
-                Pick(chosen.username, extra_role, chosen.score, chosen.active_reviews, extra=True)
+                Pick(trainee.username, "team", trainee.score, trainee.active_reviews, extra=True)
             )
 
     candidates = sorted(

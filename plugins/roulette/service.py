@@ -89,6 +89,7 @@ def options_from(config: RouletteConfig, flags: Flags) -> engine.Options:
         margin=config.margin,
         working_hours=(config.working_hours.start, config.working_hours.end),
         trainees=config.trainees,
+        trainee_share=config.trainee_share,
         force=flags.force,
         reroll=flags.reroll,
         no_codeowner=flags.no_codeowner,

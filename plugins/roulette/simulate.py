@@ -52,9 +52,13 @@ class SimulatedMR:
 
 @dataclass
 class Report:
+    """What one strategy did to the stream: assignments and peak concurrent load per person
+    (trainees included, extra trainees too), owner coverage and rule violations."""
+
     strategy: str
     assignments: Counter[str] = field(default_factory=Counter)
     max_load: int = 0
+    peak: Counter[str] = field(default_factory=Counter)  # highest concurrent load per person
     with_owners: int = 0
     owner_covered: int = 0
     author_violations: int = 0
@@ -65,6 +69,18 @@ class Report:
         mean = statistics.fmean(counts) if counts else 0.0
         return statistics.pstdev(counts) / mean if mean else 0.0
 
+    def load(self, people: Sequence[engine.Person], *, trainees: bool) -> GroupLoad:
+        """Assignments and peak concurrent load of the trainees (or of everyone else)."""
+        names = [p.username for p in people if (p.role == "trainee") == trainees]
+        counts = [self.assignments[n] for n in names]
+        return GroupLoad(
+            people=len(names),
+            fewest=min(counts, default=0),
+            most=max(counts, default=0),
+            mean=statistics.fmean(counts) if counts else 0.0,
+            max_load=max((self.peak[n] for n in names), default=0),
+        )
+
     @property
     def coverage(self) -> float:
         return self.owner_covered / self.with_owners if self.with_owners else 1.0
@@ -72,6 +88,18 @@ class Report:
     @property
     def violations(self) -> int:
         return self.author_violations + self.unavailable_violations
+
+
+@dataclass(frozen=True)
+class GroupLoad:
+    """Assignments per person of a group (trainees, or regular reviewers) over a replay,
+    and the highest number of reviews any of them held at once."""
+
+    people: int
+    fewest: int
+    most: int
+    mean: float
+    max_load: int
 
 
 # --------------------------------------------------------------------------- the world
@@ -163,7 +191,7 @@ def _engine(world: World, options: engine.Options, rng: random.Random) -> Choose
         facts = engine.MergeRequestFacts(author=mr.author, team=mr.team, owners=mr.owners)
         load = engine.Load(active=active, recent=recent)
         selection = engine.select(facts, world.people, availability, load, options, rng, mr.at)
-        return [(p.username, p.role) for p in selection.picks if not p.extra]
+        return [(p.username, "extra" if p.extra else p.role) for p in selection.picks]
 
     return choose
 
@@ -259,6 +287,7 @@ def replay(world: World, strategy: str, options: engine.Options, seed: int) -> R
                 report.unavailable_violations += 1
             active[name] += 1
             report.max_load = max(report.max_load, active[name])
+            report.peak[name] = max(report.peak[name], active[name])
             heapq.heappush(finishing, (mr.at + timedelta(hours=hours), name))
             assigned.append((mr.at, name))
         assigned = [(at, name) for at, name in assigned if at >= window]
@@ -288,4 +317,21 @@ def format_reports(reports: Sequence[Report], people: Sequence[engine.Person]) -
             f"{r.strategy:<12} {r.cv(people):>6.3f} {r.max_load:>9} "
             f"{r.coverage:>10.1%} {r.author_violations:>7} {r.unavailable_violations:>9}"
         )
+    if any(p.role == "trainee" for p in people):
+        lines += [
+            "",
+            "Trainees vs regular reviewers: assignments per person (fewest-most, mean), "
+            "max concurrent load",
+            f"{'strategy':<12} {'regular':>16} {'trainee':>16} {'reg. max':>9} {'tr. max':>8}",
+        ]
+        for r in reports:
+            regular, trainee = r.load(people, trainees=False), r.load(people, trainees=True)
+            lines.append(
+                f"{r.strategy:<12} {_spread(regular):>16} {_spread(trainee):>16} "
+                f"{regular.max_load:>9} {trainee.max_load:>8}"
+            )
     return "\n".join(lines)
+
+
+def _spread(group: GroupLoad) -> str:
+    return f"{group.fewest}-{group.most} ({group.mean:.1f})"

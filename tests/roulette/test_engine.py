@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections import Counter
+import statistics
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 
 import pytest
@@ -20,6 +21,7 @@ from plugins.roulette.engine import (
     Weights,
     select,
 )
+from plugins.roulette.simulate import synthetic_people
 
 # A Wednesday, 10:00 UTC: within working hours in Paris and London, not in Tokyo (19:00)
 # nor New York (05:00).
@@ -193,7 +195,7 @@ def test_the_margin_makes_near_equals_equal() -> None:
 
 def test_trainees_are_only_an_extra_reviewer_by_default() -> None:
     people = [*PEOPLE, Person("tina", team="backend", role="trainee")]
-    selection = run(mr(owners=frozenset({"tina"})), people=people)
+    selection = run(mr(owners=frozenset({"tina"})), people=people, trainee_share=1.0)
     regular = [p for p in selection.picks if not p.extra]
     extra = [p for p in selection.picks if p.extra]
     assert "tina" not in {p.username for p in regular}
@@ -204,6 +206,115 @@ def test_trainees_are_only_an_extra_reviewer_by_default() -> None:
     assert ("tina", "trainee") in {(e.username, e.reason) for e in off.excluded}
     regular_mode = run(mr(owners=frozenset({"tina"})), people=people, trainees="regular")
     assert roles(regular_mode)["tina"] == "codeowner"
+
+
+TRAINEES = [
+    *PEOPLE,
+    Person("tina", team="backend", role="trainee"),
+    Person("tom", team="frontend", role="trainee"),
+]
+
+
+def extra(selection: Selection) -> list[str]:
+    return [p.username for p in selection.picks if p.extra]
+
+
+def test_an_extra_trainee_comes_on_the_configured_share_of_rolls() -> None:
+    def rolls(share: float) -> int:
+        return sum(
+            bool(extra(run(mr(), people=TRAINEES, seed=s, trainee_share=share))) for s in range(200)
+        )
+
+    assert rolls(0.0) == 0
+    assert rolls(1.0) == 200
+    assert 80 <= rolls(0.5) <= 120
+    # The draw is the roll's: the same seed, the same answer.
+    assert run(mr(), people=TRAINEES, seed=5) == run(mr(), people=TRAINEES, seed=5)
+
+
+def test_a_trainee_above_the_team_median_load_is_skipped() -> None:
+    # Backend's available regular reviewers: bob 1, carol 1 (alice wrote the MR): median 1.
+    busy = Load(active={"bob": 1, "carol": 1, "tina": 2})
+    for seed in range(30):
+        assert extra(run(mr(), people=TRAINEES, load=busy, seed=seed, trainee_share=1.0)) == []
+    at_median = Load(active={"bob": 1, "carol": 1, "tina": 1})
+    selection = run(mr(), people=TRAINEES, load=at_median, trainee_share=1.0)
+    assert extra(selection) == ["tina"]
+    # The least loaded of two trainees comes first.
+    two = [*TRAINEES, Person("tess", team="backend", role="trainee")]
+    uneven = Load(active={"tina": 1})
+    for seed in range(20):
+        picked = run(mr(), people=two, load=uneven, seed=seed, trainee_share=1.0)
+        assert extra(picked) == ["tess"]
+
+
+def test_the_extra_trainee_comes_only_from_the_mrs_team() -> None:
+    for seed in range(40):
+        backend = run(mr(), people=TRAINEES, seed=seed, trainee_share=1.0)
+        assert extra(backend) == ["tina"]
+        assert [p.role for p in backend.picks if p.extra] == ["team"]
+        # Tina is away: frontend's trainee is not brought in instead.
+        away = {"tina": Availability(ooo=True)}
+        assert extra(run(mr(), TRAINEES, away, seed=seed, trainee_share=1.0)) == []
+        # An MR without a team gets no trainee at all.
+        assert extra(run(mr(team=None), people=TRAINEES, seed=seed, trainee_share=1.0)) == []
+
+
+def test_a_reroll_never_brings_in_another_teams_trainee() -> None:
+    facts = mr(current_reviewers=("bob", "dave", "tina"), responded=frozenset({"bob"}))
+    for seed in range(40):
+        selection = run(facts, people=TRAINEES, seed=seed, reroll=True, trainee_share=1.0)
+        assert "tom" not in selection.reviewers
+        assert "tina" not in selection.reviewers  # replaced: she had not answered
+        assert extra(selection) == []  # backend has no other trainee
+        assert [p.role for p in selection.picks] == ["team", "external"]
+
+
+def test_a_trainee_already_on_the_mr_stays_the_extra_trainee() -> None:
+    facts = mr(current_reviewers=("bob", "tina"), responded=frozenset({"tina"}))
+    for reroll in (False, True):
+        selection = run(facts, people=TRAINEES, reroll=reroll, trainee_share=1.0)
+        tina = [p for p in selection.picks if p.username == "tina"]
+        assert [(p.kept, p.extra, p.role) for p in tina] == [(True, True, "team")]
+        # ...beside the regular reviewers (no code owner here), and no second trainee.
+        assert [p.role for p in selection.picks if not p.extra] == ["team", "external"]
+        assert extra(selection) == ["tina"]
+
+
+def test_over_120_rolls_trainees_carry_the_load_of_their_colleagues() -> None:
+    """The default configuration over seeded streams of 120 merge requests, each review
+    open for 2 to 12 rolls: each trainee's assignments fall within the regular reviewers'
+    range (widened by a stated tolerance of 2, the binomial noise of a 0.5 share over ~30
+    rolls of one team), never at the team's highest load while a colleague is free."""
+    tolerance = 2
+    for seed in range(5):
+        rng = random.Random(seed)
+        people = synthetic_people(random.Random(seed))
+        regulars = [p for p in people if p.role != "trainee"]
+        active: Counter[str] = Counter()
+        ending: defaultdict[int, list[str]] = defaultdict(list)
+        assignments: Counter[str] = Counter()
+        for roll in range(120):
+            for name in ending.pop(roll, []):
+                active[name] -= 1
+            author = rng.choice(regulars)
+            facts = MergeRequestFacts(author=author.username, team=author.team)
+            selection = select(facts, people, {}, Load(active=dict(active)), Options(), rng, NOW)
+            team = [p.username for p in regulars if p.team == author.team and p != author]
+            for pick in selection.picks:
+                if pick.extra:
+                    assert pick.active_reviews <= statistics.median(active[n] for n in team)
+                    if any(active[n] == 0 for n in team):  # a colleague is free
+                        assert pick.active_reviews == 0 or pick.active_reviews < max(
+                            active[n] for n in team
+                        )
+                assignments[pick.username] += 1
+                active[pick.username] += 1
+                ending[roll + rng.randint(2, 12)].append(pick.username)
+        counts = [assignments[p.username] for p in regulars]
+        low, high = min(counts) - tolerance, max(counts) + tolerance
+        trainees = {p.username: assignments[p.username] for p in people if p.role == "trainee"}
+        assert all(low <= n <= high for n in trainees.values()), (seed, low, high, trainees)
 
 
 def test_existing_reviewers_fill_their_slots() -> None:
