@@ -174,9 +174,14 @@ class _Stored(NamedTuple):
     ttl: float | None
 
 
+#: The shortest life of an entry, in seconds: Redis's ``PX`` unit, and long enough that
+#: ``now + ttl > now`` so that TLRUCache never skips the write and keeps an older value.
+_MIN_TTL: Final = 0.001
+
+
 def _expires_at(_key: str, stored: _Stored, now: float) -> float:
     """The ``ttu`` of :class:`cachetools.TLRUCache`: each entry carries its own ttl."""
-    return math.inf if stored.ttl is None else now + stored.ttl
+    return math.inf if stored.ttl is None else now + max(stored.ttl, _MIN_TTL)
 
 
 class MemoryCache(Cache):

@@ -301,6 +301,16 @@ async def test_memory_rewrite_replaces_the_expiry(clock: FakeClock) -> None:
     assert await cache.get_json("shortened") is None
 
 
+async def test_memory_tiny_ttl_still_replaces_the_value() -> None:
+    clock = FakeClock(now=1e9)  # far from 0: now + 1e-12 == now in floating point
+    cache = MemoryCache(clock=clock)
+    await cache.set_json("k", "old")
+    await cache.set_json("k", "new", ttl=1e-12)  # lives 1 ms, like Redis's PX 1
+    assert await cache.get_json("k") == "new"
+    clock.advance(0.001)
+    assert await cache.get_json("k") is None
+
+
 @pytest.mark.redis
 async def test_redis_keys_are_prefixed_and_ttls_are_native_milliseconds(
     redis_harness: Harness,
