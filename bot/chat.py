@@ -8,11 +8,26 @@ to the user as an ephemeral message). An interactive dialog's submission becomes
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import regex
+
+from bot.i18n import translator
+
 Visibility = Literal["ephemeral", "in_channel"]
+
+#: Mattermost's post limit, in runes (Unicode code points): ``PostMessageMaxRunesV2``, on
+#: every server whose ``Posts.Message`` column has the current schema (PROTOCOLS.md A8).
+POST_LIMIT = 16383
+#: ``PostMessageMaxRunesV1``: servers still on the old schema (Mattermost before 5.0).
+LEGACY_POST_LIMIT = 4000
+#: How many posts one slash-command answer may take: the response and up to four
+#: ``extra_responses``. Past that the last one is cut with "… and N more": a wall of
+#: posts helps nobody, and each one is a notification.
+REPLY_PARTS = 5
 
 
 @dataclass(frozen=True)
@@ -25,6 +40,9 @@ class Dialog:
     introduction_text: str = ""
     submit_label: str = "Submit"
     state: str = ""  # set by the adapter: a value it signs, checked on submission
+    # The answer when the dialog cannot open (its trigger id expired...): how to do the
+    # same without it, in the reader's language.
+    fallback: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,6 +78,18 @@ class CommandContext:
     respond_later: Respond | None = None
     source: Literal["slash", "message"] = "slash"
     extras: Mapping[str, Any] = field(default_factory=dict)
+    # Set for a command that opens a dialog (``@command(..., opens_dialog=True)``): then
+    # ``user`` is only what the request carried (id, name, a cached or the configured
+    # locale) and ``resolved()`` looks the rest up, once the dialog has had its chance.
+    resolve_user: Callable[[], Awaitable[ChatUser]] | None = None
+
+    async def resolved(self) -> CommandContext:
+        """This context with the user looked up in Mattermost (locale, timezone); itself
+        when that is already done. Never raises: an unreachable Mattermost leaves the
+        user as the request carried it."""
+        if self.resolve_user is None:
+            return self
+        return replace(self, user=await self.resolve_user(), resolve_user=None)
 
 
 @dataclass(frozen=True)
@@ -78,3 +108,150 @@ class DialogResult:
     errors: Mapping[str, str] = field(default_factory=dict)
     error: str | None = None
     message: Reply | None = None  # posted (ephemeral) once the dialog closed
+
+
+# --------------------------------------------------------------------- the post limit
+
+_GRAPHEME = regex.compile(r"\X")
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+_TABLE_DELIMITER = re.compile(r" {0,3}\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*")
+
+
+def fit_to_post(text: str, limit: int, locale: str, *, parts: int = 1) -> list[str]:
+    """``text`` as at most ``parts`` messages of at most ``limit`` runes each.
+
+    Every chat answer goes through here (the Mattermost adapter calls it for each post,
+    ephemeral post, direct message, slash-command response and ``response_url``
+    follow-up), so no answer is ever refused for its length. ``limit`` counts runes, that
+    is Unicode code points, as Mattermost does (``utf8.RuneCountInString``), which is
+    Python's ``len``. A text within the limit comes back unchanged, as one message.
+
+    A longer one is split between lines; when ``parts`` messages are not enough, the
+    last one ends with a line "… and N more" in ``locale`` (N: the lines left out). A
+    Markdown table cut in two goes on in the next message under its header row again; a
+    fenced code block cut in two is closed, and opened again in the next message. A
+    single line longer than a message is cut between grapheme clusters (a letter and its
+    accents, an emoji sequence, a flag stay whole).
+
+    Raises ``ValueError`` when ``limit`` or ``parts`` is below 1.
+    """
+    if limit < 1 or parts < 1:
+        raise ValueError("limit and parts must be at least 1")
+    if len(text) <= limit:
+        return [text]
+    _ = translator(locale)
+    lines = text.split("\n")
+    messages: list[str] = []
+    state = _Block()
+    start = 0
+    while True:
+        carry = state.reopen()
+        if _size(carry + lines[start:]) <= limit:
+            messages.append("\n".join(carry + lines[start:]))
+            return messages
+        last = len(messages) == parts - 1
+        widest = _("… and {count} more", count=len(lines) - start)
+        marked = last and len(widest) + 3 <= limit  # room for the marker and one rune
+        budget = limit - (len(widest) + 2 if marked else 0)
+        chunk, start, state = _take(lines, start, carry, budget, state)
+        if last and not marked:  # a limit too small for the marker: cut, unmarked
+            messages.append("\n".join(chunk)[:limit])
+            return messages
+        if last:
+            gap = "\n\n" if state.table or not chunk else "\n"
+            marker = _("… and {count} more", count=len(lines) - start)
+            messages.append("\n".join(chunk) + gap + marker if chunk else marker)
+            return messages
+        messages.append("\n".join(chunk))
+
+
+def _size(lines: list[str]) -> int:
+    """Runes of ``"\\n".join(lines)``."""
+    return sum(map(len, lines)) + max(len(lines) - 1, 0)
+
+
+def _take(
+    lines: list[str], start: int, carry: list[str], budget: int, state: _Block
+) -> tuple[list[str], int, _Block]:
+    """The lines from ``start`` that fit in ``budget`` runes after ``carry`` (a fence or a
+    table header opened again), closing a fence left open. Returns the message's lines,
+    the next line to take and the Markdown state there. A line too long for an empty
+    message is cut in two, its second half left in ``lines`` for the next message."""
+    chunk = list(carry)
+    size = _size(chunk)
+    index = start
+    while index < len(lines):
+        line = lines[index]
+        after = state.after(line)
+        closer = after.closer()
+        added = len(line) + (1 if chunk else 0)
+        if size + added + (len(closer) + 1 if closer else 0) > budget:
+            break
+        chunk.append(line)
+        size += added
+        state = after
+        index += 1
+    closer = state.closer()
+    if index == start:  # not even one line: cut the next one
+        room = budget - size - (1 if chunk else 0) - (len(closer) + 1 if closer else 0)
+        if room < 1:  # the block opened again leaves no room: write the text bare
+            chunk, closer, room = [], "", budget
+        head, tail = _cut(lines[index], max(room, 1))
+        chunk.append(head)
+        lines[index] = tail
+    if closer:
+        chunk.append(closer)
+    return chunk, index, state
+
+
+def _cut(line: str, room: int) -> tuple[str, str]:
+    """``line`` cut after at most ``room`` runes, between grapheme clusters (between code
+    points only when its first cluster alone is longer than ``room``)."""
+    end = 0
+    for match in _GRAPHEME.finditer(line):
+        if match.end() > room:
+            break
+        end = match.end()
+    end = end or room
+    return line[:end], line[end:]
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Where a line of Markdown stands: in a fenced code block (its fence), in a table
+    (its header and delimiter rows), or neither; ``previous`` is the line before."""
+
+    fence: str = ""
+    fence_line: str = ""
+    table: tuple[str, ...] = ()
+    previous: str = ""
+
+    def after(self, line: str) -> _Block:
+        """The state once ``line`` is written."""
+        found = _FENCE.match(line)
+        if self.fence:
+            closes = (
+                found is not None
+                and found[1][0] == self.fence[0]
+                and len(found[1]) >= len(self.fence)
+                and not line[found.end() :].strip()
+            )
+            return _Block(previous=line) if closes else replace(self, previous=line)
+        if found is not None:
+            return _Block(fence=found[1], fence_line=line, previous=line)
+        starts_table = "|" in line and "|" in self.previous and not self.table
+        if starts_table and _TABLE_DELIMITER.fullmatch(line):
+            return _Block(table=(self.previous, line), previous=line)
+        if self.table and "|" in line and line.strip():
+            return replace(self, previous=line)
+        return _Block(previous=line)
+
+    def closer(self) -> str:
+        """The line that closes the open code block, if any."""
+        return self.fence
+
+    def reopen(self) -> list[str]:
+        """The lines that open again, in a next message, the block left open here."""
+        if self.fence:
+            return [self.fence_line]
+        return list(self.table)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -28,7 +30,7 @@ from bot.errors import CommandError
 from bot.http import BadInput, error_response, json_response, parse_json_object, read_form
 from bot.i18n import translator
 from bot.logs import bound_id
-from bot.mattermost import ChatMessage, Mattermost, command_response
+from bot.mattermost import ChatMessage, Mattermost
 from bot.plugins import Registry
 
 log = logging.getLogger("bot.chatops")
@@ -56,16 +58,25 @@ class ChatOps:
         if self.chat is None or not self.chat.token_ok(token):
             return error_response(401, "unknown slash-command token")
         name = str(form.get("command", "")).strip().lstrip("/").lower()
-        user = await self._user(str(form.get("user_id", "")), str(form.get("user_name", "")))
-        _ = translator(user.locale)
-        handler = self.registry.commands.get(name)
-        if handler is None:
-            return json_response(command_response(Reply(_("Unknown command /{name}.", name=name))))
-        response_url = str(form.get("response_url", ""))
         chat = self.chat
+        user_id, user_name = str(form.get("user_id", "")), str(form.get("user_name", ""))
+        handler = self.registry.commands.get(name)
+        resolve_user: Callable[[], Awaitable[ChatUser]] | None = None
+        if handler is not None and handler.spec.options.get("opens_dialog"):
+            # Its dialog must open before the trigger id expires (3 s on older servers):
+            # no Mattermost lookup first; the handler resolves the user when it needs to.
+            user = self._known_user(user_id, user_name)
+            resolve_user = partial(self._user, user_id, user_name)
+        else:
+            user = await self._user(user_id, user_name)
+        _ = translator(user.locale)
+        if handler is None:
+            unknown = Reply(_("Unknown command /{name}.", name=name))
+            return json_response(await chat.command_response(unknown, user.locale))
+        response_url = str(form.get("response_url", ""))
 
         async def respond_later(reply: Reply) -> None:
-            await chat.respond(response_url, reply)
+            await chat.respond(response_url, reply, locale=user.locale)
 
         ctx = CommandContext(
             command=name,
@@ -76,20 +87,17 @@ class ChatOps:
             trigger_id=str(form.get("trigger_id", "")),
             respond_later=respond_later if response_url else None,
             extras={"server_version": chat.server_version} if chat.server_version else {},
+            resolve_user=resolve_user,
         )
         task = asyncio.create_task(self._run(handler.func, ctx))
         done, _pending = await asyncio.wait({task}, timeout=ANSWER_WITHIN)
         if task in done:
-            reply = task.result()
-            try:
-                await self._open_dialog(ctx, reply)
-            except Exception as e:  # an expired trigger id, Mattermost refusing the dialog...
-                log.warning("could not open the /%s dialog: %s", name, type(e).__name__)
-                reply = Reply(_("The form could not be opened; please try again."))
-            return json_response(command_response(reply))
+            reply = await self._open_dialog(ctx, task.result())
+            return json_response(await chat.command_response(reply, ctx.user.locale))
         self._later.add(task)
         task.add_done_callback(lambda t: self._deliver_later(t, ctx))
-        return json_response(command_response(Reply(_("Working on it…"))))
+        working = Reply(_("Working on it…"))
+        return json_response(await chat.command_response(working, user.locale))
 
     async def _run(self, func: Any, ctx: CommandContext) -> Reply:
         """The handler's reply; user errors and failures become ephemeral messages."""
@@ -109,13 +117,37 @@ class ChatOps:
         self._later.discard(task)
         if task.cancelled() or ctx.respond_later is None:
             return
-        follow_up = asyncio.ensure_future(ctx.respond_later(task.result()))
+        reply = task.result()
+        if reply.dialog is not None:  # too late for the dialog: its trigger id has expired
+            reply = Reply(reply.dialog.fallback or reply.text)
+        follow_up = asyncio.ensure_future(ctx.respond_later(reply))
         self._later.add(follow_up)
         follow_up.add_done_callback(self._later.discard)
 
-    async def _open_dialog(self, ctx: CommandContext, reply: Reply) -> None:
-        if reply.dialog is not None and self.chat is not None:
+    async def _open_dialog(self, ctx: CommandContext, reply: Reply) -> Reply:
+        """Open the dialog ``reply`` carries, if any; the reply to answer the command with.
+
+        When Mattermost refuses to open it (an expired trigger id...), the answer is the
+        dialog's ``fallback`` (how to do the same without it), else a short apology.
+        """
+        if reply.dialog is None or self.chat is None:
+            return reply
+        try:
             await self.chat.open_dialog(ctx.trigger_id, ctx.user.id, reply.dialog)
+        except Exception as e:  # an expired trigger id, Mattermost refusing the dialog...
+            log.warning("could not open the /%s dialog: %s", ctx.command, type(e).__name__)
+            _ = translator(ctx.user.locale)
+            failed = _("The form could not be opened; please try again.")
+            return Reply(reply.dialog.fallback or failed)
+        return reply
+
+    def _known_user(self, user_id: str, username: str) -> ChatUser:
+        """The user as far as known without I/O: cached, else as the request names them,
+        in the configured locale."""
+        cached = self.chat.cached_user(user_id) if self.chat is not None else None
+        return cached or ChatUser(
+            id=user_id, username=username, locale=self.context.settings.locale
+        )
 
     async def _user(self, user_id: str, username: str) -> ChatUser:
         if self.chat is not None and user_id:
@@ -175,7 +207,9 @@ class ChatOps:
             return json_response({"error": result.error})
         if result.message is not None and body.get("channel_id"):
             try:
-                await self.chat.ephemeral(user_id, str(body["channel_id"]), result.message.text)
+                await self.chat.ephemeral(
+                    user_id, str(body["channel_id"]), result.message.text, locale=user.locale
+                )
             except Exception as e:  # the dialog did its work; only the confirmation is lost
                 log.warning("dialog confirmation not delivered: %s", type(e).__name__)
         return json_response({})
@@ -211,4 +245,4 @@ class ChatOps:
             )
             reply = await self._run(handler.func, ctx)
         root = message.root_id if message.channel_type != "D" else None
-        await chat.post(message.channel_id, reply.text, root_id=root)
+        await chat.post(message.channel_id, reply.text, root_id=root, locale=user.locale)

@@ -40,8 +40,16 @@ import aiohttp
 from mattermostautodriver import AsyncTypedDriver
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from bot.chat import ChatUser, Dialog, Reply
-from bot.i18n import normalise
+from bot.chat import (
+    LEGACY_POST_LIMIT,
+    POST_LIMIT,
+    REPLY_PARTS,
+    ChatUser,
+    Dialog,
+    Reply,
+    fit_to_post,
+)
+from bot.i18n import DEFAULT_LOCALE, normalise
 from bot.leader import Leadership
 from bot.settings import Settings
 
@@ -55,6 +63,7 @@ CATCH_UP_MAX_AGE_MS = 3_600_000  # after a long outage, messages older than this
 SEEN_POSTS = 4_096  # post ids remembered, so that each post is handled once
 USER_TTL = 300.0
 STATE_TTL = 3600  # a dialog may stay open for an hour
+POST_LIMIT_RETRY = 60.0  # seconds before asking again a server that did not say its limit
 LEADERSHIP_CHECK = 15.0  # seconds between checks that this replica still leads
 
 
@@ -175,6 +184,8 @@ class Mattermost:
         self.state = "disconnected"
         self._tokens: set[str] = {t.get_secret_value() for t in settings.mattermost_command_tokens}
         self._users: dict[str, tuple[float, ChatUser]] = {}
+        self._max_post_size: int | None = None  # the server's ``MaxPostSize``, once read
+        self._max_post_size_tried = -POST_LIMIT_RETRY
         seed = b"roulette-dialog-state:" + self._token.encode()
         self._signing_key = hashlib.sha256(seed).digest()
         self._socket_task: asyncio.Task[None] | None = None
@@ -520,6 +531,11 @@ class Mattermost:
 
     # ----------------------------------------------------------------- users and posts
 
+    def cached_user(self, user_id: str) -> ChatUser | None:
+        """The user as last looked up (within ``USER_TTL``), without asking Mattermost."""
+        cached = self._users.get(user_id)
+        return cached[1] if cached and time.monotonic() - cached[0] < USER_TTL else None
+
     async def user(self, user_id: str) -> ChatUser:
         cached = self._users.get(user_id)
         if cached and time.monotonic() - cached[0] < USER_TTL:
@@ -540,23 +556,76 @@ class Mattermost:
         self._users[user_id] = (time.monotonic(), user)
         return user
 
-    async def post(self, channel_id: str, message: str, root_id: str | None = None) -> None:
-        await self.driver.posts.create_post(channel_id=channel_id, message=message, root_id=root_id)
+    async def post_limit(self) -> int:
+        """The most runes one post may hold on this server (PROTOCOLS.md A8).
 
-    async def ephemeral(self, user_id: str, channel_id: str, message: str) -> None:
+        ``MATTERMOST_POST_LIMIT`` when set; else the ``MaxPostSize`` the server tells its
+        clients (``GET /api/v4/config/client?format=old``: 16,383, or 4,000 when its
+        ``Posts.Message`` column still has the old schema), read once; else, from the
+        server version (``hello``'s ``server_version``), 4,000 before Mattermost 5.0 and
+        16,383 after. A server that does not answer is asked again a minute later.
+        """
+        configured = self.settings.mattermost_post_limit
+        if configured is not None:
+            return configured
+        if self._max_post_size is None and (
+            time.monotonic() - self._max_post_size_tried >= POST_LIMIT_RETRY
+        ):
+            self._max_post_size_tried = time.monotonic()
+            try:
+                config = await self.driver.client.get(
+                    "/api/v4/config/client", params={"format": "old"}
+                )
+                size = int(config["MaxPostSize"]) if isinstance(config, dict) else 0
+                self._max_post_size = size if size > 0 else None
+                if not self.server_version and isinstance(config, dict):
+                    self.server_version = str(config.get("Version") or "")
+            except Exception as e:  # an old server, a proxy...: decide from the version
+                log.info("Mattermost did not tell its post size: %s", _describe(e))
+        if self._max_post_size is not None:
+            return self._max_post_size
+        return post_limit_for(self.server_version)
+
+    async def command_response(self, reply: Reply, locale: str) -> dict[str, Any]:
+        """Mattermost's CommandResponse for ``reply``, within this server's post limit
+        (see ``command_response``)."""
+        return command_response(reply, limit=await self.post_limit(), locale=locale)
+
+    async def post(
+        self,
+        channel_id: str,
+        message: str,
+        root_id: str | None = None,
+        *,
+        locale: str | None = None,
+    ) -> None:
+        """Post ``message`` in ``channel_id`` (a thread reply under ``root_id``), cut to the
+        post limit with "… and N more" in ``locale`` (default: the configured one)."""
+        text = await self._fit(message, locale)
+        await self.driver.posts.create_post(channel_id=channel_id, message=text, root_id=root_id)
+
+    async def ephemeral(
+        self, user_id: str, channel_id: str, message: str, *, locale: str | None = None
+    ) -> None:
         """A message only ``user_id`` sees; a direct message when the bot may not do that.
 
         (Ephemeral posts need the ``create_post_ephemeral`` permission, which Mattermost
-        gives system admins only.)
+        gives system admins only.) Cut to the post limit as ``post`` does.
         """
+        text = await self._fit(message, locale)
         try:
             await self.driver.posts.create_post_ephemeral(
-                user_id=user_id, post={"channel_id": channel_id, "message": message}
+                user_id=user_id, post={"channel_id": channel_id, "message": text}
             )
         except Exception as e:
             log.info("ephemeral post refused (%s); sending a direct message", type(e).__name__)
             channel = await self.driver.channels.create_direct_channel([self.user_id, user_id])
-            await self.post(str(channel["id"]), message)
+            await self.post(str(channel["id"]), text, locale=locale)
+
+    async def _fit(self, message: str, locale: str | None) -> str:
+        """``message`` as one post within the limit (``bot.chat.fit_to_post``)."""
+        reader = locale or self.settings.locale
+        return fit_to_post(message, await self.post_limit(), reader)[0]
 
     async def user_by_username(self, username: str) -> ChatUser | None:
         try:
@@ -574,7 +643,7 @@ class Mattermost:
             log.warning("no Mattermost user %s to notify", username)
             return False
         channel = await self.driver.channels.create_direct_channel([self.user_id, user.id])
-        await self.post(str(channel["id"]), message(user))
+        await self.post(str(channel["id"]), message(user), locale=user.locale)
         return True
 
     async def open_dialog(self, trigger_id: str, user_id: str, dialog: Dialog) -> None:
@@ -593,11 +662,15 @@ class Mattermost:
             dialog=body,
         )
 
-    async def respond(self, response_url: str, reply: Reply) -> None:
-        """A later answer to a slash command, through its ``response_url``."""
+    async def respond(self, response_url: str, reply: Reply, *, locale: str | None = None) -> None:
+        """A later answer to a slash command, through its ``response_url`` (one of its
+        five uses, however many posts the answer takes: they go as ``extra_responses``).
+
+        Raises ``MattermostError`` when Mattermost refuses it."""
+        body = await self.command_response(reply, locale or self.settings.locale)
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
-            session.post(response_url, json=command_response(reply)) as answer,
+            session.post(response_url, json=body) as answer,
         ):
             if answer.status >= 300:
                 raise MattermostError(f"response_url answered {answer.status}")
@@ -620,13 +693,35 @@ class Mattermost:
         return hmac.compare_digest(state.encode(), expected.encode())
 
 
-def command_response(reply: Reply) -> dict[str, Any]:
-    """Mattermost's CommandResponse for ``reply``."""
-    body: dict[str, Any] = {"response_type": reply.visibility, "text": reply.text}
-    if reply.extra:
-        body["extra_responses"] = [
-            {"response_type": r.visibility, "text": r.text} for r in reply.extra
-        ]
+def post_limit_for(server_version: str) -> int:
+    """The post limit of a Mattermost server of this version (``"11.2.0"``), when it does
+    not say: 4,000 runes before 5.0, 16,383 since (and when the version is unknown)."""
+    major = server_version.strip().lstrip("v").split(".")[0]
+    return LEGACY_POST_LIMIT if major.isdecimal() and int(major) < 5 else POST_LIMIT
+
+
+def command_response(
+    reply: Reply, *, limit: int = POST_LIMIT, locale: str = DEFAULT_LOCALE
+) -> dict[str, Any]:
+    """Mattermost's CommandResponse for ``reply`` (PROTOCOLS.md A1), every post within
+    ``limit`` runes.
+
+    ``reply`` and each of ``reply.extra`` become one post (the first the response, the
+    others ``extra_responses``, each with its own visibility); a text over the limit is
+    split between lines into more posts (``bot.chat.fit_to_post``) as long as the whole
+    answer stays within ``REPLY_PARTS`` posts, and the last part of the last long text is
+    cut with "… and N more" in ``locale``.
+    """
+    replies = [reply, *reply.extra]
+    spare = max(REPLY_PARTS - len(replies), 0)
+    posts: list[dict[str, Any]] = []
+    for one in replies:
+        parts = fit_to_post(one.text, limit, locale, parts=1 + spare)
+        spare -= len(parts) - 1
+        posts += [{"response_type": one.visibility, "text": text} for text in parts]
+    body = posts[0]
+    if posts[1:]:
+        body["extra_responses"] = posts[1:]
     return body
 
 

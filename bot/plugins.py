@@ -64,11 +64,20 @@ def _attach(spec: HandlerSpec) -> Callable[[F], F]:
     return decorate
 
 
-def command(name: str, *, description: str = "", hint: str = "") -> Callable[[F], F]:
-    """A Mattermost slash command ``/name``; the handler receives a command context."""
+def command(
+    name: str, *, description: str = "", hint: str = "", opens_dialog: bool = False
+) -> Callable[[F], F]:
+    """A Mattermost slash command ``/name``; the handler receives a command context.
+
+    ``opens_dialog``: the command may answer with a dialog, which must open within the
+    trigger id's life (3 s on older servers), so the handler is called before any other
+    I/O, with the user as the request carries them; it calls ``await ctx.resolved()``
+    for the rest (locale, timezone) on its other paths.
+    """
     if not _COMMAND_NAME.fullmatch(name):
         raise RegistryError(f"command name {name!r}: use lowercase letters, digits, - and _")
-    return _attach(HandlerSpec("command", name, {"description": description, "hint": hint}))
+    options = {"description": description, "hint": hint, "opens_dialog": opens_dialog}
+    return _attach(HandlerSpec("command", name, options))
 
 
 def on_gitlab(event: str) -> Callable[[F], F]:

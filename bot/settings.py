@@ -277,6 +277,9 @@ class Settings(BaseSettings):
     mattermost_token: SecretStr | None = None
     mattermost_team: str | None = None
     mattermost_command_tokens: CommaList = []
+    # The most runes one post may hold; unset: what the server says (``MaxPostSize``),
+    # else 16,383 (4,000 before Mattermost 5.0). Every chat answer is kept within it.
+    mattermost_post_limit: int | None = Field(default=None, ge=100, le=65535)
     # Seconds between the websocket pings the bot sends; a missing pong (after half of
     # it) is a dead connection. A quiet server is not one: Mattermost may say nothing
     # for minutes.

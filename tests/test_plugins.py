@@ -57,6 +57,7 @@ def test_collects_every_kind_of_handler(context: AppContext) -> None:
     assert registry.commands["roulette"].spec.options == {
         "description": "Pick reviewers",
         "hint": "MR_URL",
+        "opens_dialog": False,
     }
     assert [h.qualname for h in registry.gitlab["note"]] == ["Good.note", "AlsoNote.note"]
     assert [h.qualname for h in registry.gitlab["merge_request"]] == ["Good.merge_request"]

@@ -88,7 +88,7 @@ Handler = Callable[[web.Request, dict[str, str], "_User | None"], Awaitable[web.
 API = "/api/v4"
 USER_AGENT = "Mattermost-Bot/1.1"  # the server's outgoing HTTP client (httpservice)
 SERVER_VERSION = "11.1.0"
-MAX_POST_RUNES = 16383  # model.PostMessageMaxRunesV2
+MAX_POST_RUNES = 16383  # model.PostMessageMaxRunesV2 (V1, the old schema's: 4000)
 COMMAND_HOOK_USES = 5  # a response_url takes up to 5 messages...
 COMMAND_HOOK_LIFETIME = 30 * 60.0  # ...within 30 minutes (model.CommandWebhookLifetime)
 #: Triggers of the server's built-in commands: a custom command may not take them.
@@ -345,6 +345,9 @@ class MattermostStandIn:
         strict_dialogs: bool = True,
         hello_before_ok: bool = False,
         server_version: str = SERVER_VERSION,
+        max_post_runes: int = MAX_POST_RUNES,
+        strict_ephemeral_length: bool = True,
+        user_lookup_delay: float = 0.0,
     ) -> None:
         """``bot_username`` creates that bot account (``bot``, ``bot_token``); its roles are
         a default bot's, ``system_user``: it can post where it is a member, not send
@@ -361,7 +364,23 @@ class MattermostStandIn:
         After a successful ``authentication_challenge`` the stand-in replies
         ``{"status": "OK", "seq_reply": n}`` and then sends ``hello``; the server's hub may
         well queue ``hello`` first (``hello_before_ok=True``): a client must take both.
+
+        ``max_post_runes`` is the server's post limit (``MaxPostSize`` in its client
+        config: 16,383, or 4,000 on a database with the old schema). A post whose message
+        has more runes (code points) is refused as ``Post.IsValid`` refuses it: 400
+        ``model.post.is_valid.msg.app_error``, on ``POST /posts`` and for the posts of a
+        command response (a 500 ``create_post_failed`` to the command, as the server's
+        ``HandleCommandResponse`` answers); an incoming webhook's long text is split into
+        several posts, as ``SplitWebhookPost`` does. The server sends an ephemeral post
+        of any length (it is not stored, so not validated); with
+        ``strict_ephemeral_length`` the stand-in refuses those too, so that the bot never
+        relies on it (``False``: as the server).
+
+        ``user_lookup_delay`` (seconds) makes ``GET /users/{id}`` slow, as a loaded server.
         """
+        self.max_post_runes = max_post_runes
+        self.strict_ephemeral_length = strict_ephemeral_length
+        self.user_lookup_delay = user_lookup_delay
         self.trigger_id_ttl = trigger_id_ttl
         self.command_timeout = command_timeout
         self.strict_dialogs = strict_dialogs
@@ -411,6 +430,7 @@ class MattermostStandIn:
 
         self._routes = [
             route("GET", API + "/system/ping", self._ping, session=False),
+            route("GET", API + "/config/client", self._client_config, session=False),
             route("GET", API + "/websocket", self._websocket, session=False),
             route("GET", API + r"/users/(?P<user_id>[^/]+)", self._get_user),
             route("GET", API + r"/users/username/(?P<username>[^/]+)", self._get_user_by_name),
@@ -973,10 +993,37 @@ class MattermostStandIn:
     ) -> web.Response:
         return json_response({"status": "OK"})
 
+    async def _client_config(
+        self, request: web.Request, params: dict[str, str], me: _User | None
+    ) -> web.Response:
+        """``GET /config/client?format=old``: the part of the config clients read (the
+        server's version and post limit among it); without ``format``, a 501."""
+        fmt = request.query.get("format", "")
+        if not fmt:
+            raise MattermostError(
+                501,
+                "api.config.client.old_format.app_error",
+                "New format for the client configuration is not supported yet. Please "
+                "specify format=old in the query string.",
+            )
+        if fmt != "old":
+            raise _invalid_url_param("format")
+        return json_response(
+            {
+                "Version": self.server_version,
+                "BuildNumber": self.server_version,
+                "SiteURL": self.site_url,
+                "MaxPostSize": str(self.max_post_runes),
+                "EnableCommands": "true",
+            }
+        )
+
     async def _get_user(
         self, request: web.Request, params: dict[str, str], me: _User | None
     ) -> web.Response:
         assert me is not None
+        if self.user_lookup_delay > 0:  # a loaded server: the answer comes late
+            await asyncio.sleep(self.user_lookup_delay)
         user_id = params["user_id"]
         if user_id == "me":
             return json_response(self._user_json(me))
@@ -1037,12 +1084,7 @@ class MattermostStandIn:
         root_id = body.get("root_id") or ""
         if not isinstance(message, str) or not isinstance(props, dict | None):
             raise _invalid_body_param("post")
-        if len(message) > MAX_POST_RUNES:
-            raise MattermostError(
-                400,
-                "model.post.is_valid.message_length.app_error",
-                "Post Message property is longer than the maximum permitted length.",
-            )
+        self._check_length(message)
         if post_type and not str(post_type).startswith(_CUSTOM_POST_TYPE):
             raise MattermostError(400, "model.post.is_valid.type.app_error", "Invalid type.")
         if root_id and not any(
@@ -1130,6 +1172,8 @@ class MattermostStandIn:
             raise _invalid_body_param("post")
         if not me.has_role("system_admin"):
             raise _permission_error("create_post_ephemeral")
+        if self.strict_ephemeral_length:
+            self._check_length(str(post.get("message") or ""))
         props = post.get("props") if isinstance(post.get("props"), dict) else None
         sent = self._send_ephemeral(
             target,
@@ -1407,9 +1451,19 @@ class MattermostStandIn:
         post_type = str(payload.get("type") or "")
         if post_type and not post_type.startswith(_CUSTOM_POST_TYPE):
             raise MattermostError(400, "model.post.is_valid.type.app_error", "Invalid type.")
-        self._create_post(
-            creator, channel, _slack_to_markdown(str(text), self), props=props, post_type=post_type
-        )
+        # SplitWebhookPost: a text over the limit becomes several posts, cut every
+        # max_post_runes runes; the attachments go with the last one.
+        message = _slack_to_markdown(str(text), self)
+        pieces = [
+            message[i : i + self.max_post_runes]
+            for i in range(0, len(message), self.max_post_runes)
+        ] or [""]
+        plain = {k: v for k, v in props.items() if k != "attachments"}
+        for n, piece in enumerate(pieces):
+            last = n == len(pieces) - 1
+            self._create_post(
+                creator, channel, piece, props=props if last else plain, post_type=post_type
+            )
         return _ok_text()
 
     # --- the websocket -----------------------------------------------------------------
@@ -1558,6 +1612,14 @@ class MattermostStandIn:
             await conn.ws.close()
 
     # --- internals: posting --------------------------------------------------------------
+
+    def _check_length(self, message: str) -> None:
+        """``Post.IsValid``'s length rule: at most ``max_post_runes`` runes (code points,
+        ``utf8.RuneCountInString``), else 400 ``model.post.is_valid.msg.app_error``."""
+        if len(message) > self.max_post_runes:
+            raise MattermostError(
+                400, "model.post.is_valid.msg.app_error", "Invalid Message.", "id="
+            )
 
     def _create_post(
         self,
@@ -1731,6 +1793,10 @@ class MattermostStandIn:
         if attachments:
             props["attachments"] = attachments
         kind = response.get("response_type") or ""
+        if len(text) > self.max_post_runes and (
+            kind == "in_channel" or self.strict_ephemeral_length
+        ):
+            return "model.post.is_valid.msg.app_error"
         if kind == "in_channel":
             if post_type and not post_type.startswith(_CUSTOM_POST_TYPE):
                 return "model.post.is_valid.type.app_error"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, assert_never
 
 from bot.chat import CommandContext, Dialog, DialogResult, DialogSubmission, Reply
@@ -28,6 +28,7 @@ from plugins.ooo.service import (
     Period,
     clean_reason,
     parse_day,
+    zone,
 )
 
 CALLBACK_ID = "ooo"
@@ -148,9 +149,17 @@ def _refusal(message: str, _: Gettext) -> CommandError:
 
 
 def ooo_dialog(today: date, server_version: object, _: Gettext) -> Dialog:
-    """The dialog ``/ooo`` opens: ``start`` (default today), ``end`` and ``reason``."""
+    """The dialog ``/ooo`` opens: ``start`` (default today), ``end`` and ``reason``.
+
+    With ``date`` elements (Mattermost 11.1+) ``start`` defaults to ``today``, which the
+    reader's client resolves in their own timezone; on older servers the text field holds
+    ``today`` as given (the bot's best guess without asking anyone). ``fallback`` is the
+    text form, for when the dialog cannot open.
+    """
+    default = today.isoformat()
     if supports_date_elements(server_version):
         day: dict[str, Any] = {"type": "date"}
+        default = "today"  # a relative default (PROTOCOLS.md A3)
     else:
         day = {
             "type": "text",
@@ -163,7 +172,7 @@ def ooo_dialog(today: date, server_version: object, _: Gettext) -> Dialog:
             **day,
             "display_name": _("First day"),
             "name": "start",
-            "default": today.isoformat(),
+            "default": default,
             "optional": False,
         },
         {**day, "display_name": _("Last day"), "name": "end", "optional": False},
@@ -185,6 +194,22 @@ def ooo_dialog(today: date, server_version: object, _: Gettext) -> Dialog:
             "You will not be picked as a reviewer from the first to the last day, both included."
         ),
         submit_label=_("Record"),
+        fallback=dialog_fallback(today, _),
+    )
+
+
+def dialog_fallback(today: date, _: Gettext) -> str:
+    """What ``/ooo`` answers when its dialog cannot open: the same, as text."""
+    example = f"/ooo {today.isoformat()} {(today + timedelta(days=4)).isoformat()} "
+    return "\n\n".join(
+        [
+            _(
+                "The form could not be opened. Record the period as text instead, "
+                "for example `{example}`.",
+                example=example + _("holiday"),
+            ),
+            usage(_),
+        ]
     )
 
 
@@ -221,16 +246,20 @@ class OooPlugin(Plugin):
         "ooo",
         description="Record, list or cancel your out-of-office periods",
         hint="[start end [reason]] | list | cancel [id]",
+        opens_dialog=True,
     )
     async def ooo(self, ctx: CommandContext) -> Reply:
-        _ = translator(ctx.user.locale)
         words = ctx.text.split()
+        if not words and ctx.trigger_id:  # the dialog: open it before any other I/O
+            return self._open(ctx)
+        ctx = await ctx.resolved()
+        _ = translator(ctx.user.locale)
         head = words[0].casefold() if words else ""
         if head == "help":
             return Reply(usage(_))
         try:
-            if not words:
-                return await self._open(ctx, _)
+            if not words:  # a message, not a slash command: no dialog can open
+                return Reply(usage(_))
             if head == "list":
                 if len(words) > 1:
                     raise _refusal(_("`/ooo list` takes no arguments."), _)
@@ -246,11 +275,14 @@ class OooPlugin(Plugin):
     async def _today(self, ctx: CommandContext) -> date:
         return await self.service.local_today(ctx.user.username, ctx.user.timezone, now=self.now())
 
-    async def _open(self, ctx: CommandContext, _: Gettext) -> Reply:
-        today = await self._today(ctx)
-        if not ctx.trigger_id:  # a message, not a slash command: no dialog can open
-            return Reply(usage(_))
-        return Reply("", dialog=ooo_dialog(today, ctx.extras.get("server_version"), _))
+    def _open(self, ctx: CommandContext) -> Reply:
+        """The dialog, from what the request carries: no lookup, no database (a trigger
+        id may live only 3 s). Today is the user's if their timezone is known yet, else
+        UTC's; the date elements of newer servers say ``today`` in the user's own."""
+        _ = translator(ctx.user.locale)
+        where = zone(ctx.user.timezone) or UTC
+        today = self.now().astimezone(where).date()
+        return Reply(text="", dialog=ooo_dialog(today, ctx.extras.get("server_version"), _))
 
     async def _list(self, ctx: CommandContext, _: Gettext) -> Reply:
         today = await self._today(ctx)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any, cast
 
@@ -141,7 +142,7 @@ async def test_ooo_alone_opens_a_dialog_with_date_pickers(plugin: OooPlugin) -> 
     assert [e["name"] for e in dialog.elements] == ["start", "end", "reason"]
     start, end, reason = dialog.elements
     assert (start["type"], end["type"], reason["type"]) == ("date", "date", "text")
-    assert start["default"] == "2026-11-25"  # today, for bob (UTC)
+    assert start["default"] == "today"  # resolved by the reader's client, in their timezone
     assert not start["optional"] and not end["optional"]
     assert reason["optional"] is True and reason["max_length"] == 255
     assert all(len(e["display_name"]) <= 24 for e in dialog.elements)
@@ -160,10 +161,55 @@ async def test_an_older_or_unknown_server_gets_text_fields(plugin: OooPlugin) ->
 
 
 async def test_the_dialog_defaults_to_today_where_the_user_is(plugin: OooPlugin) -> None:
-    # kiri is configured in Auckland, where it is already the 26th.
-    reply = await plugin.ooo(ctx("", user("kiri", timezone=None), server_version="11.2.0"))
+    # On a server without date pickers the bot writes the date: in Auckland (the chat
+    # user's timezone, when already known) it is the 26th; unknown, UTC's 25th.
+    reply = await plugin.ooo(ctx("", user("kiri", timezone="Pacific/Auckland")))
     assert reply.dialog is not None
     assert reply.dialog.elements[0]["default"] == "2026-11-26"
+    reply = await plugin.ooo(ctx("", user("kiri", timezone=None)))
+    assert reply.dialog is not None
+    assert reply.dialog.elements[0]["default"] == "2026-11-25"
+
+
+async def test_the_dialog_opens_without_any_io(org: Settings) -> None:
+    # No database, no Mattermost: what the request carries is enough (a trigger id may
+    # live 3 s only, PROTOCOLS.md A3).
+    offline = OooPlugin(AppContext(settings=org))
+    offline.now = lambda: NOW
+    reply = await offline.ooo(ctx("", user("stranger", locale="fr"), server_version="11.2.0"))
+    assert reply.dialog is not None and reply.dialog.title == "Absence"
+    with pytest.raises(RuntimeError, match="database is not open"):
+        await offline.ooo(ctx("list"))  # the other paths do read it
+
+
+async def test_the_dialog_carries_the_text_form_for_when_it_cannot_open(
+    plugin: OooPlugin,
+) -> None:
+    expected = {
+        "en": ("Record the period as text", "`/ooo 2026-11-25 2026-11-29 holiday`", "START END"),
+        "fr": ("en texte", "`/ooo 2026-11-25 2026-11-29 congés`", "DÉBUT FIN"),
+    }
+    for locale, (words, example, usage) in expected.items():
+        reply = await plugin.ooo(ctx("", user(locale=locale)))
+        assert reply.dialog is not None
+        assert words in reply.dialog.fallback
+        assert example in reply.dialog.fallback  # from today
+        assert f"`/ooo {usage}" in reply.dialog.fallback  # and the text form's usage
+
+
+async def test_the_other_paths_look_the_user_up_first(plugin: OooPlugin) -> None:
+    looked_up: list[str] = []
+
+    async def lookup() -> ChatUser:
+        looked_up.append("bob")
+        return user(locale="fr")
+
+    provisional = replace(ctx("list"), user=user(locale="en"), resolve_user=lookup)
+    reply = await plugin.ooo(provisional)
+    assert looked_up == ["bob"]
+    assert reply.text == i18n.gettext("fr", "You have no current or upcoming out-of-office period.")
+    opened = await plugin.ooo(replace(ctx(""), resolve_user=lookup))
+    assert opened.dialog is not None and looked_up == ["bob"]  # not for the dialog
 
 
 async def test_without_a_trigger_id_the_usage_is_shown(plugin: OooPlugin) -> None:
@@ -172,9 +218,14 @@ async def test_without_a_trigger_id_the_usage_is_shown(plugin: OooPlugin) -> Non
     assert reply.dialog is None and USAGE_LINE in reply.text
 
 
-async def test_a_stranger_gets_no_dialog(plugin: OooPlugin) -> None:
-    text = await refusal(plugin, "", user("stranger"))
-    assert "You are not in the reviewers' organisation" in text and "stranger" in text
+async def test_a_stranger_is_refused_when_submitting_the_dialog(plugin: OooPlugin) -> None:
+    # The dialog opens before anything is read; the submission tells them why not.
+    reply = await plugin.ooo(ctx("", user("stranger")))
+    assert reply.dialog is not None
+    result = await plugin.submitted(submit({"start": "today", "end": "today"}, user("stranger")))
+    assert result.error is not None
+    assert "You are not in the reviewers' organisation" in result.error
+    assert "stranger" in result.error
 
 
 # ----------------------------------------------------------------- the text form
