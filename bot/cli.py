@@ -130,10 +130,42 @@ async def _pick(settings: Settings, url: str, explain: bool, as_json: bool) -> N
         raise CommandFailed(f"GitLab: {one_line(e)}") from e
     finally:
         await engine.dispose()
+    # A roulette there would assign nobody; the dry run still shows who it would pick.
+    ended = f"Note: {ref} is {plan.mr.state}: /roulette there assigns nobody"
     if as_json:
+        if plan.mr.state != "opened":
+            print(f"{PROG}: {ended[len('Note: ') :]}", file=sys.stderr)
         print(json.dumps(plan_json(plan, url), ensure_ascii=False))
     else:
-        print(plan_text(plan, explain))
+        text = plan_text(plan, explain)
+        print(text if plan.mr.state == "opened" else f"{ended}\n{text}")
+
+
+async def _repair(settings: Settings, dry_run: bool) -> None:
+    from bot.db import create_engine, create_sessionmaker
+    from bot.gitlab import GitLab, GitLabError
+    from plugins.roulette.tracking import repair
+
+    if not settings.gitlab_url:
+        raise UsageError("GITLAB_URL is not set: repair reads the merge requests from GitLab")
+    token = settings.gitlab_token.get_secret_value() if settings.gitlab_token else None
+    # A dry run cannot write (nor create a missing SQLite file); a real run writes only fixes.
+    engine = create_engine(settings.async_database_url, read_only=dry_run)
+    gitlab = GitLab(settings.gitlab_url, token)
+    try:
+        report = await repair(create_sessionmaker(engine), gitlab, dry_run=dry_run)
+    except GitLabError as e:
+        raise CommandFailed(f"GitLab: {one_line(e)}") from e
+    except (SQLAlchemyError, OSError) as e:
+        raise CommandFailed(f"database unreachable: {one_line(e)}") from e
+    finally:
+        await gitlab.close()
+        await engine.dispose()
+    for fixed in report.repairs:
+        print(fixed.line(dry_run))
+    for where in report.unreadable:
+        print(f"{where} (left alone)")
+    print(f"repair: {report.summary(dry_run)}")
 
 
 def _simulate(settings: Settings, mrs: int, days: int, seed: int, strategy: str) -> None:
@@ -197,6 +229,14 @@ def _parser() -> argparse.ArgumentParser:
     pick.add_argument("mr_url", metavar="MR_URL", help="the merge request's web URL")
     pick.add_argument("--explain", action="store_true", help="every candidate's score and why")
     pick.add_argument("--json", action="store_true", help="print one JSON object")
+    fix = commands.add_parser(
+        "repair",
+        parents=[common],
+        help="set right stored reviews that disagree with GitLab (merged, closed, reviewers)",
+    )
+    fix.add_argument(
+        "--dry-run", action="store_true", help="print what would be fixed, change nothing"
+    )
     sim = commands.add_parser(
         "simulate", parents=[common], help="replay the selection and measure its fairness"
     )
@@ -230,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "migrate": lambda: _migrate(settings),
         "sync-users": lambda: _sync_users_command(settings),
         "pick": lambda: asyncio.run(_pick(settings, args.mr_url, args.explain, args.json)),
+        "repair": lambda: asyncio.run(_repair(settings, args.dry_run)),
         "simulate": lambda: _simulate(settings, args.mrs, args.days, args.seed, args.strategy),
     }
     try:
