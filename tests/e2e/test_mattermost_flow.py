@@ -93,6 +93,12 @@ def port() -> int:
 
 
 @pytest.fixture
+def chat_settings() -> dict[str, Any]:
+    """Extra settings for the bot of ``chat`` (a test parametrizes it to change them)."""
+    return {}
+
+
+@pytest.fixture
 async def chat(
     migrated_url: URL,
     gitlab_url: str,
@@ -100,11 +106,13 @@ async def chat(
     mattermost: tuple[MattermostStandIn, str],
     aiohttp_client: MakeClient,
     port: int,
+    chat_settings: dict[str, Any],
 ) -> Chat:
     mm, mm_url = mattermost
     settings = e2e_settings(
         migrated_url,
         gitlab_url,
+        **chat_settings,
         mattermost_url=mm_url,
         mattermost_token=mm.bot_token,
         mattermost_team=TEAM,
@@ -279,3 +287,44 @@ async def test_a_command_whose_definition_changed_is_updated(
     assert roulette["auto_complete_desc"] == "Pick reviewers for a GitLab merge request"
     body = await chat.slash("alice", "/roulette help")  # its token was learned
     assert "/roulette MR_URL" in body["text"]
+
+
+def _since_fetches(chat: Chat) -> int:
+    return sum("/posts?since=" in path for _, path in chat.mm.requests)
+
+
+async def test_messages_posted_while_disconnected_are_answered_once(chat: Chat) -> None:
+    mm = chat.mm
+    dm = mm.direct_channel("roulette-bot", "bob")["id"]
+    channel = mm.channel(TEAM, CHANNEL)["id"]
+    assert mm.drop_websockets() == 1
+    # In the same tick as the drop: the bot cannot be back yet, Mattermost replays nothing.
+    mm.say("bob", dm, "help")
+    mention = mm.say("alice", channel, "@roulette-bot help")
+    await _until(lambda: len(chat.dms_to("bob")) == 1 and _thread_answers(chat, mention) == 1)
+    # A second reconnection re-reads an overlap of what it saw: nothing is answered twice.
+    fetched = _since_fetches(chat)
+    assert mm.drop_websockets() == 1
+    await _until(lambda: _since_fetches(chat) > fetched and chat.context.chat_.state == "connected")
+    mm.say("bob", dm, "help")  # live, after the catch-up
+    await _until(lambda: len(chat.dms_to("bob")) == 2)
+    assert _thread_answers(chat, mention) == 1
+    assert all("I know these commands" in m for m in chat.dms_to("bob"))
+
+
+def _thread_answers(chat: Chat, root: dict[str, Any]) -> int:
+    bot = chat.mm.bot["id"]
+    posts = chat.mm.posts_in(root["channel_id"])
+    return sum(1 for p in posts if p["user_id"] == bot and p["root_id"] == root["id"])
+
+
+@pytest.mark.parametrize("chat_settings", [{"mattermost_heartbeat_seconds": 1.0}])
+async def test_a_quiet_server_keeps_the_websocket(chat: Chat) -> None:
+    mm = chat.mm
+    # Eleven pings answered, and not a word from the server otherwise: longer than the
+    # 10 s after which the bot used to give a quiet connection up.
+    await _until(lambda: mm.websocket_pings >= 11, within=25)
+    assert mm.websocket_attempts == 1 and chat.context.chat_.state == "connected"
+    dm = mm.direct_channel("roulette-bot", "bob")["id"]
+    mm.say("bob", dm, "help")
+    await _until(lambda: len(chat.dms_to("bob")) == 1)
