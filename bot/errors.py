@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import re
 import socket
+from typing import Any
+
+from bot.i18n import Message, Translator
 
 
 class CommandFailed(Exception):
@@ -37,4 +40,19 @@ def socket_reason(error: OSError) -> str:
 
 
 class CommandError(Exception):
-    """An expected user failure (bad flag, unknown MR...): the reason is shown as is."""
+    """An expected user failure (bad flag, unknown MR...), shown to the user in their
+    language by the one path that renders replies.
+
+    ``CommandError("unknown option {option}", option="--bogus")`` carries a catalog id and
+    its parameters (``bot.i18n.Message``); ``render(_)`` gives the text in ``_``'s language,
+    ``str()`` the English one (for logs and the command line). A text already rendered
+    (``CommandError(_("..."))``) is shown as it is.
+    """
+
+    def __init__(self, message: str | Message, /, **params: Any) -> None:
+        self.message = message if isinstance(message, Message) else Message(message, params)
+        super().__init__(str(self.message))
+
+    def render(self, _: Translator) -> str:
+        """The reason in ``_``'s language."""
+        return self.message.render(_)

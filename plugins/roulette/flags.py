@@ -36,7 +36,9 @@ def split_words(text: str) -> list[str]:
     try:
         return shlex.split(text)
     except ValueError as e:
-        raise CommandError(f"cannot read the options ({e}); usage: {USAGE}") from None
+        raise CommandError(
+            "cannot read the options ({reason}); usage: {usage}", reason=str(e), usage=USAGE
+        ) from None
 
 
 def _usernames(flag: str, value: str) -> list[str]:
@@ -44,10 +46,10 @@ def _usernames(flag: str, value: str) -> list[str]:
     for part in filter(None, (p.strip() for p in value.split(","))):
         match = _USERNAME.fullmatch(part)
         if match is None:
-            raise CommandError(f"{flag} expects @username, not {part!r}")
+            raise CommandError("{flag} expects @username, not {value}", flag=flag, value=repr(part))
         names.append(match.group(1))
     if not names:
-        raise CommandError(f"{flag} expects @username")
+        raise CommandError("{flag} expects @username", flag=flag)
     return names
 
 
@@ -70,17 +72,17 @@ def parse_flags(words: Sequence[str]) -> Flags:
             if not has_value:
                 position += 1
                 if position >= len(words) or words[position].startswith("--"):
-                    raise CommandError(f"{flag} expects @username")
+                    raise CommandError("{flag} expects @username", flag=flag)
                 value = words[position]
             lists[flag] += _usernames(flag, value)
         elif word.startswith("-"):
-            raise CommandError(f"unknown option {word}; usage: {USAGE}")
+            raise CommandError("unknown option {option}; usage: {usage}", option=word, usage=USAGE)
         else:
-            raise CommandError(f"unexpected {word!r}; usage: {USAGE}")
+            raise CommandError("unexpected {word}; usage: {usage}", word=repr(word), usage=USAGE)
         position += 1
     overlap = {n.lower() for n in lists["--include"]} & {n.lower() for n in lists["--exclude"]}
     if overlap:
-        raise CommandError(f"@{sorted(overlap)[0]} is both included and excluded")
+        raise CommandError("@{name} is both included and excluded", name=sorted(overlap)[0])
     return Flags(
         explain=values.get("explain", False),
         force=values.get("force", False),
