@@ -289,12 +289,15 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     shutdown_timeout: float = Field(default=8.0, gt=0, le=60)
     # The webhook inbox: concurrent workers, attempts before a delivery is dead-lettered,
-    # the first retry delay (doubling after each failure), and how long a worker holds a
-    # delivery before another may take it over (after a crash).
+    # the first retry delay (doubling after each failure), how long a claim on a delivery
+    # lasts unless its worker renews it (every third of it, while the handler runs: a
+    # crashed worker's deliveries are taken over that long after its last renewal), and
+    # how long a handler may run before it is cancelled and the attempt counted as failed.
     webhook_workers: int = Field(default=2, ge=1, le=64)
     webhook_max_attempts: int = Field(default=5, ge=1, le=50)
     webhook_retry_seconds: float = Field(default=2.0, gt=0, le=3600)
-    webhook_lease_seconds: float = Field(default=120.0, gt=0, le=3600)
+    webhook_lease_seconds: float = Field(default=20.0, ge=3, le=600)
+    webhook_handler_timeout: float = Field(default=120.0, gt=0, le=3600)
 
     teams: tuple[TeamConfig, ...] = ()
     users: tuple[UserConfig, ...] = ()

@@ -36,16 +36,17 @@ import logging
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.elements import ColumnElement
 
 from bot.context import AppContext
 from bot.db import utcnow
@@ -261,13 +262,57 @@ def token_matches(expected: str | None, given: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))
 
 
+# --------------------------------------------------------------------------- leases
+
+
+class Clock(Protocol):
+    """The time the inbox's leases, heartbeats, retries and handler timeouts run on."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Return once ``seconds`` have passed on this clock."""
+        ...
+
+
+class SystemClock:
+    """The wall clock (replicas' clocks are assumed in step to within a second or so)."""
+
+    def now(self) -> datetime:
+        """``datetime.now(UTC)``."""
+        return utcnow()
+
+    async def sleep(self, seconds: float) -> None:
+        """``asyncio.sleep``."""
+        await asyncio.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's hold on an inbox row.
+
+    ``token`` is the row's ``attempts`` value this claim wrote: the fencing token that
+    every later update of the row by this worker must still find. ``held_until`` is
+    when the lease written by the claim runs out.
+    """
+
+    row_id: int
+    token: int
+    held_until: datetime
+
+
+Outcome = Literal["finished", "timeout", "lost"]
+
+
 # --------------------------------------------------------------------------- the inbox
 
 
 class Inbox:
     """The intake route and the workers behind it."""
 
-    def __init__(self, context: AppContext, registry: Registry) -> None:
+    def __init__(self, context: AppContext, registry: Registry, clock: Clock | None = None) -> None:
         self.context = context
         self.registry = registry
         settings = context.settings
@@ -275,6 +320,8 @@ class Inbox:
         self.max_attempts = settings.webhook_max_attempts
         self.retry_seconds = settings.webhook_retry_seconds
         self.lease = timedelta(seconds=settings.webhook_lease_seconds)
+        self.handler_timeout = settings.webhook_handler_timeout
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -304,6 +351,19 @@ class Inbox:
         self.backlog = Gauge(
             "webhook_inbox_in_flight",
             "Deliveries being processed by this process.",
+            registry=registry_,
+        )
+        self.leases_expired = Counter(
+            "webhook_leases_expired_total",
+            "Deliveries taken over after their worker's lease ran out (a crash, a stall).",
+            ["event"],
+            registry=registry_,
+        )
+        self.leases_lost = Counter(
+            "webhook_leases_lost_total",
+            "Deliveries this process stopped working on because its lease was lost;"
+            " their outcome was left to the worker holding them.",
+            ["event"],
             registry=registry_,
         )
 
@@ -398,10 +458,17 @@ class Inbox:
     # ----------------------------------------------------------------- workers
 
     def start(self) -> None:
+        """Start the poll loop (``webhook_workers`` handlers at once at most)."""
         self._stopping = False
         self._loop_task = asyncio.create_task(self._run(), name="webhook-inbox")
 
     async def stop(self, grace: float) -> None:
+        """Stop claiming, give running handlers ``grace`` seconds, then cancel them.
+
+        A cancelled handler's row is handed back at once (``pending``, due now, the
+        attempt not counted) while this worker still holds it, so another replica takes
+        it over without waiting for the lease to run out.
+        """
         self._stopping = True
         self._wake.set()
         if self._writer is not None:  # deliveries being stored are answered first
@@ -411,7 +478,7 @@ class Inbox:
             self._loop_task = None
         if self._running:
             _, pending = await asyncio.wait(set(self._running), timeout=grace)
-            for task in pending:  # their rows' leases expire; they will be taken again
+            for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
@@ -427,19 +494,35 @@ class Inbox:
                 delay = 5.0
             if self._stopping:
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            if delay > 0:
+                await self._wait(self._wake.wait(), delay)
+
+    async def _wait(self, waited: Awaitable[Any], seconds: float) -> None:
+        """Wait for ``waited`` or ``seconds`` on the inbox clock, whichever comes first."""
+        task = asyncio.ensure_future(waited)
+        ticker = asyncio.ensure_future(self.clock.sleep(seconds))
+        try:
+            await asyncio.wait({task, ticker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in (task, ticker):
+                if not future.done():
+                    future.cancel()
+            await asyncio.gather(task, ticker, return_exceptions=True)
 
     async def _dispatch_due(self) -> float:
-        """Start every due row there is room for; return how long to sleep."""
-        now = utcnow()
+        """Start every due row there is room for; return how long to sleep (seconds).
+
+        Due: ``pending`` rows whose retry time has come, and ``processing`` rows whose
+        lease ran out (their worker died or lost touch with the database).
+        """
+        now = self.clock.now()
         free = self.workers - len(self._running)
         if free <= 0:
             return 1.0
         async with self.context.sessions() as session:
             due = (
-                await session.scalars(
-                    select(WebhookDelivery.id)
+                await session.execute(
+                    select(WebhookDelivery.id, WebhookDelivery.status, WebhookDelivery.event_type)
                     .where(
                         or_(
                             (WebhookDelivery.status == "pending")
@@ -458,16 +541,21 @@ class Inbox:
                 .order_by(WebhookDelivery.next_attempt_at)
                 .limit(1)
             )
-        for row_id in due:
-            if await self._claim(row_id):
-                task = asyncio.create_task(self._process(row_id), name=f"webhook-{row_id}")
-                self._running.add(task)
-                self.backlog.set(len(self._running))
-                task.add_done_callback(self._finished)
+        for row_id, status, kind in due:
+            claim = await self._claim(row_id)
+            if claim is None:
+                continue
+            if status == "processing":
+                self.leases_expired.labels(kind).inc()
+                log.warning("delivery row %d: its worker's lease ran out; taken over", row_id)
+            task = asyncio.create_task(self._process(claim), name=f"webhook-{row_id}")
+            self._running.add(task)
+            self.backlog.set(len(self._running))
+            task.add_done_callback(self._finished)
         if len(due) == free:
             return 0.0
         if upcoming is not None:
-            return max(0.05, min(IDLE_POLL, (upcoming - utcnow()).total_seconds()))
+            return max(0.05, min(IDLE_POLL, (upcoming - self.clock.now()).total_seconds()))
         return IDLE_POLL
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -475,11 +563,17 @@ class Inbox:
         self.backlog.set(len(self._running))
         self._wake.set()
 
-    async def _claim(self, row_id: int) -> bool:
-        """Take the row for this worker; False when another worker or replica has it."""
-        now = utcnow()
+    async def _claim(self, row_id: int) -> Claim | None:
+        """Take the row for this worker; None when another worker or replica has it.
+
+        The claim increments ``attempts``, and that new value is the lease's fencing
+        token: every later change by this worker (heartbeat, done, retry, dead) applies
+        only while the row is still ``processing`` under this very token, so a worker
+        whose row was taken over after its lease ran out changes nothing.
+        """
+        now = self.clock.now()
         async with self.context.sessions.begin() as session:
-            result = await session.execute(
+            token = await session.scalar(
                 update(WebhookDelivery)
                 .where(
                     WebhookDelivery.id == row_id,
@@ -495,39 +589,132 @@ class Inbox:
                     locked_until=now + self.lease,
                     attempts=WebhookDelivery.attempts + 1,
                 )
+                .returning(WebhookDelivery.attempts)
                 .execution_options(synchronize_session=False)
             )
-        return bool(getattr(result, "rowcount", 0) == 1)
+        if token is None:
+            return None
+        return Claim(row_id=row_id, token=int(token), held_until=now + self.lease)
 
-    async def _process(self, row_id: int) -> None:
+    async def _process(self, claim: Claim) -> None:
+        """Run the row's handlers under a renewed lease, then record the outcome."""
         async with self.context.sessions() as session:
-            row = await session.get(WebhookDelivery, row_id)
+            row = await session.get(WebhookDelivery, claim.row_id)
         if row is None:
             return
         event = GitLabEvent(
             key=row.delivery_key,
             kind=row.event_type,
             payload=row.payload,
-            attempt=row.attempts,
+            attempt=claim.token,
             received_at=row.received_at,
         )
-        with bound_id(f"delivery-{row_id}"):
+        with bound_id(f"delivery-{claim.row_id}"):
+            handler = asyncio.create_task(
+                self._handle(event), name=f"webhook-handler-{claim.row_id}"
+            )
             try:
-                for handler in self.registry.gitlab.get(event.kind, []):
-                    await handler.func(event)
-            except asyncio.CancelledError:
+                outcome = await self._supervise(claim, event, handler)
+            except asyncio.CancelledError:  # stopping: hand the row back while it is ours
+                await _cancel(handler)
+                with contextlib.suppress(Exception):
+                    await self._release(claim)
                 raise
-            except Exception as e:
-                await self._failed(row_id, event, e)
+            if outcome == "lost":
                 return
-            await self._mark(row_id, status="done", processed_at=utcnow(), last_error=None)
-            self.processed.labels(event.kind, "done").inc()
-            log.info("delivery %s processed", event.key)
+            error: BaseException | None
+            if outcome == "timeout":
+                error = TimeoutError(
+                    f"the handlers took longer than {self.handler_timeout:g} s"
+                    " (webhook_handler_timeout)"
+                )
+            elif handler.cancelled():
+                error = asyncio.CancelledError("a handler was cancelled")
+            else:
+                error = handler.exception()
+            if error is not None:
+                await self._failed(claim, event, error)
+                return
+            if await self._mark(
+                claim, status="done", processed_at=self.clock.now(), last_error=None
+            ):
+                self.processed.labels(event.kind, "done").inc()
+                log.info("delivery %s processed", event.key)
 
-    async def _failed(self, row_id: int, event: GitLabEvent, error: Exception) -> None:
+    async def _handle(self, event: GitLabEvent) -> None:
+        for handler in self.registry.gitlab.get(event.kind, []):
+            await handler.func(event)
+
+    async def _supervise(
+        self, claim: Claim, event: GitLabEvent, handler: asyncio.Task[None]
+    ) -> Outcome:
+        """Renew the lease every third of it until ``handler`` ends; how it ended.
+
+        ``finished``: the handler returned or raised. ``timeout``: it ran past
+        ``webhook_handler_timeout`` and was cancelled. ``lost``: the row is no longer
+        this worker's (another took it after the lease ran out), or the lease could not
+        be renewed before it runs out; the handler was cancelled and the row is left to
+        whoever holds it.
+        """
+        interval = self.lease.total_seconds() / 3
+        deadline = self.clock.now() + timedelta(seconds=self.handler_timeout)
+        held_until = claim.held_until
+        while True:
+            wait = min(interval, (deadline - self.clock.now()).total_seconds())
+            if wait > 0:
+                await self._wait(asyncio.shield(handler), wait)
+            if handler.done():
+                return "finished"
+            now = self.clock.now()
+            if now >= deadline:
+                await _cancel(handler)
+                return "timeout"
+            try:
+                renewed = await self._renew(claim, now)
+            except Exception as e:  # the database may be away for a moment
+                log.warning("delivery %s: lease not renewed: %s", event.key, e)
+                if now + timedelta(seconds=interval) < held_until:
+                    continue  # still held until the next try
+                renewed = False
+            if renewed:
+                held_until = now + self.lease
+                continue
+            await _cancel(handler)
+            self.leases_lost.labels(event.kind).inc()
+            log.warning(
+                "delivery %s: lease lost (attempt %d); handlers cancelled, row left as is",
+                event.key,
+                claim.token,
+            )
+            return "lost"
+
+    async def _renew(self, claim: Claim, now: datetime) -> bool:
+        """Extend the lease from ``now``; False when the row is no longer this claim's."""
+        async with self.context.sessions.begin() as session:
+            result = await session.execute(
+                update(WebhookDelivery)
+                .where(*self._held(claim))
+                .values(locked_until=now + self.lease)
+                .execution_options(synchronize_session=False)
+            )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    async def _release(self, claim: Claim) -> None:
+        """Give the row back, due now, its interrupted attempt not counted (shutdown)."""
+        await self._mark(
+            claim,
+            status="pending",
+            locked_until=None,
+            next_attempt_at=self.clock.now(),
+            attempts=WebhookDelivery.attempts - 1,
+        )
+
+    async def _failed(self, claim: Claim, event: GitLabEvent, error: BaseException) -> None:
+        """Record a failed attempt: retry with exponential backoff, or dead-letter."""
         message = f"{type(error).__name__}: {error}"[:MAX_ERROR]
         if event.attempt >= self.max_attempts:
-            await self._mark(row_id, status="dead", last_error=message, locked_until=None)
+            if not await self._mark(claim, status="dead", last_error=message, locked_until=None):
+                return
             self.processed.labels(event.kind, "dead").inc()
             self.dead_letters.labels(event.kind).inc()
             log.error(
@@ -540,13 +727,14 @@ class Inbox:
             return
         delay = self.retry_seconds * 2 ** (event.attempt - 1)
         delay = min(delay, 3600.0) * random.uniform(0.8, 1.2)
-        await self._mark(
-            row_id,
+        if not await self._mark(
+            claim,
             status="pending",
             last_error=message,
             locked_until=None,
-            next_attempt_at=utcnow() + timedelta(seconds=delay),
-        )
+            next_attempt_at=self.clock.now() + timedelta(seconds=delay),
+        ):
+            return
         self.processed.labels(event.kind, "retry").inc()
         log.warning(
             "delivery %s failed (attempt %d of %d), retrying in %.1fs: %s",
@@ -557,11 +745,45 @@ class Inbox:
             message,
         )
 
-    async def _mark(self, row_id: int, **values: Any) -> None:
+    def _held(self, claim: Claim) -> tuple[ColumnElement[bool], ...]:
+        """The row is still this claim's: processing, under this claim's token."""
+        return (
+            WebhookDelivery.id == claim.row_id,
+            WebhookDelivery.status == "processing",
+            WebhookDelivery.attempts == claim.token,
+        )
+
+    async def _mark(self, claim: Claim, **values: Any) -> bool:
+        """Change the row while this claim holds an unexpired lease on it; False if not.
+
+        A False means the lease ran out (another worker may take the row, or already
+        did): the change is dropped, counted in ``webhook_leases_lost_total``.
+        """
+        now = self.clock.now()
         async with self.context.sessions.begin() as session:
-            await session.execute(
+            result = await session.execute(
                 update(WebhookDelivery)
-                .where(WebhookDelivery.id == row_id)
+                .where(*self._held(claim), WebhookDelivery.locked_until > now)
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
+        if getattr(result, "rowcount", 0) == 1:
+            return True
+        async with self.context.sessions() as session:
+            kind = await session.scalar(
+                select(WebhookDelivery.event_type).where(WebhookDelivery.id == claim.row_id)
+            )
+        self.leases_lost.labels(kind or "unknown").inc()
+        log.warning(
+            "delivery row %d: lease lost before its outcome was recorded (attempt %d);"
+            " left to its current holder",
+            claim.row_id,
+            claim.token,
+        )
+        return False
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended (whatever it raised)."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

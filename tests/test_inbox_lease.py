@@ -1,0 +1,389 @@
+"""Inbox leases: a crashed worker's deliveries are taken over within 30 s; a live one's never.
+
+Every test runs the real ``Inbox`` workers against SQLite and PostgreSQL, on a fake clock
+the test moves by hand: lease expiry, heartbeats, retries and handler timeouts all run on
+it, so nothing waits for real seconds to pass. The claim's new ``attempts`` value is the
+lease's fencing token: a worker whose row was taken over changes nothing afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.context import AppContext
+from bot.db import create_engine, create_sessionmaker, utcnow
+from bot.metrics import Metrics
+from bot.models import WebhookDelivery
+from bot.plugins import Plugin, Registry, on_gitlab
+from bot.settings import Settings
+from bot.webhooks import IDLE_POLL, GitLabEvent, Inbox
+from tests.conftest import settings_for
+
+LEASE = 6.0  # seconds; heartbeats every 2 s
+NOTE = {"object_kind": "note", "object_attributes": {"note": "/roulette"}}
+
+
+class FakeClock:
+    """A clock that moves only when told; ``sleep`` returns once it has moved far enough."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or utcnow()
+        self._sleepers: list[tuple[datetime, asyncio.Future[None]]] = []
+
+    def now(self) -> datetime:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        entry = (self._now + timedelta(seconds=seconds), asyncio.get_running_loop().create_future())
+        self._sleepers.append(entry)
+        try:
+            await entry[1]
+        finally:
+            if entry in self._sleepers:
+                self._sleepers.remove(entry)
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+        for entry in list(self._sleepers):
+            if entry[0] <= self._now:
+                self._sleepers.remove(entry)
+                if not entry[1].done():
+                    entry[1].set_result(None)
+
+    def armed(self, sleepers: int) -> bool:
+        """At least ``sleepers`` are waiting for a time still to come (loops have settled)."""
+        return sum(1 for deadline, _ in self._sleepers if deadline > self._now) >= sleepers
+
+
+async def until(condition: Callable[[], Any], within: float = 15.0) -> None:
+    """Wait (real time, bounded) until ``condition()`` (sync or async) is true."""
+    deadline = time.monotonic() + within
+    while True:
+        value = condition()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+class Worker(Plugin):
+    """A note handler the test steers: attempts listed in ``block`` wait for ``gate``."""
+
+    name = "worker"
+
+    def __init__(self, app: AppContext) -> None:
+        super().__init__(app)
+        self.gate = asyncio.Event()
+        self.block: set[int] = set()
+        self.fail: set[int] = set()
+        self.started: list[int] = []
+        self.cancelled: list[int] = []
+        self.finished: list[int] = []
+
+    @on_gitlab("note")
+    async def note(self, event: GitLabEvent) -> None:
+        self.started.append(event.attempt)
+        try:
+            if event.attempt in self.block:
+                await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(event.attempt)
+            raise
+        if event.attempt in self.fail:
+            raise ConnectionError(f"GitLab is down (attempt {event.attempt})")
+        self.finished.append(event.attempt)
+
+
+@asynccontextmanager
+async def running(settings: Settings, clock: FakeClock) -> AsyncIterator[tuple[Inbox, Worker]]:
+    """One replica's inbox workers (its own engine and metrics), started on ``clock``."""
+    engine = create_engine(settings.async_database_url)
+    context = AppContext(
+        settings, metrics=Metrics(), engine_=engine, sessions_=create_sessionmaker(engine)
+    )
+    worker = Worker(context)
+    inbox = Inbox(context, Registry([worker]), clock=clock)
+    inbox.start()
+    try:
+        yield inbox, worker
+    finally:
+        worker.gate.set()
+        await inbox.stop(grace=5)
+        await engine.dispose()
+
+
+@pytest.fixture
+def lease_settings(migrated_url: URL) -> Settings:
+    return settings_for(
+        migrated_url,
+        webhook_lease_seconds=LEASE,
+        webhook_handler_timeout=60,
+        webhook_retry_seconds=1,
+        webhook_max_attempts=5,
+    )
+
+
+async def add_row(
+    sessions: async_sessionmaker[AsyncSession], clock: FakeClock, **values: Any
+) -> int:
+    now = clock.now()
+    row = WebhookDelivery(
+        delivery_key=values.pop("delivery_key", "idem:one"),
+        event_type="note",
+        payload=NOTE,
+        received_at=now,
+        next_attempt_at=now,
+        **values,
+    )
+    async with sessions.begin() as session:
+        session.add(row)
+    return row.id
+
+
+async def get_row(sessions: async_sessionmaker[AsyncSession], row_id: int) -> WebhookDelivery:
+    async with sessions() as session:
+        row = await session.scalar(select(WebhookDelivery).where(WebhookDelivery.id == row_id))
+        assert row is not None
+        return row
+
+
+def metric(inbox: Inbox, name: str) -> float:
+    value = inbox.context.metrics.registry.get_sample_value(name, {"event": "note"})
+    return value or 0.0
+
+
+# --------------------------------------------------------------------------- crash
+
+
+async def test_a_row_held_by_a_dead_worker_is_taken_over_within_30_s_and_processed_once(
+    lease_settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    clock = FakeClock()
+    crashed_at = clock.now()
+    # Claimed (attempt 1, leased) by a worker that was killed before its first heartbeat.
+    row_id = await add_row(
+        sessions,
+        clock,
+        status="processing",
+        attempts=1,
+        locked_until=crashed_at + timedelta(seconds=LEASE),
+    )
+    async with running(lease_settings, clock) as (inbox, worker):
+        await until(lambda: clock.armed(1))  # first poll done
+        while clock.now() + timedelta(seconds=IDLE_POLL) <= crashed_at + timedelta(seconds=LEASE):
+            clock.advance(IDLE_POLL)
+            await until(lambda: clock.armed(1))
+            assert worker.started == [], "a lease still running was taken"
+        while (await get_row(sessions, row_id)).attempts == 1:  # a claim commits, then sleeps
+            assert clock.now() - crashed_at < timedelta(seconds=30), "not taken over in 30 s"
+            clock.advance(IDLE_POLL)
+            await until(lambda: clock.armed(1))
+        await until(lambda: worker.finished)
+        await until(lambda: _status(sessions, row_id, "done"))
+        row = await get_row(sessions, row_id)
+        assert clock.now() - crashed_at <= timedelta(seconds=LEASE + IDLE_POLL)
+        assert row.attempts == 2
+        assert worker.started == worker.finished == [2]
+        assert metric(inbox, "webhook_leases_expired_total") == 1
+        # Exactly once: nothing more happens however long it waits.
+        clock.advance(10 * LEASE)
+        await until(lambda: clock.armed(1))
+        assert worker.started == [2]
+
+
+async def _status(sessions: async_sessionmaker[AsyncSession], row_id: int, wanted: str) -> bool:
+    return (await get_row(sessions, row_id)).status == wanted
+
+
+# --------------------------------------------------------------------------- live worker
+
+
+async def test_a_live_worker_keeps_its_row_long_past_the_first_lease(
+    lease_settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    clock = FakeClock()
+    row_id = await add_row(sessions, clock)
+    async with running(lease_settings, clock) as (first, one):
+        one.block = {1}
+        await until(lambda: one.started == [1])
+        async with running(lease_settings, clock) as (second, two):
+            # Inbox loops of both replicas, and the first one's heartbeat.
+            await until(lambda: clock.armed(3))
+            for _ in range(15):  # 30 s: five times the lease
+                clock.advance(LEASE / 3)
+                await until(lambda: clock.armed(3))
+                row = await get_row(sessions, row_id)
+                assert row.locked_until is not None
+                assert row.locked_until >= clock.now() + timedelta(seconds=LEASE - 0.001)
+                assert (row.status, row.attempts) == ("processing", 1)
+            assert two.started == []
+            one.gate.set()
+            await until(lambda: _status(sessions, row_id, "done"))
+            assert one.finished == [1]
+            assert two.started == []
+            assert metric(second, "webhook_leases_expired_total") == 0
+            assert metric(first, "webhook_leases_lost_total") == 0
+
+
+# --------------------------------------------------------------------------- lost lease
+
+
+@asynccontextmanager
+async def taken_over(
+    lease_settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[tuple[FakeClock, Inbox, Worker, Inbox, Worker, int]]:
+    """A first replica stalls (its clock stands still) while holding a row; a second one,
+    whose clock runs on past the lease, takes the row over."""
+    stalled, moving = FakeClock(), FakeClock()
+    row_id = await add_row(sessions, stalled)
+    async with running(lease_settings, stalled) as (first, one):
+        one.block = {1}
+        await until(lambda: one.started == [1])
+        async with running(lease_settings, moving) as (second, two):
+            two.block = {2}
+            while (await get_row(sessions, row_id)).attempts == 1:
+                moving.advance(IDLE_POLL)
+                await until(lambda: moving.armed(1))
+            await until(lambda: two.started == [2])
+            row = await get_row(sessions, row_id)
+            assert (row.status, row.attempts) == ("processing", 2)
+            yield stalled, first, one, second, two, row_id
+
+
+async def test_a_worker_whose_heartbeat_finds_the_lease_lost_cancels_its_handler(
+    lease_settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with taken_over(lease_settings, sessions) as (stalled, first, one, _, two, row_id):
+        stalled.advance(LEASE / 3)  # the first replica wakes up and tries to renew
+        await until(lambda: one.cancelled == [1])
+        assert one.finished == []
+        assert metric(first, "webhook_leases_lost_total") == 1
+        row = await get_row(sessions, row_id)
+        assert (row.status, row.attempts) == ("processing", 2)
+        two.gate.set()
+        await until(lambda: _status(sessions, row_id, "done"))
+        assert two.finished == [2]
+
+
+async def test_a_worker_that_lost_its_lease_does_not_mark_the_row(
+    lease_settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with taken_over(lease_settings, sessions) as (_, first, one, _, two, row_id):
+        two.fail = {2}
+        one.gate.set()  # the stalled handler finishes before any heartbeat: "done"?
+        await until(lambda: one.finished == [1])
+        await until(lambda: metric(first, "webhook_leases_lost_total") == 1)
+        row = await get_row(sessions, row_id)
+        assert (row.status, row.attempts, row.processed_at) == ("processing", 2, None)
+        # The row's outcome is the new owner's: its failure, not the old one's success.
+        two.gate.set()
+        await until(lambda: _status(sessions, row_id, "pending"))
+        row = await get_row(sessions, row_id)
+        assert row.attempts == 2
+        assert row.last_error == "ConnectionError: GitLab is down (attempt 2)"
+        assert row.processed_at is None
+
+
+# --------------------------------------------------------------------------- timeout
+
+
+async def test_a_handler_past_its_timeout_is_cancelled_and_retried(
+    migrated_url: URL, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    settings = settings_for(
+        migrated_url,
+        webhook_lease_seconds=LEASE,
+        webhook_handler_timeout=15,  # longer than the lease: the heartbeat keeps it
+        webhook_retry_seconds=1,
+    )
+    clock = FakeClock()
+    row_id = await add_row(sessions, clock)
+    async with running(settings, clock) as (inbox, worker):
+        worker.block = {1}
+        await until(lambda: worker.started == [1])
+        started = clock.now()
+        while not worker.cancelled:
+            assert clock.now() - started <= timedelta(seconds=16), "never timed out"
+            clock.advance(1)
+            await until(lambda: worker.cancelled or clock.armed(2))
+        assert clock.now() - started >= timedelta(seconds=15)
+        await until(lambda: _status(sessions, row_id, "pending"))
+        row = await get_row(sessions, row_id)
+        assert row.attempts == 1
+        assert row.last_error is not None
+        assert row.last_error.startswith("TimeoutError: the handlers took longer than 15 s")
+        sample = inbox.context.metrics.registry.get_sample_value(
+            "webhook_processed_total", {"event": "note", "outcome": "retry"}
+        )
+        assert sample == 1
+        # Retried with backoff (1 s, jitter up to 20 %) on the same clock.
+        retry_at = row.next_attempt_at
+        assert timedelta(seconds=0.8) <= retry_at - clock.now() <= timedelta(seconds=1.2)
+        while not await _status(sessions, row_id, "done"):
+            assert clock.now() < retry_at + timedelta(seconds=IDLE_POLL), "not retried"
+            clock.advance(0.25)
+            await until(lambda: clock.armed(1))
+        assert worker.started == [1, 2]
+        assert worker.finished == [2]
+
+
+# --------------------------------------------------------------------------- shutdown
+
+
+async def test_a_handler_cancelled_at_shutdown_hands_its_row_back_at_once(
+    lease_settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    clock = FakeClock()
+    row_id = await add_row(sessions, clock)
+    async with running(lease_settings, clock) as (inbox, worker):
+        worker.block = {1}
+        await until(lambda: worker.started == [1])
+        await inbox.stop(grace=0)
+        assert worker.cancelled == [1]
+        row = await get_row(sessions, row_id)
+        assert (row.status, row.attempts, row.locked_until) == ("pending", 0, None)
+        assert row.next_attempt_at <= clock.now()
+    async with running(lease_settings, clock) as (_, successor):
+        await until(lambda: _status(sessions, row_id, "done"))
+        assert successor.finished == [1]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_the_default_lease_recovers_within_30_s() -> None:
+    settings = Settings()
+    assert settings.webhook_lease_seconds + IDLE_POLL <= 30
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("webhook_lease_seconds", 0),
+        ("webhook_lease_seconds", 2),
+        ("webhook_lease_seconds", 601),
+        ("webhook_handler_timeout", 0),
+        ("webhook_handler_timeout", -1),
+        ("webhook_handler_timeout", 3601),
+    ],
+)
+def test_unusable_lease_or_timeout_settings_are_refused(field: str, value: float) -> None:
+    with pytest.raises(ValidationError, match=field):
+        Settings(**{field: value})
