@@ -24,12 +24,17 @@ from tests.e2e.conftest import PROJECT, MakeClient, e2e_settings
 from tests.e2e.test_mattermost_flow import CHANNEL, TEAM, Chat, _free_port, _until
 
 PEOPLE = 900
+USERNAMES = ("alice", "bob", "carol", "dave", "erin", "frank")
 MARKER = regex.compile(r"… and (\d+) more$")
 
 
 def every_post(mm: MattermostStandIn) -> list[str]:
-    """Every message the stand-in accepted: posts anywhere, and ephemeral posts."""
-    posts = [p["message"] for channel in list(mm._channels) for p in mm.posts_in(channel)]
+    """Every message the stand-in accepted: in the channel, in the bot's DMs with each
+    Mattermost user, and ephemeral posts."""
+    channels = [mm.channel(TEAM, CHANNEL)["id"]] + [
+        mm.direct_channel("roulette-bot", name)["id"] for name in USERNAMES
+    ]
+    posts = [p["message"] for channel in channels for p in mm.posts_in(channel)]
     return posts + [e["message"] for e in mm.ephemeral_posts]
 
 
@@ -66,7 +71,7 @@ async def start(
 @pytest.fixture
 async def old_mattermost() -> AsyncIterator[tuple[MattermostStandIn, str]]:
     mm = MattermostStandIn(max_post_runes=LEGACY_POST_LIMIT, server_version="10.11.0")
-    for name in ("alice", "bob", "carol", "dave", "erin", "frank"):
+    for name in USERNAMES:
         mm.add_user(name)
     mm.add_team(TEAM, members=["roulette-bot", "alice", "bob", "carol", "dave", "erin", "frank"])
     mm.add_channel(TEAM, CHANNEL, members=["roulette-bot", "alice", "bob", "carol"])
