@@ -9,13 +9,20 @@ lease's fencing token: a worker whose row was taken over changes nothing afterwa
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import socket
+import subprocess
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.engine import URL
@@ -29,6 +36,7 @@ from bot.plugins import Plugin, Registry, on_gitlab
 from bot.settings import Settings
 from bot.webhooks import IDLE_POLL, GitLabEvent, Inbox
 from tests.conftest import settings_for
+from tests.test_cli import clean_env, cli, free_port, http_get
 
 LEASE = 6.0  # seconds; heartbeats every 2 s
 NOTE = {"object_kind": "note", "object_attributes": {"note": "/roulette"}}
@@ -387,3 +395,137 @@ def test_the_default_lease_recovers_within_30_s() -> None:
 def test_unusable_lease_or_timeout_settings_are_refused(field: str, value: float) -> None:
     with pytest.raises(ValidationError, match=field):
         Settings(**{field: value})
+
+
+# --------------------------------------------------------------------------- a real kill -9
+
+
+def _post(base: str, index: int) -> int:
+    """One note delivery (a reviewer's comment, not a command) to ``base``; its status."""
+    body = {
+        "object_kind": "note",
+        "event_type": "note",
+        "user": {"id": 2, "username": "alice"},
+        "project": {"id": 5, "path_with_namespace": "g/p"},
+        "object_attributes": {
+            "id": 1000 + index,
+            "note": f"comment {index}",
+            "noteable_type": "MergeRequest",
+            "action": "create",
+            "system": False,
+        },
+        "merge_request": {"id": 70, "iid": 1, "target_project_id": 5},
+    }
+    request = urllib.request.Request(
+        f"{base}/webhook/gitlab",
+        data=json.dumps(body).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "X-Gitlab-Token": KILL_SECRET,
+            "X-Gitlab-Event": "Note Hook",
+            "Idempotency-Key": f"kill-{index}",
+        },
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return int(response.status)
+
+
+def _states(url: URL) -> list[tuple[str, int]]:
+    engine = sqlalchemy.create_engine(settings_for(url).sync_database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(WebhookDelivery.status, WebhookDelivery.attempts).order_by(
+                    WebhookDelivery.id
+                )
+            )
+            return [(str(status), int(attempts)) for status, attempts in rows]
+    finally:
+        engine.dispose()
+
+
+def _wait_for(condition: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {within} s"
+        time.sleep(0.1)
+
+
+KILL_SECRET = "kill-test-webhook-secret"
+
+
+def test_deliveries_held_by_a_killed_serve_are_finished_by_the_next_one_within_30_s(
+    database_url: URL, tmp_path: Path
+) -> None:
+    """The probe of the issue, on the default lease: 40 deliveries acknowledged, the
+    process SIGKILLed while two of them are in its handlers, a new process started."""
+    url = database_url.render_as_string(hide_password=False)
+    # A GitLab that accepts connections and never answers: the first process's two
+    # workers hang in their handlers (asking GitLab who the bot is), holding two rows.
+    black_hole = socket.create_server(("127.0.0.1", 0), backlog=64)
+    servers: list[subprocess.Popen[bytes]] = []
+
+    def serve(name: str, **env: str) -> str:
+        port = free_port()
+        log = (tmp_path / f"{name}.log").open("wb")
+        servers.append(
+            subprocess.Popen(
+                cli("serve"),
+                cwd=tmp_path,
+                env=clean_env(
+                    DATABASE_URL=url,
+                    HTTP_HOST="127.0.0.1",
+                    HTTP_PORT=str(port),
+                    GITLAB_WEBHOOK_SECRET=KILL_SECRET,
+                    LOG_LEVEL="warning",
+                    **env,
+                ),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        base = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            try:
+                return http_get(f"{base}/health", timeout=1)[0] == 200
+            except OSError:
+                return False
+
+        _wait_for(healthy, 30, f"{name} healthy")
+        return base
+
+    try:
+        first = serve(
+            "first",
+            GITLAB_URL=f"http://127.0.0.1:{black_hole.getsockname()[1]}",
+            GITLAB_TOKEN="glpat-never-used",
+        )
+        assert [_post(first, i) for i in range(40)] == [200] * 40
+        _wait_for(
+            lambda: [s for s, _ in _states(database_url)].count("processing") == 2,
+            10,
+            "two deliveries in the first process's handlers",
+        )
+        servers[0].send_signal(signal.SIGKILL)
+        servers[0].wait(timeout=10)
+        killed_at = time.monotonic()
+        states = _states(database_url)
+        assert len(states) == 40
+        assert sorted(set(s for s, _ in states)) == ["pending", "processing"]
+
+        serve("second")  # no GitLab: a comment is only recorded
+        _wait_for(
+            lambda: all(s == "done" for s, _ in _states(database_url)),
+            30 - (time.monotonic() - killed_at),
+            "every acknowledged delivery done after the restart",
+        )
+        attempts = sorted(a for _, a in _states(database_url))
+        assert attempts == [1] * 38 + [2] * 2  # each handled once by the second process
+    finally:
+        for process in servers:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+        black_hole.close()
