@@ -21,6 +21,14 @@ Workers then process the rows: a row is claimed with a conditional update (so tw
 replicas never process it together), handed to the plugins' ``@on_gitlab`` handlers,
 and marked done; a failure is retried with exponential backoff, and after
 ``webhook_max_attempts`` the row is dead-lettered with its last error and kept.
+
+A claim is a lease (``webhook_lease_seconds``) renewed every third of it while the
+handlers run, fenced by the ``attempts`` value the claim wrote: every later change
+applies only while the row is still ``processing`` under that value, so a crashed
+worker's rows are taken over once its lease runs out, a live worker's never, and a
+worker that lost its lease cancels its handlers and records nothing. Handlers are
+bounded by ``webhook_handler_timeout`` (a timed-out attempt is a failed one). Time comes
+from a :class:`Clock`, which tests replace.
 """
 
 from __future__ import annotations

@@ -529,3 +529,29 @@ def test_deliveries_held_by_a_killed_serve_are_finished_by_the_next_one_within_3
                 process.kill()
                 process.wait(timeout=10)
         black_hole.close()
+
+
+async def test_a_worker_does_not_record_an_outcome_once_its_lease_ran_out(
+    lease_settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    clock = FakeClock()
+    row_id = await add_row(sessions, clock)
+    async with running(lease_settings, clock) as (inbox, worker):
+        worker.block = {1}
+        await until(lambda: worker.started == [1])
+        # The lease runs out while the worker is stalled (no renewal reached the database).
+        async with sessions.begin() as session:
+            row = await session.get(WebhookDelivery, row_id)
+            assert row is not None
+            row.locked_until = clock.now() - timedelta(seconds=1)
+        worker.gate.set()
+        await until(lambda: metric(inbox, "webhook_leases_lost_total") == 1)
+        # Attempt 1's success was not recorded: the row was left to be taken over (here
+        # by the same inbox's next poll, as by any replica's) and done by attempt 2.
+        while (await get_row(sessions, row_id)).status != "done":
+            clock.advance(IDLE_POLL)
+            await until(lambda: clock.armed(1))
+        assert (await get_row(sessions, row_id)).attempts == 2
+        assert worker.finished == [1, 2]
+        done = {"event": "note", "outcome": "done"}
+        assert inbox.context.metrics.registry.get_sample_value("webhook_processed_total", done) == 1
