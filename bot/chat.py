@@ -47,7 +47,10 @@ class Dialog:
 
 @dataclass(frozen=True)
 class Reply:
-    text: str
+    """An answer: its text (Markdown; empty for a dialog alone), who sees it, a dialog
+    to open, and further posts. The adapter keeps each post within the post limit."""
+
+    text: str = ""
     visibility: Visibility = "ephemeral"
     dialog: Dialog | None = None  # open this dialog (needs the request's trigger id)
     extra: tuple[Reply, ...] = ()  # further messages (Mattermost ``extra_responses``)

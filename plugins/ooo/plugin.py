@@ -282,7 +282,7 @@ class OooPlugin(Plugin):
         _ = translator(ctx.user.locale)
         where = zone(ctx.user.timezone) or UTC
         today = self.now().astimezone(where).date()
-        return Reply(text="", dialog=ooo_dialog(today, ctx.extras.get("server_version"), _))
+        return Reply(dialog=ooo_dialog(today, ctx.extras.get("server_version"), _))
 
     async def _list(self, ctx: CommandContext, _: Gettext) -> Reply:
         today = await self._today(ctx)
