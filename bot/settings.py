@@ -296,7 +296,7 @@ class Settings(BaseSettings):
     webhook_workers: int = Field(default=2, ge=1, le=64)
     webhook_max_attempts: int = Field(default=5, ge=1, le=50)
     webhook_retry_seconds: float = Field(default=2.0, gt=0, le=3600)
-    webhook_lease_seconds: float = Field(default=20.0, ge=3, le=600)
+    webhook_lease_seconds: float = Field(default=20.0, ge=1, le=600)
     webhook_handler_timeout: float = Field(default=120.0, gt=0, le=3600)
 
     teams: tuple[TeamConfig, ...] = ()

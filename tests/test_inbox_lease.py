@@ -385,7 +385,7 @@ def test_the_default_lease_recovers_within_30_s() -> None:
     ("field", "value"),
     [
         ("webhook_lease_seconds", 0),
-        ("webhook_lease_seconds", 2),
+        ("webhook_lease_seconds", 0.5),
         ("webhook_lease_seconds", 601),
         ("webhook_handler_timeout", 0),
         ("webhook_handler_timeout", -1),
