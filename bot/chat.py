@@ -153,7 +153,9 @@ def fit_to_post(text: str, limit: int, locale: str, *, parts: int = 1) -> list[s
             messages.append("\n".join(carry + lines[start:]))
             return messages
         last = len(messages) == parts - 1
-        widest = _("… and {count} more", count=len(lines) - start)
+        widest = _.ngettext(
+            "… and {count} more", "… and {count} more", len(lines) - start, count=len(lines) - start
+        )
         marked = last and len(widest) + 3 <= limit  # room for the marker and one rune
         budget = limit - (len(widest) + 2 if marked else 0)
         chunk, start, state = _take(lines, start, carry, budget, state)
@@ -162,7 +164,8 @@ def fit_to_post(text: str, limit: int, locale: str, *, parts: int = 1) -> list[s
             return messages
         if last:
             gap = "\n\n" if state.table or not chunk else "\n"
-            marker = _("… and {count} more", count=len(lines) - start)
+            left = len(lines) - start
+            marker = _.ngettext("… and {count} more", "… and {count} more", left, count=left)
             messages.append("\n".join(chunk) + gap + marker if chunk else marker)
             return messages
         messages.append("\n".join(chunk))

@@ -106,7 +106,7 @@ class ChatOps:
             try:
                 reply = await func(ctx)
             except CommandError as e:
-                return Reply(str(e))
+                return Reply(e.render(_))
             except Exception:
                 log.exception("/%s failed", ctx.command)
                 self.context.metrics.unhandled_errors.labels("chat").inc()
@@ -194,7 +194,7 @@ class ChatOps:
                 )
             )
         except CommandError as e:
-            return json_response({"error": str(e)})
+            return json_response({"error": e.render(_)})
         except Exception:
             # Mattermost shows ``error`` above the dialog: a sentence, never a traceback.
             log.exception("dialog %s failed", callback_id)

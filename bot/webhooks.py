@@ -65,6 +65,7 @@ from bot.plugins import Registry
 
 log = logging.getLogger("bot.webhooks")
 
+#: ``object_kind`` (or ``event_name``) of a payload -> the ``@on_gitlab`` kind handling it.
 EVENTS = {"note": "note", "merge_request": "merge_request"}
 #: ``X-Gitlab-Event`` values the bot may read (a bounded label for logs and metrics).
 HOOKS = {

@@ -145,7 +145,7 @@ def usage(_: Gettext) -> str:
 
 def _refusal(message: str, _: Gettext) -> CommandError:
     """Malformed input: what is wrong, then the usage."""
-    return CommandError(f"{message}\n\n{usage(_)}")
+    return CommandError("{reason}\n\n{usage}", reason=message, usage=usage(_))
 
 
 def ooo_dialog(today: date, server_version: object, _: Gettext) -> Dialog:

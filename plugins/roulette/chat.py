@@ -69,8 +69,10 @@ def chat_reply(
             marks = pick_marks(pick, _)
             lines.append(
                 "- "
-                + _(
-                    "@{name}: {role}, {count} active review(s)",
+                + _.ngettext(
+                    "@{name}: {role}, {count} active review",
+                    "@{name}: {role}, {count} active reviews",
+                    pick.active_reviews,
                     name=mattermost_name(pick.username),
                     role=role_name(pick.role, _),
                     count=pick.active_reviews,

@@ -22,13 +22,14 @@ from bot.gitlab import (
     GitLabError,
     GitLabForbidden,
     GitLabNotFound,
+    InvalidMergeRequestURL,
     MergeRequestInfo,
     MergeRequestRef,
     draft_change,
     is_draft,
     parse_mr_url,
 )
-from bot.i18n import translator
+from bot.i18n import Message, translator
 from bot.plugins import Plugin, command, on_gitlab
 from bot.webhooks import GitLabEvent
 from plugins.roulette import tracking
@@ -183,7 +184,7 @@ class RoulettePlugin(Plugin):
             log.warning("roulette on %s: the bot cannot read the merge request (%s)", ref, e)
             self.metrics.triggers.labels("", "error").inc()
             if project_id:  # say so on the MR, if GitLab lets the bot write there at all
-                reason = f"the bot cannot read this merge request ({e})"
+                reason = Message("the bot cannot read this merge request ({error})", {"error": e})
                 try:
                     await gitlab.post_note(
                         project_id, ref.iid, error_note(reason, key, self.locale)
@@ -203,7 +204,8 @@ class RoulettePlugin(Plugin):
         try:
             flags = parse_flags(split_words(text))
         except CommandError as e:
-            await gitlab.post_note(mr.project_id, mr.iid, error_note(str(e), key, self.locale))
+            note = error_note(e.message, key, self.locale)
+            await gitlab.post_note(mr.project_id, mr.iid, note)
             self.metrics.triggers.labels("", "invalid").inc()
             return
         if flags.help:
@@ -217,8 +219,8 @@ class RoulettePlugin(Plugin):
         try:
             await self.pick_and_announce(key, ref, flags)
         except (GitLabNotFound, GitLabForbidden) as e:
-            reason = f"GitLab refused to show what it needs ({e})"
-            await gitlab.post_note(mr.project_id, mr.iid, error_note(reason, key, self.locale))
+            refused = Message("GitLab refused to show what it needs ({error})", {"error": e})
+            await gitlab.post_note(mr.project_id, mr.iid, error_note(refused, key, self.locale))
             self.metrics.triggers.labels("", "error").inc()
 
     async def pick_and_announce(self, key: str, ref: MergeRequestRef, flags: Flags) -> Plan:
@@ -264,8 +266,10 @@ class RoulettePlugin(Plugin):
             raise CommandError(_("GitLab is not configured for this bot."))
         try:
             ref = parse_mr_url(words[0].strip("<>"), gitlab_url)
-        except ValueError as e:
-            raise CommandError(_("{reason}. Usage: {usage}", reason=e, usage=CHAT_USAGE)) from None
+        except InvalidMergeRequestURL as e:
+            raise CommandError(
+                "{reason}. Usage: {usage}", reason=e.message, usage=CHAT_USAGE
+            ) from None
         flags = parse_flags(words[1:])
         try:
             plan = await self.pick_and_announce(f"chat:{uuid.uuid4()}", ref, flags)

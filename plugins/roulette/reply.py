@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import cast
 
-from bot.i18n import environment, translator
+from bot.i18n import Message, environment, translator
 from plugins.roulette.chat import empty_pool, pick_marks, role_name
 from plugins.roulette.engine import Pick, Pool
 from plugins.roulette.flags import USAGE
@@ -122,12 +122,16 @@ def help_note(key: str, locale: str) -> str:
     )
 
 
-def error_note(reason: str, key: str, locale: str) -> str:
+def error_note(reason: str | Message, key: str, locale: str) -> str:
+    """The note answering a ``/roulette`` that could not run: ``reason`` in ``locale``."""
     _ = translator(locale)
     return (
         "\n".join(
             [
-                _(":warning: **Reviewer roulette** could not run: {reason}", reason=reason),
+                _(
+                    ":warning: **Reviewer roulette** could not run: {reason}",
+                    reason=_.render(reason),
+                ),
                 "",
                 _("Usage: `{usage}`", usage=USAGE),
                 "",
