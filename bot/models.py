@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -65,7 +66,7 @@ class User(Timestamped, Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     gitlab_username: Mapped[str] = mapped_column(String(255), unique=True)
-    gitlab_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    gitlab_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     mattermost_username: Mapped[str | None] = mapped_column(String(255), unique=True)
     mattermost_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     email: Mapped[str | None] = mapped_column(String(320), index=True)
@@ -109,10 +110,10 @@ class MrReview(Timestamped, Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    project_id: Mapped[int] = mapped_column(Integer)
+    project_id: Mapped[int] = mapped_column(BigInteger)
     project_path: Mapped[str] = mapped_column(String(500))
-    mr_iid: Mapped[int] = mapped_column(Integer)
-    mr_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    mr_iid: Mapped[int] = mapped_column(BigInteger)
+    mr_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     title: Mapped[str | None] = mapped_column(String(500))
     web_url: Mapped[str] = mapped_column(String(1000))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

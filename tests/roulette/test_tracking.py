@@ -281,3 +281,32 @@ async def test_repair_lists_an_mr_gitlab_does_not_show_and_goes_on(
     assert len(report.unreadable) == 1 and report.unreadable[0].startswith("acme/shop!1: ")
     assert [r.where for r in report.repairs] == ["acme/shop!2"]
     assert (await _state(sessions, 1))[0] == "open"
+
+
+# --------------------------------------------------------------- GitLab's 64-bit ids
+
+
+async def test_ids_past_32_bits_are_stored_and_followed(
+    gitlab: GitLab, sessions: Sessions, metrics: tracking.ReviewMetrics
+) -> None:
+    """GitLab's ids are ``bigint``: a project, MR or user id past 2**31 - 1 is recorded and
+    its review followed to the merge, on both engines (PostgreSQL's ``integer`` refused it)."""
+    mr = await gitlab.merge_request(MergeRequestRef(PROJECT, 1))
+    big = mr.__class__(**{**mr.__dict__, "project_id": 2**40 + 5, "iid": 2**33, "id": 2**62})
+    async with sessions.begin() as session:
+        bob = await session.scalar(select(User).where(User.gitlab_username == "bob"))
+        assert bob is not None
+        bob.gitlab_id = 2**63 - 1
+    await tracking.record_roll(sessions, big, "backend", [("bob", "team")], [], [])
+    assert (await tracking.gitlab_ids(sessions, ["bob"]))["bob"] == 2**63 - 1
+
+    merged = {
+        "object_attributes": {"iid": big.iid, "id": big.id, "state": "merged", "action": "merge"},
+        "project": {"id": big.project_id, "path_with_namespace": PROJECT},
+        "user": {"username": "alice"},
+    }
+    await tracking.merge_request_event(sessions, metrics, merged)
+    async with sessions() as session:
+        review = await session.scalar(select(MrReview).where(MrReview.mr_id == 2**62))
+        assert review is not None
+        assert (review.project_id, review.mr_iid, review.state) == (2**40 + 5, 2**33, "merged")
