@@ -1,4 +1,4 @@
-"""Database plumbing: the declarative base, engines and the session scope.
+"""Database plumbing: the declarative base, engines and the session factory.
 
 No engine exists at import time: ``create_engine`` is called by the app factory (and
 the commands) with the settings' URL. SQLite gets foreign keys, WAL and a busy timeout;
@@ -7,8 +7,6 @@ PostgreSQL gets pre-ping so that a restarted server costs one retry, not an erro
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,15 +103,6 @@ def _sqlite_read_only_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-@asynccontextmanager
-async def transaction(
-    sessions: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[AsyncSession]:
-    """One session, one transaction: committed on success, rolled back on error."""
-    async with sessions.begin() as session:
-        yield session
 
 
 async def ping(engine: AsyncEngine) -> None:

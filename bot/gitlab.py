@@ -47,7 +47,6 @@ from bot.i18n import Message
 
 __all__ = [
     "CODEOWNERS_PATHS",
-    "Approvals",
     "GitLab",
     "GitLabError",
     "GitLabForbidden",
@@ -285,22 +284,6 @@ class Note:
     created_at: str
 
 
-@dataclass(frozen=True)
-class Approvals:
-    """A merge request's approval state.
-
-    ``approvals_required``/``approvals_left`` come from approval rules (GitLab Premium);
-    GitLab Free has neither and they read 0. ``approved`` is GitLab's own verdict: on
-    Premium, every rule satisfied (so true when nothing is required); on Free, anyone
-    approved.
-    """
-
-    approved: bool
-    approved_by: tuple[str, ...]
-    approvals_required: int
-    approvals_left: int
-
-
 class _Unexpected(Exception):
     """GitLab's answer did not have the shape its documentation promises."""
 
@@ -354,15 +337,6 @@ def _note(data: Any) -> Note:
         author=str(data["author"]["username"]),
         system=bool(data.get("system", False)),
         created_at=str(data.get("created_at") or ""),
-    )
-
-
-def _approvals(data: Any) -> Approvals:
-    return Approvals(
-        approved=bool(data["approved"]),
-        approved_by=tuple(str(a["user"]["username"]) for a in data.get("approved_by") or ()),
-        approvals_required=int(data.get("approvals_required") or 0),
-        approvals_left=int(data.get("approvals_left") or 0),
     )
 
 
@@ -494,15 +468,6 @@ class GitLab:
             what, lambda items: [(_user(m), int(m["access_level"])) for m in items], found
         )
 
-    async def user_by_id(self, user_id: int) -> GitLabUser | None:
-        """The user with this id (``GET /users/:id``, with ``public_email``), if any."""
-        what = f"user {user_id}"
-        try:
-            data = await self._get(what, f"/users/{int(user_id)}")
-        except GitLabNotFound:
-            return None
-        return self._parse(what, _user, data)
-
     async def current_user(self) -> GitLabUser:
         """The token's own account (``GET /user``): the author of the bot's notes.
 
@@ -524,11 +489,6 @@ class GitLab:
             per_page=max(1, min(limit, PER_PAGE)),
         )
         return self._parse(what, lambda items: [_note(item) for item in items], found)
-
-    async def approvals(self, project_id: int, iid: int) -> Approvals:
-        what = f"approvals of merge request {project_id}!{iid}"
-        data = await self._get(what, f"/projects/{project_id}/merge_requests/{iid}/approvals")
-        return self._parse(what, _approvals, data)
 
     # Writes -----------------------------------------------------------------------------
 
@@ -565,7 +525,7 @@ class GitLab:
 
     # Transport --------------------------------------------------------------------------
     # Each helper runs one python-gitlab call in a worker thread and translates its
-    # errors; new endpoints (notes, reviewers, approvals) are built on these.
+    # errors; new endpoints (notes, reviewers) are built on these.
 
     async def _get(self, what: str, path: str, query: Mapping[str, Any] | None = None) -> Any:
         def call() -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from bot.context import AppContext
@@ -88,14 +88,6 @@ async def run_guarded(
             outcome = "error" if error else "ok"
             context.metrics.job_runs.labels(job, outcome).inc()
         return outcome
-
-
-async def last_run(context: AppContext, job: str) -> JobRun | None:
-    async with context.sessions() as session:
-        result = await session.execute(
-            select(JobRun).where(JobRun.job_name == job).order_by(JobRun.started_at.desc()).limit(1)
-        )
-        return result.scalar_one_or_none()
 
 
 class Scheduler:

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.gitlab import (
-    Approvals,
     GitLab,
     GitLabError,
     GitLabForbidden,
@@ -517,14 +516,7 @@ async def test_calls_run_concurrently(gl: GitLab, standin: GitLabStandIn) -> Non
     assert time.monotonic() - started < 0.8  # not 3 x 0.3 s one after the other
 
 
-# --- the bot's account, notes, reviewers, approvals ------------------------------------
-
-
-async def test_user_by_id(gl: GitLab, standin: GitLabStandIn) -> None:
-    alice = standin.user("alice")
-    found = await gl.user_by_id(alice["id"])
-    assert found == GitLabUser(alice["id"], "alice", "Alice A", "active", "Alice@Example.com")
-    assert await gl.user_by_id(99_999) is None
+# --- the bot's account, notes, reviewers ----------------------------------------------
 
 
 async def test_current_user_is_read_once(gl: GitLab, standin: GitLabStandIn) -> None:
@@ -649,32 +641,6 @@ async def test_set_reviewers_errors(gl: GitLab, standin: GitLabStandIn) -> None:
         await gl.set_reviewers(standin.project("g/sub/p")["id"], 99, [1])
     with pytest.raises(GitLabNotFound, match="404 Project Not Found"):
         await gl.set_reviewers(99_999, 1, [1])
-
-
-async def test_approvals(gl: GitLab, standin: GitLabStandIn) -> None:
-    mr = standin.add_merge_request("g/sub/p", author="alice", approvals_required=2)
-    standin.approve("g/sub/p", mr["iid"], "bob")
-    project_id = mr["project_id"]
-    assert await gl.approvals(project_id, mr["iid"]) == Approvals(False, ("bob",), 2, 1)
-    standin.approve("g/sub/p", mr["iid"], "carol")
-    assert await gl.approvals(project_id, mr["iid"]) == Approvals(True, ("bob", "carol"), 2, 0)
-    assert await gl.approvals(project_id, 1) == Approvals(True, (), 0, 0)
-
-
-async def test_approvals_on_gitlab_free() -> None:
-    free = GitLabStandIn(TOKEN, premium=False)
-    free.add_user("alice")
-    free.add_user("bob")
-    project = free.add_project("g/p")
-    free.add_merge_request("g/p", author="alice")
-    async with serve(free) as url:
-        client = GitLab(url, TOKEN)
-        try:
-            assert await client.approvals(project["id"], 1) == Approvals(False, (), 0, 0)
-            free.approve("g/p", 1, "bob")
-            assert await client.approvals(project["id"], 1) == Approvals(True, ("bob",), 0, 0)
-        finally:
-            await client.close()
 
 
 async def test_the_token_never_shows_in_write_errors(
