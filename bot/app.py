@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from aiohttp import web
 
 from bot.cache import create_cache
+from bot.chatcursor import DatabaseCursor
 from bot.chatops import ChatOps
 from bot.context import AppContext
 from bot.db import create_engine, create_sessionmaker
@@ -70,7 +71,8 @@ async def _chat(app: web.Application) -> AsyncIterator[None]:
     if not (settings.mattermost_url and settings.mattermost_token):
         yield
         return
-    chat = Mattermost(settings, context.metrics.registry)
+    cursor = DatabaseCursor(context.sessions)  # catch-up survives restarts and replicas
+    chat = Mattermost(settings, context.metrics.registry, cursor=cursor)
     context.chat_ = chatops.chat = chat
     commands = [
         CommandDefinition(name, h.spec.options["description"], h.spec.options["hint"])

@@ -15,6 +15,12 @@
   channels, direct messages included: ``GET /users/{me}/channels``, then
   ``GET /channels/{id}/posts?since=<ms>`` for those with newer posts) and handed over
   like live ones; each post id is handled once, whichever way it arrived.
+- What was posted while no process listened (a restart, a crash, another replica taking
+  over) is fetched too: the time of the newest post handed over is kept outside the
+  process (a :class:`PostCursor`, in the database for the app) and the first ``hello``
+  of a process catches up strictly after it. The cursor is saved before the handler
+  runs: at most once, so a crash in the middle of a handler loses that one answer
+  rather than giving it twice.
 - Slash commands the plugins declare are registered (or updated) in ``MATTERMOST_TEAM``
   at start, and their tokens learned; dialog ``state`` values are signed by the bot.
 """
@@ -30,10 +36,11 @@ import hmac
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -65,6 +72,7 @@ USER_TTL = 300.0
 STATE_TTL = 3600  # a dialog may stay open for an hour
 POST_LIMIT_RETRY = 60.0  # seconds before asking again a server that did not say its limit
 LEADERSHIP_CHECK = 15.0  # seconds between checks that this replica still leads
+CURSOR_TIMEOUT = 5.0  # seconds a read or a save of the post cursor may take
 
 
 class MattermostError(Exception):
@@ -143,6 +151,20 @@ class RecentIds:
 MessageHandler = Callable[[ChatMessage], Awaitable[None]]
 
 
+class PostCursor(Protocol):
+    """Where a new process starts catching up: the ``create_at`` (ms since the epoch,
+    Mattermost's clock) of the newest post handed over, shared by replicas
+    (``bot.chatcursor.DatabaseCursor``). Both methods may raise; the adapter logs it."""
+
+    async def load(self) -> int | None:
+        """The stored time, or None when nothing was stored yet."""
+        ...
+
+    async def save(self, create_at: int) -> None:
+        """Store ``create_at`` unless a later time is stored: it never goes backwards."""
+        ...
+
+
 def _driver_options(url: str, token: str) -> dict[str, Any]:
     parts = urlsplit(url)
     scheme = parts.scheme or "https"
@@ -169,9 +191,12 @@ class Mattermost:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        cursor: PostCursor | None = None,
     ) -> None:
         """``clock`` (seconds, monotonic) times connections; ``wall_clock`` (seconds since
-        the epoch) dates the first connection, the start of what a reconnection fetches."""
+        the epoch) dates the first connection, the start of what a reconnection fetches.
+        With ``cursor``, the newest post handed over is remembered across restarts and
+        replicas (see :meth:`_after_hello`); without, only for this process's life."""
         if not settings.mattermost_url or settings.mattermost_token is None:
             raise ValueError("MATTERMOST_URL and MATTERMOST_TOKEN are needed for chat")
         self.settings = settings
@@ -199,6 +224,9 @@ class Mattermost:
         self._seen_at = 0  # create_at (ms, server time) of the newest post handed over
         self._started_at = 0  # wall time (ms) of the first hello, before any post is seen
         self._resume_from: int | None = None  # where a catch-up that failed starts again
+        self._cursor = cursor
+        self._from_cursor = cursor is not None  # the first catch-up starts at the cursor
+        self._saved = 0  # the newest create_at (ms) this process saved in the cursor
         self._catching_up: asyncio.Task[None] | None = None
         self._handling: set[asyncio.Task[None]] = set()
         self.connections = Counter(
@@ -302,6 +330,8 @@ class Mattermost:
         scheme = "wss" if parts.scheme == "https" else "ws"
         endpoint = f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/api/v4/websocket"
         self._set_state("connecting")
+        # Read before connecting: no post of this connection has moved it yet.
+        stored, known = await self._read_cursor()
         # Only the handshake is bounded; after the upgrade aiohttp drops the read timeout.
         handshake = aiohttp.ClientTimeout(
             total=None, connect=HANDSHAKE_TIMEOUT, sock_read=HANDSHAKE_TIMEOUT
@@ -336,7 +366,7 @@ class Mattermost:
                         self._set_state("connected")
                         self.connections.inc()
                         log.info("Mattermost websocket connected (server %s)", self.server_version)
-                        self._after_hello(on_message)
+                        self._after_hello(on_message, stored, known=known)
                     elif kind == "posted":
                         message = self._message(event)
                         if message is not None:
@@ -350,22 +380,59 @@ class Mattermost:
             if error is not None:
                 raise MattermostError(f"connection lost: {_describe(error)}")
 
-    def _after_hello(self, on_message: MessageHandler) -> None:
-        """Start fetching what was posted since the newest post seen (nothing on the very
-        first connection: its time is where later catch-ups start)."""
-        if not self._started_at:
+    async def _read_cursor(self) -> tuple[int | None, bool]:
+        """The stored cursor, and whether it could be read (False without a store)."""
+        if self._cursor is None:
+            return None, False
+        try:
+            async with asyncio.timeout(CURSOR_TIMEOUT):
+                return await self._cursor.load(), True
+        except Exception as e:
+            log.warning("Mattermost: the post cursor could not be read: %s", _describe(e))
+            return None, False
+
+    def _after_hello(self, on_message: MessageHandler, stored: int | None, *, known: bool) -> None:
+        """Start fetching what was posted while this bot did not listen.
+
+        ``stored`` is the cursor as read before this connection (``known`` when it could
+        be read). The first catch-up of a process starts strictly after it (no overlap:
+        this process does not know the ids handed over before it, so a post at or before
+        the cursor would be answered twice); when none is stored, nothing is fetched and
+        this connection's time (the bot's clock) is stored as where the next process
+        starts. A later reconnection re-reads ``CATCH_UP_OVERLAP_MS`` before the newest
+        post this process saw (its ids dedupe), but never what another replica stored as
+        handed over meanwhile. Without a cursor store, the first connection fetches
+        nothing. A catch-up that fails is tried again from the same point at the next
+        ``hello``.
+        """
+        first = not self._started_at
+        if first:
             self._started_at = int(self._wall_clock() * 1000)
+        if self._from_cursor:
+            if not known:
+                return  # unreadable: the next connection tries the cursor again
+            self._from_cursor = False
+            if stored is None:
+                self._saved = self._started_at
+                self._catching_up = asyncio.create_task(
+                    self._save_cursor(self._started_at), name="mattermost-cursor"
+                )
+                return
+            self._resume_from = stored
+        elif first:
             return
-        since = self._seen_at or self._started_at
-        if self._resume_from is not None:
-            since = min(since, self._resume_from)
-        self._resume_from = since  # until this catch-up succeeds
+        elif self._resume_from is None:
+            self._resume_from = (self._seen_at or self._started_at) - CATCH_UP_OVERLAP_MS
+        if known and stored is not None and stored > self._saved:
+            # Stored by an earlier process or another replica: handed over already.
+            self._resume_from = max(self._resume_from, stored)
         self._catching_up = asyncio.create_task(
-            self._catch_up(since, on_message), name="mattermost-catch-up"
+            self._catch_up(self._resume_from, on_message), name="mattermost-catch-up"
         )
 
-    async def _catch_up(self, since: int, on_message: MessageHandler) -> None:
-        """Hand over the posts made after ``since`` (ms, server time) in the bot's channels.
+    async def _catch_up(self, after: int, on_message: MessageHandler) -> None:
+        """Hand over the posts made after ``after`` (ms, server time, exclusive) in the
+        bot's channels, those older than ``CATCH_UP_MAX_AGE_MS`` excepted (logged).
 
         Reads ``GET /users/{me}/channels`` (every team's channels, DMs and group messages
         included), then ``GET /channels/{id}/posts?since=`` for each channel whose
@@ -374,8 +441,15 @@ class Mattermost:
         handler passes the same filter as live events, oldest first, once per post id.
         Failures are logged; the next ``hello`` tries again from the same point.
         """
-        floor = int(self._wall_clock() * 1000) - CATCH_UP_MAX_AGE_MS
-        after = max(since - CATCH_UP_OVERLAP_MS, floor, 1)
+        now = int(self._wall_clock() * 1000)
+        floor = now - CATCH_UP_MAX_AGE_MS
+        if after < floor:
+            log.warning(
+                "Mattermost: posts made %d to %d min ago stay unanswered (too old to answer)",
+                (now - after) // 60_000,
+                CATCH_UP_MAX_AGE_MS // 60_000,
+            )
+        after = max(after, floor, 1)
         found: list[ChatMessage] = []
         try:
             channels = await self.driver.channels.get_channels_for_user(self.user_id)
@@ -417,10 +491,36 @@ class Mattermost:
         return True
 
     async def _handle(self, message: ChatMessage, on_message: MessageHandler) -> None:
+        """Save the cursor when the bot is addressed (before the handler: at most once),
+        then run the handler; its failures are logged."""
+        if self._cursor is not None and message.create_at > 0 and self.addressed(message):
+            await self._save_cursor(message.create_at)
         try:
             await on_message(message)
         except Exception:
             log.exception("Mattermost message %s could not be handled", message.post_id)
+
+    async def _save_cursor(self, create_at: int) -> None:
+        """Store ``create_at`` (ms) in the cursor; a failure is logged, never raised."""
+        if self._cursor is None:
+            return
+        self._saved = max(self._saved, create_at)
+        try:
+            async with asyncio.timeout(CURSOR_TIMEOUT):
+                await self._cursor.save(create_at)
+        except Exception as e:
+            log.warning("Mattermost: the post cursor could not be saved: %s", _describe(e))
+
+    def addressed(self, message: ChatMessage) -> bool:
+        """Whether ``message`` is for the bot: a direct message, or one that mentions it
+        (in the event's ``mentions``, or as ``@username`` in the text of a fetched post).
+        Only those move the cursor: the others are not answered, re-reading them is free.
+        """
+        if message.channel_type == "D" or (self.user_id and self.user_id in message.mentions):
+            return True
+        if not self.username:
+            return False
+        return re.search(rf"(?<![\w@])@{re.escape(self.username)}\b", message.text) is not None
 
     def _set_state(self, state: str) -> None:
         self.state = state

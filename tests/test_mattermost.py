@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -14,11 +15,14 @@ from typing import Any
 import pytest
 from mattermostautodriver.exceptions import ResourceNotFound
 from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import CHATOPS, create_app
 from bot.chat import ChatUser, DialogResult, DialogSubmission, Reply
+from bot.chatcursor import DatabaseCursor
 from bot.logs import configure_logging
 from bot.mattermost import Backoff, ChatMessage, Mattermost, RecentIds, command_response
+from bot.models import Configuration
 from bot.plugins import Plugin, dialog
 from bot.sandbox.mattermost import MattermostStandIn, serve
 from bot.settings import Settings
@@ -252,3 +256,152 @@ async def test_an_unknown_user_is_no_library_error(
             logger.filters[:] = kept
     errors = [r for r in caplog.records if r.name.startswith("mattermostautodriver")]
     assert not [r for r in errors if r.levelno >= logging.ERROR]
+
+
+# ---------------------------------------------------------------- the post cursor
+
+
+async def test_the_post_cursor_never_goes_backwards(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    cursor = DatabaseCursor(sessions)
+    assert await cursor.load() is None  # nothing stored yet
+    await cursor.save(1_700_000_000_500)
+    await cursor.save(1_700_000_000_100)  # older: ignored
+    assert await cursor.load() == 1_700_000_000_500
+    await asyncio.gather(*(cursor.save(1_700_000_000_000 + n) for n in (900, 700, 800)))
+    assert await cursor.load() == 1_700_000_000_900
+    async with sessions.begin() as session:  # a value meddled with by hand
+        row = await session.get(Configuration, cursor.key)
+        assert row is not None
+        row.value = "soon"
+    assert await cursor.load() is None
+    await cursor.save(1_700_000_000_001)
+    assert await cursor.load() == 1_700_000_000_001
+
+
+@dataclass
+class MemoryCursor:
+    """A ``PostCursor`` in memory, shared by the adapters of one test (the "database")."""
+
+    value: int | None = None
+    saves: list[int] = field(default_factory=list)
+
+    async def load(self) -> int | None:
+        return self.value
+
+    async def save(self, create_at: int) -> None:
+        self.saves.append(create_at)
+        self.value = max(self.value or 0, create_at)
+
+
+@dataclass
+class Restartable(Live):
+    """``Live``, with the stored cursor as each handler found it."""
+
+    cursor: MemoryCursor = field(default_factory=MemoryCursor)
+    at_handling: list[int | None] = field(default_factory=list)
+
+    async def on_message(self, message: ChatMessage) -> None:
+        self.at_handling.append(self.cursor.value)
+        self.received.append(message)
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    standin: MattermostStandIn,
+    url: str,
+    cursor: MemoryCursor,
+    wall_clock: Callable[[], float] = time.time,
+) -> AsyncIterator[Restartable]:
+    """An adapter with ``cursor`` connected to the stand-in, stopped on exit."""
+    settings = Settings(mattermost_url=url, mattermost_token=standin.bot_token)
+    adapter = Mattermost(settings, CollectorRegistry(), wall_clock=wall_clock, cursor=cursor)
+    adapter.backoff = Backoff(start=0.05, cap=0.2)
+    state = Restartable(adapter, standin, cursor=cursor)
+    await adapter.start([], state.on_message)
+    try:
+        await _until(lambda: adapter.state == "connected")
+        yield state
+    finally:
+        await adapter.stop()
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[tuple[MattermostStandIn, str]]:
+    mm = MattermostStandIn()
+    mm.add_user("alice")
+    mm.add_team("eng", members=["roulette-bot", "alice"])
+    mm.add_channel("eng", "reviews", members=["roulette-bot", "alice"])
+    async with serve(mm) as url:
+        yield mm, url
+
+
+async def test_a_new_process_answers_what_was_posted_while_none_ran(
+    standin: tuple[MattermostStandIn, str],
+) -> None:
+    mm, url = standin
+    dm = mm.direct_channel("roulette-bot", "alice")["id"]
+    reviews = mm.channel("eng", "reviews")["id"]
+    cursor = MemoryCursor()
+    async with _running(mm, url, cursor) as first:
+        # A first start with nothing stored: its own start is where the next one begins.
+        await _until(lambda: cursor.value is not None)
+        before = mm.say("alice", dm, "before")
+        await _until(lambda: first.texts() == ["before"])
+        await _until(lambda: cursor.value == before["create_at"])
+    # No bot runs: a DM, a mention, and chatter that is not for the bot.
+    mm.say("alice", dm, "while down")
+    mention = mm.say("alice", reviews, "@roulette-bot help")
+    mm.say("alice", reviews, "lunch?")
+    saves = len(cursor.saves)
+    async with _running(mm, url, cursor) as second:
+        await _until(lambda: len(second.received) == 3)
+        mm.say("alice", dm, "live")
+        await _until(lambda: second.texts()[-1:] == ["live"])
+    # Each once (maybe in the same ms), and strictly after the cursor: not "before".
+    assert sorted(second.texts()[:3]) == ["@roulette-bot help", "lunch?", "while down"]
+    assert len(second.texts()) == 4
+    # The cursor was saved before each handler ran, for the posts addressed to the bot.
+    found = dict(zip(second.texts(), second.at_handling, strict=True))
+    for text in ("while down", "@roulette-bot help", "live"):
+        [message] = [m for m in second.received if m.text == text]
+        assert (found[text] or 0) >= message.create_at, text
+    assert len(cursor.saves) - saves == 3  # not for "lunch?"
+    assert cursor.value == second.received[3].create_at >= mention["create_at"]
+
+
+async def test_posts_older_than_the_catch_up_window_stay_unanswered(
+    standin: tuple[MattermostStandIn, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    mm, url = standin
+    dm = mm.direct_channel("roulette-bot", "alice")["id"]
+    old = mm.say("alice", dm, "two hours ago")
+    cursor = MemoryCursor(old["create_at"] - 1)
+    later = lambda: time.time() + 2 * 3600  # noqa: E731 - the bot starts two hours later
+    with caplog.at_level(logging.WARNING, logger="bot.mattermost"):
+        async with _running(mm, url, cursor, wall_clock=later) as live:
+            await _until(lambda: any("/posts?since=" in path for _, path in mm.requests))
+            mm.say("alice", dm, "now")
+            await _until(lambda: live.texts() == ["now"])
+    assert any("stay unanswered" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_reconnection_skips_what_another_replica_handed_over(
+    standin: tuple[MattermostStandIn, str],
+) -> None:
+    mm, url = standin
+    dm = mm.direct_channel("roulette-bot", "alice")["id"]
+    cursor = MemoryCursor()
+    async with _running(mm, url, cursor) as live:
+        mm.say("alice", dm, "mine")
+        await _until(lambda: live.texts() == ["mine"])
+        fetched = sum("/posts?since=" in path for _, path in mm.requests)
+        assert mm.drop_websockets() == 1
+        # In the same tick: another replica leads meanwhile and answers this one.
+        theirs = mm.say("alice", dm, "theirs")
+        cursor.value = theirs["create_at"]
+        await _until(lambda: sum("/posts?since=" in path for _, path in mm.requests) > fetched)
+        mm.say("alice", dm, "after")
+        await _until(lambda: live.texts()[-1:] == ["after"])
+    assert live.texts() == ["mine", "after"]
