@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from multidict import CIMultiDict, CIMultiDictProxy
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 
@@ -490,9 +491,12 @@ def test_inbox_keys_are_derived_from_the_event_and_fit_the_column() -> None:
 # --------------------------------------------------------------------------- signatures
 
 
-def _sign(body: bytes, message_id: str = "msg-1", at: int | None = None) -> dict[str, str]:
+def _sign(
+    body: bytes, message_id: str = "msg-1", at: int | None = None, key: bytes | None = None
+) -> dict[str, str]:
+    """Standard Webhooks headers for ``body``, computed here by hand (not by the library)."""
     timestamp = str(at if at is not None else int(time.time()))
-    key = base64.b64decode(SIGNING.removeprefix("whsec_"))
+    key = key if key is not None else base64.b64decode(SIGNING.removeprefix("whsec_"))
     digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256)
     return {
         "webhook-id": message_id,
@@ -507,14 +511,30 @@ def test_signature_verification() -> None:
     several = _sign(body)
     several["webhook-signature"] = "v1,bm9wZQ== " + several["webhook-signature"]
     verify_signature(SIGNING, several, body)  # any listed signature may match
-    cases = {
-        "no signature matches": (_sign(body), b'{"a": 2}'),
-        "too old": (_sign(body, at=int(time.time()) - 600), body),
-        "missing": ({}, body),
-    }
-    for message, (headers, sent) in cases.items():
-        with pytest.raises(SignatureError, match=message):
+    # The bot receives aiohttp's case-insensitive headers, spelt as the sender likes.
+    spelt = CIMultiDict({name.title(): value for name, value in _sign(body).items()})
+    verify_signature(SIGNING, CIMultiDictProxy(spelt), body)
+    verify_signature(SIGNING.rstrip("="), _sign(body), body)  # unpadded base64 key
+    cases = [
+        ("no matching signature", _sign(body), b'{"a": 2}'),
+        ("too old", _sign(body, at=int(time.time()) - 600), body),
+        ("too new", _sign(body, at=int(time.time()) + 600), body),
+        ("missing", {}, body),
+        ("missing", _sign(body) | {"webhook-id": ""}, body),
+        ("invalid signature headers", _sign(body) | {"webhook-timestamp": "soon"}, body),
+        # What the library's parsing raises as ValueError, not as its own error:
+        ("malformed", _sign(body) | {"webhook-signature": "garbage"}, body),
+        ("malformed", _sign(body) | {"webhook-signature": "v1,abc v1,x"}, body),
+        ("malformed", _sign(body) | {"webhook-id": "m\udcff"}, body),  # a non-UTF-8 header
+        ("not UTF-8", _sign(b"\xff"), b"\xff"),
+    ]
+    for message, headers, sent in cases:
+        with pytest.raises(SignatureError, match=f"(?i){message}") as caught:
             verify_signature(SIGNING, headers, sent)
+        assert "\n" not in str(caught.value)
+    for token in ("whsec_", "whsec_not base64!", "whsec_abc*"):
+        with pytest.raises(SignatureError, match="signing token is not a base64 key"):
+            verify_signature(token, _sign(body), body)
 
 
 async def test_with_a_signing_token_unsigned_deliveries_are_refused(
@@ -527,6 +547,16 @@ async def test_with_a_signing_token_unsigned_deliveries_are_refused(
     refused = await client.post("/webhook/gitlab", data=body, headers=_headers())
     assert refused.status == 401
     assert "signature" in (await refused.json())["error"]
+    malformed = _headers() | _sign(body) | {"webhook-signature": "garbage"}
+    refused = await client.post("/webhook/gitlab", data=body, headers=malformed)
+    assert refused.status == 401  # the library's ValueError is not a 500
+    assert (await refused.json())["error"] == (
+        "invalid webhook signature: malformed webhook-id, webhook-timestamp or webhook-signature"
+    )
+    not_utf8 = _headers() | _sign(b"\xff")
+    refused = await client.post("/webhook/gitlab", data=b"\xff", headers=not_utf8)
+    assert refused.status == 401
+    assert await _rows(client) == []
     accepted = await client.post("/webhook/gitlab", data=body, headers=_headers() | _sign(body))
     assert accepted.status == 200
     assert len(await _rows(client)) == 1
