@@ -13,7 +13,9 @@ import pytest
 from sqlalchemy.engine import URL
 
 from bot.app import create_app
+from bot.chatcursor import KEY
 from bot.http import CONTEXT
+from bot.models import Configuration
 from bot.sandbox.gitlab import GitLabStandIn
 from bot.sandbox.mattermost import MattermostStandIn, serve
 from bot.users import sync_organisation
@@ -328,3 +330,28 @@ async def test_a_quiet_server_keeps_the_websocket(chat: Chat) -> None:
     dm = mm.direct_channel("roulette-bot", "bob")["id"]
     mm.say("bob", dm, "help")
     await _until(lambda: len(chat.dms_to("bob")) == 1)
+
+
+async def test_messages_posted_while_no_bot_ran_are_answered_once_by_the_next(
+    chat: Chat, aiohttp_client: MakeClient
+) -> None:
+    mm = chat.mm
+    dm = mm.direct_channel("roulette-bot", "bob")["id"]
+    channel = mm.channel(TEAM, CHANNEL)["id"]
+    mm.say("bob", dm, "help")
+    await _until(lambda: len(chat.dms_to("bob")) == 1)
+    settings = chat.context.settings
+    await chat.client.close()  # a deploy, a crash: the bot is gone
+    assert mm.websockets_open("roulette-bot") == 0
+    mm.say("bob", dm, "help")
+    mention = mm.say("alice", channel, "@roulette-bot help")
+    # A new process on the same database answers both, and not the DM answered before.
+    client = await aiohttp_client(create_app(settings))
+    await _until(lambda: len(chat.dms_to("bob")) == 2 and _thread_answers(chat, mention) == 1)
+    mm.say("bob", dm, "help")  # live, after the catch-up
+    await _until(lambda: len(chat.dms_to("bob")) == 3)
+    assert _thread_answers(chat, mention) == 1
+    assert all("I know these commands" in m for m in chat.dms_to("bob"))
+    async with client.app[CONTEXT].sessions() as session:
+        stored = await session.get(Configuration, KEY)
+    assert stored is not None and stored.value >= mention["create_at"]
