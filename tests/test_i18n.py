@@ -57,6 +57,9 @@ def used_messages() -> dict[str, str]:
             ids: list[str | None] = []
             if name in _CATALOG_CALLS and isinstance(node.func, ast.Name):
                 ids = [_literal(node.args[0])]
+                if name == "Message":  # Message(id, params, plural, count): both ids
+                    plural = node.args[2:3] + [k.value for k in node.keywords if k.arg == "plural"]
+                    ids += [_literal(p) for p in plural]
             elif name in _PLURAL_CALLS and len(node.args) >= 2:
                 ids = [_literal(node.args[0]), _literal(node.args[1])]
             for msgid in ids:

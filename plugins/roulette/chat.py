@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bot.gitlab import MergeRequestInfo
 from bot.i18n import Gettext
-from plugins.roulette.engine import Pick, Pool
+from plugins.roulette.engine import Exclusion, Pick, Pool, Reason
 from plugins.roulette.service import Plan
 
 CHAT_USAGE = (
@@ -19,6 +20,47 @@ def role_name(role: Pool, _: Gettext) -> str:
     return names[role]
 
 
+def reason_label(reason: Reason, _: Gettext) -> str:
+    """Why someone was not picked, as a short label in ``_``'s language ("busy",
+    "occupé"); ``reason`` is the engine's code (``pick --json`` keeps the codes)."""
+    labels: dict[Reason, str] = {
+        "author": _("author"),
+        "inactive": _("inactive"),
+        "ooo": _("out of office"),
+        "busy": _("busy"),
+        "away": _("away"),
+        "capacity": _("at capacity"),
+        "excluded": _("excluded"),
+        "rerolled": _("replaced"),
+        "trainee": _("trainee"),
+    }
+    return labels[reason]
+
+
+def exclusion_line(name: str, exclusion: Exclusion, _: Gettext) -> str:
+    """``--explain``'s line for someone not picked, in chat and in the GitLab note alike
+    (both renderers call this): ``name`` as the place shows it ("~~@bob~~", "@bob"), then
+    the translated reason label and detail: "@bob: busy (GitLab status is busy)"."""
+    return _(
+        "{name}: {reason} ({detail})",
+        name=name,
+        reason=reason_label(exclusion.reason, _),
+        detail=_.render(exclusion.detail),
+    )
+
+
+def component_name(component: str, _: Gettext) -> str:
+    """A score component's name in ``_``'s language ("working hours" for
+    ``working_hours``); an unknown one as it is, underscores read as spaces."""
+    names = {
+        "active_review": _("active review"),
+        "recent_review": _("recent review"),
+        "expertise": _("expertise"),
+        "working_hours": _("working hours"),
+    }
+    return names.get(component, component.replace("_", " "))
+
+
 def pick_marks(pick: Pick, _: Gettext) -> str:
     """What follows a reviewer's line, in chat and in the GitLab note alike (both renderers
     call this): "(extra, learning)" for a trainee added beside the regular picks, "(already
@@ -29,6 +71,20 @@ def pick_marks(pick: Pick, _: Gettext) -> str:
     if pick.kept:
         marks.append(_("(already a reviewer)"))
     return " ".join(marks)
+
+
+def reviewer_dm(mr: MergeRequestInfo, pick: Pick, author: str, _: Gettext) -> str:
+    """The direct message telling a new reviewer they were picked, in ``_``'s language;
+    ``author`` is the MR author's Mattermost username. The role carries the same marks as
+    the chat answer and the GitLab note ("as team member (extra, learning)")."""
+    role = " ".join(part for part in (role_name(pick.role, _), pick_marks(pick, _)) if part)
+    return _(
+        "You were picked to review [{title}]({url}) by @{author}, as {role}.",
+        title=mr.title,
+        url=mr.web_url,
+        author=author,
+        role=role,
+    )
 
 
 def empty_pool(pool: Pool, _: Gettext) -> str:
@@ -89,5 +145,5 @@ def chat_reply(
         for c in selection.candidates:
             lines.append(f"- @{mattermost_name(c.username)}: {c.score:.1f}")
         for e in selection.excluded:
-            lines.append(f"- ~~@{mattermost_name(e.username)}~~: {e.reason} ({e.detail})")
+            lines.append("- " + exclusion_line(f"~~@{mattermost_name(e.username)}~~", e, _))
     return "\n".join(lines)

@@ -27,6 +27,8 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from bot.i18n import Message
+
 Pool = Literal["codeowner", "team", "external"]
 Reason = Literal[
     "author", "inactive", "ooo", "busy", "away", "capacity", "excluded", "rerolled", "trainee"
@@ -50,11 +52,17 @@ class Person:
 
 @dataclass(frozen=True)
 class Availability:
-    """What the outside world says about a person today."""
+    """What the outside world says about a person today.
+
+    ``detail`` says why, for the reader (``--explain``), as a ``Message`` rendered in the
+    reader's language (e.g. "GitLab status emoji :palm_tree:", "GitLab status check
+    failed"); None when there is nothing to say. It never carries the reason a person
+    typed for an absence.
+    """
 
     ooo: bool = False
     status: Literal["available", "busy", "away", "unknown"] = "available"
-    detail: str = ""  # e.g. "status message 'PTO until Monday'", "status check failed"
+    detail: Message | None = None
 
 
 @dataclass(frozen=True)
@@ -111,9 +119,14 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Exclusion:
+    """Why ``username`` cannot be picked: ``reason`` is a stable code (``pick --json``'s
+    "reason", SPEC), ``detail`` the explanation shown by ``--explain``, a ``Message``
+    rendered in the reader's language (``str(detail)`` is English, for the command line).
+    """
+
     username: str
     reason: Reason
-    detail: str = ""
+    detail: Message
 
 
 @dataclass(frozen=True)
@@ -153,19 +166,30 @@ def unavailability(
     """Why ``person`` can never be picked for ``mr`` right now, or None."""
     name = person.username
     if name.lower() == mr.author.lower():
-        return Exclusion(name, "author", "wrote this merge request")
+        return Exclusion(name, "author", Message("wrote this merge request"))
     if not person.active:
-        return Exclusion(name, "inactive", "no longer in the organisation")
+        return Exclusion(name, "inactive", Message("no longer in the organisation"))
     if availability.ooo:
-        return Exclusion(name, "ooo", availability.detail or "out of office today")
+        return Exclusion(name, "ooo", availability.detail or Message("out of office today"))
     if availability.status == "busy":
-        return Exclusion(name, "busy", availability.detail or "GitLab status is busy")
+        return Exclusion(name, "busy", availability.detail or Message("GitLab status is busy"))
     if availability.status == "away":
-        return Exclusion(name, "away", availability.detail or "GitLab status says away")
+        return Exclusion(name, "away", availability.detail or Message("GitLab status says away"))
     cap = person.max_active_reviews
     if cap is not None and active_reviews >= cap:
-        return Exclusion(name, "capacity", f"{active_reviews} active reviews (capacity {cap})")
+        return Exclusion(name, "capacity", at_capacity(active_reviews, cap))
     return None
+
+
+def at_capacity(active_reviews: int, capacity: int) -> Message:
+    """The ``capacity`` detail: "3 active reviews, at most 3", its count in the
+    reader's plural form (``ngettext``)."""
+    return Message(
+        "{count} active review, at most {capacity}",
+        {"count": active_reviews, "capacity": capacity},
+        plural="{count} active reviews, at most {capacity}",
+        count=active_reviews,
+    )
 
 
 def in_working_hours(timezone: str | None, now: datetime, hours: tuple[int, int]) -> bool:
@@ -315,11 +339,11 @@ def select(
         facts = availability.get(person.username, Availability())
         reason = unavailability(person, mr, facts, active_reviews)
         if reason is None and key in excluded_names:
-            reason = Exclusion(person.username, "excluded", "excluded with --exclude")
+            reason = Exclusion(person.username, "excluded", Message("excluded with --exclude"))
         if reason is None and key in rerolled:
-            reason = Exclusion(person.username, "rerolled", "has not answered; replaced")
+            reason = Exclusion(person.username, "rerolled", Message("has not answered; replaced"))
         if reason is None and person.role == "trainee" and options.trainees == "off":
-            reason = Exclusion(person.username, "trainee", "trainees are not picked")
+            reason = Exclusion(person.username, "trainee", Message("trainees are not picked"))
         if reason is not None:
             excluded.append(reason)
             continue
@@ -337,7 +361,7 @@ def select(
                 options=options,
             ),
         )
-        if facts.status == "unknown" and facts.detail:
+        if facts.status == "unknown" and facts.detail is not None:
             notes.append(f"@{person.username}: {facts.detail}; counted as available.")
         if person.role == "trainee" and options.trainees == "extra":
             trainees.append((person, candidate))

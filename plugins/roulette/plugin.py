@@ -33,7 +33,7 @@ from bot.i18n import Message, translator
 from bot.plugins import Plugin, command, on_gitlab
 from bot.webhooks import GitLabEvent
 from plugins.roulette import tracking
-from plugins.roulette.chat import CHAT_USAGE, chat_reply, chat_usage, role_name
+from plugins.roulette.chat import CHAT_USAGE, chat_reply, chat_usage, reviewer_dm
 from plugins.roulette.engine import Pick
 from plugins.roulette.flags import Flags, parse_flags, split_words
 from plugins.roulette.reply import (
@@ -293,21 +293,17 @@ class RoulettePlugin(Plugin):
         return gitlab_username
 
     async def _notify(self, mr: MergeRequestInfo, picks: Sequence[Pick]) -> None:
-        """A direct message to each new reviewer (``notify_reviewers: dm``)."""
+        """A direct message to each new reviewer (``notify_reviewers: dm``), in their
+        language, their role carrying the same marks as the chat answer and the note
+        ("as team member (extra, learning)" for an extra trainee)."""
         chat = self.app.chat_
         if chat is None or self.app.settings.roulette.notify_reviewers != "dm":
             return
         for pick in picks:
 
             def text(user: ChatUser, pick: Pick = pick) -> str:
-                _ = translator(user.locale)
-                return _(
-                    "You were picked to review [{title}]({url}) by @{author}, as {role}.",
-                    title=mr.title,
-                    url=mr.web_url,
-                    author=self.mattermost_name(mr.author),
-                    role=role_name(pick.role, _),
-                )
+                author = self.mattermost_name(mr.author)
+                return reviewer_dm(mr, pick, author, translator(user.locale))
 
             try:
                 await chat.direct_message(self.mattermost_name(pick.username), text)

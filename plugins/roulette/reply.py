@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import cast
 
-from bot.i18n import Message, environment, translator
-from plugins.roulette.chat import empty_pool, pick_marks, role_name
+from bot.i18n import Gettext, Message, environment, translator
+from plugins.roulette.chat import component_name, empty_pool, exclusion_line, pick_marks, role_name
 from plugins.roulette.engine import Pick, Pool
 from plugins.roulette.flags import USAGE
 from plugins.roulette.service import Plan
@@ -58,8 +58,10 @@ def is_bot_reply(body: str) -> bool:
     return MARKER_PREFIX in body
 
 
-def _details(components: dict[str, float]) -> str:
-    parts = [f"{k.replace('_', ' ')} {v:+g}" for k, v in components.items() if k != "base" and v]
+def _details(components: dict[str, float], _: Gettext) -> str:
+    """ "active review -10, working hours +3": each component but the base, named in
+    ``_``'s language; the numbers as they are."""
+    parts = [f"{component_name(k, _)} {v:+g}" for k, v in components.items() if k != "base" and v]
     return ", ".join(parts) or "-"
 
 
@@ -83,11 +85,11 @@ def reply_note(plan: Plan, key: str, *, explain: bool, locale: str) -> str:
                 "username": c.username,
                 "score": c.score,
                 "pools": ", ".join(role_name(p, _) for p in c.pools),
-                "details": _details(dict(c.components)),
+                "details": _details(dict(c.components), _),
             }
             for c in selection.candidates
         ],
-        "excluded": selection.excluded,
+        "excluded": [exclusion_line(f"@{e.username}", e, _) for e in selection.excluded],
         "owners": ", ".join(f"@{o}" for o in selection.owners),
         "warnings": plan.warnings,
         "marker": marker(key, selection.picks),

@@ -33,6 +33,7 @@ from bot.gitlab import (
     MergeRequestRef,
     UserStatus,
 )
+from bot.i18n import Message
 from bot.models import MrReview, OooStatus, ReviewerAssignment, Team, User
 from bot.settings import RouletteConfig, Settings
 from plugins.roulette import engine
@@ -202,13 +203,15 @@ class StatusReader:
     def availability(self, status: UserStatus) -> engine.Availability:
         """The availability that ``status`` gives its user (see the class docstring)."""
         if status.availability == "busy":
-            return engine.Availability(status="busy", detail="GitLab status is busy")
+            return engine.Availability(status="busy", detail=Message("GitLab status is busy"))
         if (keyword := self.away_keyword(status.message)) is not None:
-            detail = f"GitLab status message says {keyword!r}"
+            # The configured keyword that matched, never the message the person typed.
+            detail = Message("GitLab status message says '{keyword}'", {"keyword": keyword})
             return engine.Availability(status="away", detail=detail)
         emoji = (status.emoji or "").strip(":").casefold()
         if emoji and emoji in self._emojis:
-            return engine.Availability(status="away", detail=f"GitLab status emoji :{emoji}:")
+            detail = Message("GitLab status emoji :{emoji}:", {"emoji": emoji})
+            return engine.Availability(status="away", detail=detail)
         return engine.Availability()
 
 
@@ -446,7 +449,8 @@ class RouletteService:
     ) -> dict[str, engine.Availability]:
         """Each person's availability: out of office, else their (cached) GitLab status."""
         result = {
-            p.username: engine.Availability(ooo=True, detail="out of office today")
+            # Only that they are away today: the reason they gave stays theirs.
+            p.username: engine.Availability(ooo=True, detail=Message("out of office today"))
             for p in people
             if p.username in ooo
         }
@@ -478,7 +482,8 @@ class RouletteService:
             status = await self.gitlab.user_status(username)
         except GitLabError as e:
             log.info("GitLab status of %s unavailable: %s", username, type(e).__name__)
-            return engine.Availability(status="unknown", detail="GitLab status check failed")
+            failed = Message("GitLab status check failed")
+            return engine.Availability(status="unknown", detail=failed)
         await self.cache.set_json(key, vars(status).copy(), ttl=STATUS_TTL)
         return self.statuses.availability(status)
 

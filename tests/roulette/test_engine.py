@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.i18n import Message
 from plugins.roulette.engine import (
     Availability,
     Load,
@@ -80,7 +81,12 @@ def test_one_reviewer_per_pool_in_order() -> None:
     [
         (Availability(ooo=True), "ooo"),
         (Availability(status="busy"), "busy"),
-        (Availability(status="away", detail="GitLab status message says 'pto'"), "away"),
+        (
+            Availability(
+                status="away", detail=Message("GitLab status emoji :{emoji}:", {"emoji": "x"})
+            ),
+            "away",
+        ),
     ],
 )
 def test_unavailable_people_are_never_picked(state: Availability, reason: str) -> None:
@@ -102,9 +108,9 @@ def test_inactive_and_at_capacity_people_are_excluded() -> None:
     people = [*PEOPLE, Person("gone", team="backend", active=False)]
     people[1] = Person("bob", team="backend", max_active_reviews=2)
     selection = run(mr(), people=people, load=Load(active={"bob": 2}))
-    excluded = {e.username: (e.reason, e.detail) for e in selection.excluded}
+    excluded = {e.username: (e.reason, str(e.detail)) for e in selection.excluded}
     assert excluded["gone"][0] == "inactive"
-    assert excluded["bob"] == ("capacity", "2 active reviews (capacity 2)")
+    assert excluded["bob"] == ("capacity", "2 active reviews, at most 2")
     assert roles(selection)["carol"] == "team"
 
 
@@ -370,7 +376,8 @@ def test_drafts_still_answer_and_say_so() -> None:
 
 
 def test_a_failed_status_check_counts_as_available_and_says_so() -> None:
-    unknown = {"bob": Availability(status="unknown", detail="GitLab status check failed")}
+    failed = Message("GitLab status check failed")
+    unknown = {"bob": Availability(status="unknown", detail=failed)}
     selection = run(mr(), availability=unknown, reviewers=5)
     assert "bob" in selection.reviewers
     assert "@bob: GitLab status check failed; counted as available." in selection.notes

@@ -77,7 +77,7 @@ async def test_the_author_and_unavailable_people_are_never_picked(
     for seed in range(10):
         plan = await service.plan(REF, now=NOW, rng=random.Random(seed))
         assert not {"alice", "bob", "carol", "erin"} & set(plan.selection.reviewers)
-    reasons = {e.username: (e.reason, e.detail) for e in plan.selection.excluded}
+    reasons = {e.username: (e.reason, str(e.detail)) for e in plan.selection.excluded}
     assert reasons["alice"][0] == "author"
     assert reasons["bob"] == ("busy", "GitLab status is busy")
     assert reasons["carol"] == ("away", "GitLab status message says 'pto'")
@@ -195,3 +195,25 @@ async def test_members_read_from_gitlab_groups_can_be_picked(
     plan = await service.plan(REF, now=NOW)
     grace = next(c for c in plan.selection.candidates if c.username == "grace")
     assert grace.pools == ("external",)  # frontend, while the MR belongs to backend
+
+
+async def test_explain_never_shows_the_reason_typed_for_an_absence(
+    service: RouletteService, sessions: Sessions
+) -> None:
+    from bot.i18n import translator
+    from plugins.roulette.chat import chat_reply
+    from plugins.roulette.reply import reply_note
+
+    today = date(2026, 11, 25)
+    async with sessions.begin() as session:
+        user_id = await _user_id(sessions, "erin")
+        session.add(
+            OooStatus(user_id=user_id, start_date=today, end_date=today, reason="Knee surgery")
+        )
+    plan = await service.plan(REF, now=NOW)
+    chat = chat_reply(plan, translator("fr"), lambda name: name, explain=True)
+    note = reply_note(plan, "delivery-1", explain=True, locale="fr")
+    for text in (chat, note, str(plan.selection.excluded)):
+        assert "Knee" not in text
+    assert "- ~~@erin~~ : absent (absent aujourd'hui)" in chat.splitlines()
+    assert "- @erin : absent (absent aujourd'hui)" in note.splitlines()
