@@ -108,7 +108,12 @@ class ChatMessage:
 class Backoff:
     """Waits between connection attempts: ``start`` seconds, doubling after each failed
     attempt up to ``cap``, each with ±50% jitter (never above ``cap``); :meth:`reset`
-    after a connection that worked. ``jitter`` draws the factor (tests fix it)."""
+    after a connection that worked. ``jitter`` draws the factor (tests fix it).
+
+    Not tenacity: its ``Retrying`` models one call retried until it succeeds, while this
+    supervisor runs for the life of the process and must start again from ``start`` after
+    a connection that worked; the schedule itself is these ten lines.
+    """
 
     def __init__(
         self,
