@@ -31,9 +31,6 @@ SCHEDULER = web.AppKey("scheduler", Scheduler)
 INBOX = web.AppKey("inbox", Inbox)
 CHATOPS = web.AppKey("chatops", ChatOps)
 
-# Feature areas enabled by default, as folders of ``plugins/``.
-DEFAULT_PLUGINS: tuple[str, ...] = ("roulette", "ooo")
-
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     context = app[CONTEXT]
@@ -117,13 +114,14 @@ def create_app(
 ) -> web.Application:
     """Build the application; no I/O happens until it starts.
 
-    ``plugins`` replaces the default feature areas (tests pass their own).
+    The feature areas are those ``settings.plugins`` enables; ``plugins`` replaces them
+    with these classes (tests pass their own).
     """
     context = AppContext(settings=settings)
     instances = (
         [cls(context) for cls in plugins]
         if plugins is not None
-        else load_plugins(DEFAULT_PLUGINS, context)
+        else load_plugins(settings.plugins, context)
     )
     registry = Registry(instances, reserved_routes=CORE_ROUTES)
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.errors import CommandFailed, UsageError, one_line
+from bot.errors import CommandFailed, one_line
 from bot.logs import SecretMasker, configure_logging
+from bot.plugins import Area, RegistryError, default_areas, find_areas
 from bot.settings import ConfigError, Settings, load_settings
 
 # The heavy modules (aiohttp, Alembic, the app and its plugins) are imported by the
@@ -52,8 +52,10 @@ def _migrate(settings: Settings) -> None:
     url = settings.sync_database_url
     try:
         before = migrate.current_revision(url)
-        migrate.upgrade(url)
+        migrate.upgrade(url, settings.plugins)
         after = migrate.current_revision(url)
+    except migrate.MigrationError as e:
+        raise CommandFailed(str(e)) from e
     except (SQLAlchemyError, OSError) as e:
         raise CommandFailed(f"database unreachable: {one_line(e)}") from e
     where = url.render_as_string(hide_password=True)
@@ -85,7 +87,7 @@ def _sync_users_command(settings: Settings) -> None:
     try:
         from bot import migrate
 
-        migrate.upgrade(settings.sync_database_url)
+        migrate.upgrade(settings.sync_database_url, settings.plugins)
     except (SQLAlchemyError, OSError) as e:
         raise CommandFailed(f"database unreachable: {one_line(e)}") from e
     asyncio.run(_sync_users(settings))
@@ -102,94 +104,31 @@ async def _serve(settings: Settings) -> None:
     await run_server(settings, stop)
 
 
-async def _pick(settings: Settings, url: str, explain: bool, as_json: bool) -> None:
-    from bot.cache import MemoryCache
-    from bot.db import create_engine, create_sessionmaker
-    from bot.gitlab import GitLab, GitLabError, GitLabNotFound, parse_mr_url
-    from plugins.roulette.flags import Flags
-    from plugins.roulette.render import plan_json, plan_text
-    from plugins.roulette.service import RouletteService
-
-    if not settings.gitlab_url:
-        raise UsageError("GITLAB_URL is not set: pick reads the merge request from GitLab")
-    try:
-        ref = parse_mr_url(url, settings.gitlab_url)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    token = settings.gitlab_token.get_secret_value() if settings.gitlab_token else None
-    # A dry run: the database is opened read-only and the cache is this process's own.
-    engine = create_engine(settings.async_database_url, read_only=True)
-    service = RouletteService(
-        settings, create_sessionmaker(engine), MemoryCache(), GitLab(settings.gitlab_url, token)
-    )
-    try:
-        plan = await service.plan(ref, Flags(explain=explain))
-    except GitLabNotFound:
-        raise UsageError(f"no merge request at {url} (or the token cannot see it)") from None
-    except GitLabError as e:
-        raise CommandFailed(f"GitLab: {one_line(e)}") from e
-    finally:
-        await engine.dispose()
-    # A roulette there would assign nobody; the dry run still shows who it would pick.
-    ended = f"Note: {ref} is {plan.mr.state}: /roulette there assigns nobody"
-    if as_json:
-        if plan.mr.state != "opened":
-            print(f"{PROG}: {ended[len('Note: ') :]}", file=sys.stderr)
-        print(json.dumps(plan_json(plan, url), ensure_ascii=False))
-    else:
-        text = plan_text(plan, explain)
-        print(text if plan.mr.state == "opened" else f"{ended}\n{text}")
+Run = Callable[[Settings, argparse.Namespace], None]
 
 
-async def _repair(settings: Settings, dry_run: bool) -> None:
-    from bot.db import create_engine, create_sessionmaker
-    from bot.gitlab import GitLab, GitLabError
-    from plugins.roulette.tracking import repair
+class Subcommands:
+    """What a feature area's ``cli.py`` receives in ``add_commands(commands)``: adds
+    ``roulette-bot NAME`` (with ``--config``), run as ``run(settings, args)`` once the
+    settings are valid. ``run`` raises ``CommandFailed`` (exit 1) or ``UsageError``
+    (exit 2) with a one-line reason; anything else is reported on one line too."""
 
-    if not settings.gitlab_url:
-        raise UsageError("GITLAB_URL is not set: repair reads the merge requests from GitLab")
-    token = settings.gitlab_token.get_secret_value() if settings.gitlab_token else None
-    # A dry run cannot write (nor create a missing SQLite file); a real run writes only fixes.
-    engine = create_engine(settings.async_database_url, read_only=dry_run)
-    gitlab = GitLab(settings.gitlab_url, token)
-    try:
-        report = await repair(create_sessionmaker(engine), gitlab, dry_run=dry_run)
-    except GitLabError as e:
-        raise CommandFailed(f"GitLab: {one_line(e)}") from e
-    except (SQLAlchemyError, OSError) as e:
-        raise CommandFailed(f"database unreachable: {one_line(e)}") from e
-    finally:
-        await gitlab.close()
-        await engine.dispose()
-    for fixed in report.repairs:
-        print(fixed.line(dry_run))
-    for where in report.unreadable:
-        print(f"{where} (left alone)")
-    print(f"repair: {report.summary(dry_run)}")
+    def __init__(
+        self, commands: argparse._SubParsersAction[Any], common: argparse.ArgumentParser
+    ) -> None:
+        self._commands = commands
+        self._common = common
+
+    def add(self, name: str, help: str, run: Run) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._commands.add_parser(
+            name, parents=[self._common], help=help
+        )
+        parser.set_defaults(run=run)
+        return parser
 
 
-def _simulate(settings: Settings, mrs: int, days: int, seed: int, strategy: str) -> None:
-    import random
-
-    from plugins.roulette.flags import Flags
-    from plugins.roulette.service import configured_people, options_from
-    from plugins.roulette.simulate import STRATEGIES, format_reports, simulate, synthetic_people
-
-    if len(settings.users) >= 6:
-        people = configured_people(settings)
-        origin = f"the configured organisation ({len(people)} people)"
-    else:
-        people = synthetic_people(random.Random(seed))
-        origin = f"a synthetic organisation ({len(people)} people in 4 teams)"
-    strategies = STRATEGIES if strategy == "all" else (strategy,)
-    options = options_from(settings.roulette, Flags())
-    reports = simulate(people, options, mrs=mrs, days=days, seed=seed, strategies=strategies)
-    print(f"{mrs} merge requests over {days} days, seed {seed}, {origin}")
-    print("CV: coefficient of variation of assignments per (non-trainee) person; lower is fairer")
-    print(format_reports(reports, people))
-
-
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
     try:
         value = int(text)
     except ValueError:
@@ -202,7 +141,7 @@ def _positive(text: str) -> int:
 # --------------------------------------------------------------------------- parsing
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(areas: Sequence[Area]) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
@@ -223,42 +162,38 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "sync-users", parents=[common], help="load teams and users from the configuration"
     )
-    pick = commands.add_parser(
-        "pick", parents=[common], help="dry run: who would review MR_URL, and why"
-    )
-    pick.add_argument("mr_url", metavar="MR_URL", help="the merge request's web URL")
-    pick.add_argument("--explain", action="store_true", help="every candidate's score and why")
-    pick.add_argument("--json", action="store_true", help="print one JSON object")
-    fix = commands.add_parser(
-        "repair",
-        parents=[common],
-        help="set right stored reviews that disagree with GitLab (merged, closed, reviewers)",
-    )
-    fix.add_argument(
-        "--dry-run", action="store_true", help="print what would be fixed, change nothing"
-    )
-    sim = commands.add_parser(
-        "simulate", parents=[common], help="replay the selection and measure its fairness"
-    )
-    sim.add_argument("--mrs", type=_positive, default=500, metavar="N", help="merge requests")
-    sim.add_argument("--days", type=_positive, default=30, metavar="N", help="days replayed")
-    sim.add_argument("--seed", type=int, default=1, metavar="S", help="random seed")
-    sim.add_argument(
-        "--strategy",
-        default="all",
-        choices=("all", "engine", "random", "round-robin", "plain"),
-        metavar="S",
-        help="engine, random, round-robin, plain or all (default)",
-    )
+    for area in areas:
+        area.add_commands(Subcommands(commands, common))
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+def _areas(config: str | None) -> tuple[Settings | ConfigError, list[Area]]:
+    """The settings (or why they are unusable) and the areas whose commands to offer."""
     try:
-        settings = load_settings(getattr(args, "config", None))
+        settings: Settings | ConfigError = load_settings(config)
     except ConfigError as e:
-        _fail_config(e)
+        settings = e
+    names = settings.plugins if isinstance(settings, Settings) else default_areas()
+    try:
+        return settings, find_areas(names)
+    except RegistryError:
+        return settings, []
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    # Which areas' commands to offer depends on the configuration: read --config first
+    # (leniently: the full parser below reports a malformed command line).
+    early = argparse.ArgumentParser(prog=PROG, add_help=False, exit_on_error=False)
+    early.add_argument("--config", default=None)
+    try:
+        config = early.parse_known_args(argv)[0].config
+    except argparse.ArgumentError:
+        config = None
+    loaded, areas = _areas(config)
+    args = _parser(areas).parse_args(argv)
+    if isinstance(loaded, ConfigError):
+        _fail_config(loaded)
+    settings = loaded
     secrets = settings.secret_values()
     # One-shot commands speak through their output and their one-line error; their logs
     # only show errors (everything with LOG_LEVEL=debug). ``serve`` logs as configured.
@@ -269,12 +204,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "serve": lambda: asyncio.run(_serve(settings)),
         "migrate": lambda: _migrate(settings),
         "sync-users": lambda: _sync_users_command(settings),
-        "pick": lambda: asyncio.run(_pick(settings, args.mr_url, args.explain, args.json)),
-        "repair": lambda: asyncio.run(_repair(settings, args.dry_run)),
-        "simulate": lambda: _simulate(settings, args.mrs, args.days, args.seed, args.strategy),
     }
     try:
-        actions[args.command]()
+        if args.command in actions:
+            actions[args.command]()
+        else:  # a feature area's command
+            args.run(settings, args)
     except CommandFailed as e:
         _fail(str(e), e.exit_code, secrets)
     except KeyboardInterrupt:

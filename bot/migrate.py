@@ -1,5 +1,12 @@
 """Schema migrations (Alembic), run programmatically by ``migrate`` and ``serve``.
 
+The core's revisions are one chain in ``migrations/versions/``; each enabled feature area
+adds its own folder (``plugins/<area>/migrations/``, an Alembic version location) holding a
+branch labelled with the area's name, whose first revision depends on the core revision it
+was written against. ``upgrade`` applies every branch up to its head ("heads"): the core's
+first, then the areas' in dependency order. The areas' ``models`` modules are imported so
+that the metadata (and autogenerate) sees their tables.
+
 Migrations use a synchronous connection on the same database (sqlite3 or psycopg), so
 they can run in a worker thread while the event loop is up. On PostgreSQL an advisory
 lock serialises replicas that start together.
@@ -7,7 +14,8 @@ lock serialises replicas that start together.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +27,7 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import URL
 
 import migrations
+from bot.plugins import Area, RegistryError, default_areas, find_areas
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 _LOCK_ID = 0x726F756C  # "roul"
@@ -28,9 +37,34 @@ class MigrationError(Exception):
     """The schema could not be brought up to date; the message is one line."""
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def areas_of(names: Iterable[str] | None) -> list[Area]:
+    """The enabled areas (every built-in and installed one when ``names`` is None);
+    an unknown one raises ``MigrationError`` (one line)."""
+    try:
+        return find_areas(default_areas() if names is None else names)
+    except RegistryError as e:
+        raise MigrationError(str(e)) from None
+
+
+def alembic_config(
+    connection: Connection | None = None, areas: Iterable[str] | None = None
+) -> Config:
+    """The Alembic configuration: the core's script directory plus each area's revisions.
+
+    ``areas`` are names of feature areas (None: every built-in and installed one); their
+    ``models`` modules are imported so that ``Base.metadata`` holds their tables.
+    """
+    found = areas_of(areas)
+    locations = [str(MIGRATIONS_DIR / "versions")]
+    for area in found:
+        area.module("models")
+        if area.migrations is not None:
+            locations.append(str(area.migrations))
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", os.pathsep.join(locations))
+    config.attributes["areas"] = [area.name for area in found]
     if connection is not None:
         config.attributes["connection"] = connection
     return config
@@ -55,23 +89,38 @@ def _connection(url: URL) -> Iterator[Connection]:
         engine.dispose()
 
 
-def upgrade(url: URL, revision: str = "head") -> None:
-    """Apply every pending migration up to ``revision``."""
+def upgrade(url: URL, areas: Iterable[str] | None = None, revision: str = "heads") -> None:
+    """Apply every pending migration of the core and of ``areas`` up to ``revision``."""
+    config = alembic_config(areas=areas)
     with _connection(url) as connection:
-        command.upgrade(alembic_config(connection), revision)
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
         connection.commit()
 
 
-def downgrade(url: URL, revision: str = "base") -> None:
+def downgrade(url: URL, revision: str = "base", areas: Iterable[str] | None = None) -> None:
+    """Undo migrations down to ``revision`` (``base``: an empty database)."""
+    config = alembic_config(areas=areas)
     with _connection(url) as connection:
-        command.downgrade(alembic_config(connection), revision)
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
         connection.commit()
 
 
 def current_revision(url: URL) -> str | None:
+    """The database's revisions (one per branch, sorted and comma-separated), or None."""
     with _connection(url) as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        heads = MigrationContext.configure(connection).get_current_heads()
+    return ",".join(sorted(heads)) or None
 
 
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+def head_revision(areas: Iterable[str] | None = None) -> str | None:
+    """What ``current_revision`` says once every migration of the core and ``areas`` is
+    applied: the newest revision of each branch, less those another one depends on
+    (Alembic records only the latter)."""
+    script = ScriptDirectory.from_config(alembic_config(areas=areas))
+    heads = script.get_heads()
+    below: set[str] = set()
+    for head in heads:
+        below |= {r.revision for r in script.iterate_revisions(head, "base")} - {head}
+    return ",".join(sorted(set(heads) - below)) or None

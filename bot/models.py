@@ -1,13 +1,14 @@
-"""The bot's tables. The schema changes only through Alembic revisions in ``migrations/``.
+"""The core's tables: users, teams, MR reviews, reviewer assignments, the webhook inbox,
+scheduled job runs and runtime configuration. A feature area keeps its own tables in its
+``models.py`` (on the same ``Base`` metadata) and its own revisions.
 
-Every timestamp is timezone-aware UTC (``UTCDateTime``). Indexes follow the queries the
-features make: active reviews per user, recent assignments per user, open MRs, daily
-metrics per day, pending webhook deliveries, badge holders.
+Every timestamp is timezone-aware UTC (``UTCDateTime``). The schema changes only through
+Alembic revisions (``migrations/versions/`` here, ``plugins/<area>/migrations/`` there).
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -15,8 +16,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    Date,
-    Float,
     ForeignKey,
     Index,
     Integer,
@@ -80,24 +79,6 @@ class User(Timestamped, Base):
     team: Mapped[Team | None] = relationship(back_populates="members")
 
 
-class OooStatus(Base):
-    """An out-of-office period; both dates included, in the user's timezone."""
-
-    __tablename__ = "ooo_status"
-    __table_args__ = (
-        CheckConstraint("end_date >= start_date", name="dates_ordered"),
-        Index("ix_ooo_status_user_id_dates", "user_id", "start_date", "end_date"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    start_date: Mapped[date] = mapped_column(Date)
-    end_date: Mapped[date] = mapped_column(Date)
-    reason: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
 class MrReview(Timestamped, Base):
     """One merge request the bot was asked to staff, from trigger to merge or close."""
 
@@ -158,63 +139,6 @@ class ReviewerAssignment(Base):
     comment_chars: Mapped[int] = mapped_column(Integer, default=0)
 
     review: Mapped[MrReview] = relationship(back_populates="assignments")
-
-
-class ReviewMetric(Base):
-    """Daily aggregate per reviewer (UTC day); rebuilt idempotently by the aggregation."""
-
-    __tablename__ = "review_metrics"
-    __table_args__ = (
-        UniqueConstraint("day", "user_id"),
-        Index("ix_review_metrics_user_id_day", "user_id", "day"),
-        Index("ix_review_metrics_team_id_day", "team_id", "day"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    day: Mapped[date] = mapped_column(Date)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
-    reviews_assigned: Mapped[int] = mapped_column(Integer, default=0)
-    reviews_completed: Mapped[int] = mapped_column(Integer, default=0)
-    reviews_abandoned: Mapped[int] = mapped_column(Integer, default=0)
-    comments: Mapped[int] = mapped_column(Integer, default=0)
-    comment_chars: Mapped[int] = mapped_column(Integer, default=0)
-    ttfr_seconds_sum: Mapped[float] = mapped_column(Float, default=0.0)
-    ttfr_count: Mapped[int] = mapped_column(Integer, default=0)
-    approval_seconds_sum: Mapped[float] = mapped_column(Float, default=0.0)
-    approval_count: Mapped[int] = mapped_column(Integer, default=0)
-    engagement_score: Mapped[float] = mapped_column(Float, default=0.0)
-    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class Badge(Base):
-    __tablename__ = "badges"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    slug: Mapped[str] = mapped_column(String(64), unique=True)
-    name: Mapped[str] = mapped_column(String(100))
-    description: Mapped[str] = mapped_column(String(500), default="")
-    emoji: Mapped[str | None] = mapped_column(String(64))
-    criteria: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class UserBadge(Base):
-    """A badge awarded to a user; ``period`` is "" for once-only badges, else e.g. 2026-W48."""
-
-    __tablename__ = "user_badges"
-    __table_args__ = (
-        UniqueConstraint("user_id", "badge_id", "period"),
-        Index("ix_user_badges_badge_id_awarded_at", "badge_id", "awarded_at"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    badge_id: Mapped[int] = mapped_column(ForeignKey("badges.id", ondelete="CASCADE"))
-    period: Mapped[str] = mapped_column(String(32), default="")
-    awarded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    reason: Mapped[str | None] = mapped_column(String(500))
 
 
 class Configuration(Base):

@@ -1,4 +1,12 @@
-"""Plugin base, handler decorators and the registry that collects them.
+"""Feature areas: the Plugin base, handler decorators, the registry, and the loader.
+
+A feature area is a package (``plugins/<area>/`` for the built-in ones) with a
+``plugin.py`` defining one ``Plugin`` subclass, and where it needs them ``models.py``
+(tables on the shared metadata), ``migrations/`` (its Alembic revisions), ``config.py``
+(its settings model, owning one YAML key), ``cli.py`` (its ``roulette-bot`` subcommands),
+``templates/`` and ``api.py`` (what other areas may call). The core finds areas by name
+(``plugins: [...]`` in the configuration, default: every built-in area and every installed
+entry point of the group ``reviewer_roulette.plugins``); it imports no area itself.
 
 The decorators only attach metadata to the function. At start-up ``Registry`` walks each
 plugin instance, checks every handler's signature and refuses duplicates, so that a
@@ -10,26 +18,39 @@ mistake fails at start, not at 2 a.m.::
         @command("ooo", description="Record an out-of-office period", hint="[start end reason]")
         async def ooo(self, ctx: CommandContext) -> Reply: ...
 
-        @route("GET", "/api/v1/availability")
-        async def availability(self, request: web.Request) -> web.StreamResponse: ...
+        @job("reminders", cron="0 8 * * 1-5")   # schedule.reminders overrides the cron
+        async def reminders(self, run: JobRun) -> None: ...
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import importlib.util
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeVar
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from bot.context import AppContext
+from bot.context import AppContext, PluginContext
+
+if TYPE_CHECKING:
+    from bot.cli import Subcommands
+    from bot.settings import AreaConfig
 
 HandlerKind = Literal["command", "gitlab", "job", "route", "dialog"]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 _ATTR = "__roulette_handlers__"
+#: The GitLab events a handler may take: a payload's ``object_kind`` (the one list).
 GITLAB_EVENTS = frozenset({"note", "merge_request"})
+BUILTIN_PACKAGE = "plugins"
+ENTRY_POINT_GROUP = "reviewer_roulette.plugins"
+_AREA_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}(\.[a-z_][a-z0-9_]*)*")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _JOB_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -87,8 +108,10 @@ def on_gitlab(event: str) -> Callable[[F], F]:
     return _attach(HandlerSpec("gitlab", event))
 
 
-def job(name: str, *, cron: str | None = None) -> Callable[[F], F]:
-    """A scheduled job; its cron comes from ``schedule.<name>`` in the settings unless given."""
+def job(name: str, *, cron: str) -> Callable[[F], F]:
+    """A scheduled job run on ``cron`` (five fields, in ``schedule.timezone``), which
+    ``schedule.<name>`` in the configuration overrides; each period runs once across
+    replicas. The handler receives the ``JobRun`` row it claimed."""
     if not _JOB_NAME.fullmatch(name):
         raise RegistryError(f"job name {name!r}: use lowercase letters, digits and _")
     return _attach(HandlerSpec("job", name, {"cron": cron}))
@@ -112,12 +135,18 @@ def route(method: str, path: str) -> Callable[[F], F]:
 
 
 class Plugin:
-    """A feature area. Constructors do no I/O; ``on_start``/``on_stop`` may."""
+    """A feature area's handlers. Constructors do no I/O; ``on_start``/``on_stop`` may.
+
+    ``name`` is the area's name; ``config_model`` its settings model (an ``AreaConfig``
+    subclass naming the YAML key it owns), or None: the validated section is
+    ``TheConfig.of(self.app.settings)``. ``self.app`` is the typed context the handlers use.
+    """
 
     name: ClassVar[str] = ""
+    config_model: ClassVar[type[AreaConfig] | None] = None
 
-    def __init__(self, app: AppContext) -> None:
-        self.app = app
+    def __init__(self, app: AppContext | PluginContext) -> None:
+        self.app = app if isinstance(app, PluginContext) else PluginContext(app)
 
     async def on_start(self) -> None:
         """Called once the app's resources are open."""
@@ -198,20 +227,113 @@ class Registry:
         table[spec.key] = handler
 
 
-def load_plugins(names: Iterable[str], app: AppContext) -> list[Plugin]:
-    """Instantiate ``plugins.<name>.plugin.<X>Plugin`` for each enabled feature area."""
-    found: list[Plugin] = []
+@dataclass(frozen=True)
+class Area:
+    """A feature area found by name: its package and its ``Plugin`` class."""
+
+    name: str
+    package: str  # import path: ``plugins.roulette``, or an installed package's
+    plugin: type[Plugin]
+
+    @property
+    def path(self) -> Path:
+        module = importlib.import_module(self.package)
+        return Path(next(iter(module.__path__))).resolve()
+
+    @property
+    def migrations(self) -> Path | None:
+        """The folder of the area's Alembic revisions, if it has any."""
+        folder = self.path / "migrations"
+        return folder if folder.is_dir() and any(folder.glob("*.py")) else None
+
+    def module(self, name: str) -> ModuleType | None:
+        """``<package>.<name>`` (``models``, ``cli``...), or None when the area has none."""
+        full = f"{self.package}.{name}"
+        if importlib.util.find_spec(full) is None:
+            return None
+        return importlib.import_module(full)
+
+    def add_commands(self, commands: Subcommands) -> None:
+        """The area's ``roulette-bot`` subcommands: ``cli.py``'s ``add_commands``, if any."""
+        cli = self.module("cli")
+        add = getattr(cli, "add_commands", None) if cli is not None else None
+        if add is not None:
+            add(commands)
+
+    def job_crons(self) -> dict[str, str]:
+        """Job name -> default cron, as the area's handlers declare them."""
+        crons: dict[str, str] = {}
+        for attr in dir(self.plugin):
+            for spec in getattr(getattr(self.plugin, attr), _ATTR, ()):
+                if spec.kind == "job":
+                    crons[spec.key] = spec.options["cron"]
+        return crons
+
+
+def _entry_points() -> dict[str, str]:
+    """Installed areas: entry-point name -> package, group ``reviewer_roulette.plugins``."""
+    return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def builtin_areas() -> tuple[str, ...]:
+    """The built-in areas: the folders of ``plugins/`` that have a ``plugin.py``."""
+    spec = importlib.util.find_spec(BUILTIN_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return tuple(sorted(p.parent.name for p in root.glob("*/plugin.py")))
+
+
+def default_areas() -> tuple[str, ...]:
+    """What ``plugins:`` defaults to: every built-in area, then every installed one."""
+    builtin = builtin_areas()
+    return builtin + tuple(sorted(set(_entry_points()) - set(builtin)))
+
+
+@cache
+def find_area(name: str) -> Area:
+    """The area called ``name``: an installed entry point of that name, a dotted package
+    path (``mycompany.reviews.sla``), else the built-in ``plugins.<name>``.
+
+    Raises ``RegistryError`` (one line) when there is no such area or its ``plugin.py``
+    does not define exactly one ``Plugin`` subclass.
+    """
+    if not _AREA_NAME.fullmatch(name):
+        raise RegistryError(f"feature area {name!r}: not a valid name")
+    package = _entry_points().get(name) or (name if "." in name else f"{BUILTIN_PACKAGE}.{name}")
+    try:
+        module = importlib.import_module(f"{package}.plugin")
+    except ModuleNotFoundError as e:
+        if e.name is not None and (package.startswith(e.name) or e.name.endswith(".plugin")):
+            raise RegistryError(
+                f"unknown feature area {name!r} (no {package}.plugin module; the built-in"
+                f" areas are {', '.join(builtin_areas())})"
+            ) from None
+        raise
+    classes = [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, Plugin)
+        and obj is not Plugin
+        and obj.__module__ == module.__name__
+    ]
+    if len(classes) != 1:
+        raise RegistryError(f"{package}.plugin must define exactly one Plugin class")
+    return Area(name=classes[0].name or name, package=package, plugin=classes[0])
+
+
+def find_areas(names: Iterable[str]) -> list[Area]:
+    """``find_area`` for each name, in order; a name given twice is refused."""
+    areas: list[Area] = []
     for name in names:
-        module = importlib.import_module(f"plugins.{name}.plugin")
-        classes = [
-            obj
-            for obj in vars(module).values()
-            if isinstance(obj, type)
-            and issubclass(obj, Plugin)
-            and obj is not Plugin
-            and obj.__module__ == module.__name__
-        ]
-        if len(classes) != 1:
-            raise RegistryError(f"plugins.{name}.plugin must define exactly one Plugin class")
-        found.append(classes[0](app))
-    return found
+        area = find_area(name)
+        if any(a.package == area.package for a in areas):
+            raise RegistryError(f"feature area {name!r} is enabled twice")
+        areas.append(area)
+    return areas
+
+
+def load_plugins(names: Iterable[str], app: AppContext) -> list[Plugin]:
+    """One instance of each enabled area's ``Plugin`` class (no I/O)."""
+    return [area.plugin(app) for area in find_areas(names)]

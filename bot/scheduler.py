@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -100,15 +101,10 @@ class Scheduler:
         self._running: set[asyncio.Task[str]] = set()
 
     def cron_for(self, handler: Handler) -> str:
-        cron = handler.spec.options.get("cron")
-        if cron:
-            return str(cron)
-        configured = getattr(self.context.settings.schedule, handler.spec.key, None)
-        if configured is None:
-            raise ValueError(
-                f"job {handler.spec.key!r}: no cron given and no schedule.{handler.spec.key}"
-            )
-        return str(configured)
+        """``schedule.<job>`` when the configuration overrides it, else the cron the
+        job's handler declares."""
+        configured = self.context.settings.schedule.cron(handler.spec.key)
+        return configured or str(handler.spec.options["cron"])
 
     def _launcher(self, handler: Handler) -> Callable[[], Awaitable[None]]:
         async def launch() -> None:
@@ -119,9 +115,15 @@ class Scheduler:
         return launch
 
     def start(self) -> None:
-        scheduler = AsyncIOScheduler(timezone=UTC)
+        schedule = self.context.settings.schedule
+        for unused in sorted(set(schedule.model_extra or {}) - set(self.registry.jobs)):
+            log.warning(
+                "schedule.%s: no enabled feature area has a job %r; ignored", unused, unused
+            )
+        zone = ZoneInfo(self.context.settings.schedule.timezone)
+        scheduler = AsyncIOScheduler(timezone=zone)
         for name, handler in sorted(self.registry.jobs.items()):
-            trigger = CronTrigger.from_crontab(self.cron_for(handler), timezone=UTC)
+            trigger = CronTrigger.from_crontab(self.cron_for(handler), timezone=zone)
             options: dict[str, Any] = {"misfire_grace_time": 300, "coalesce": True}
             scheduler.add_job(self._launcher(handler), trigger, id=name, name=name, **options)
         scheduler.start()

@@ -58,7 +58,9 @@ async def run_server(
     """Serve until ``stop`` is set; raise ``CommandFailed`` when it cannot start."""
     await _check_port(settings.http_host, settings.http_port)
     try:
-        await asyncio.to_thread(migrate.upgrade, settings.sync_database_url)
+        await asyncio.to_thread(migrate.upgrade, settings.sync_database_url, settings.plugins)
+    except migrate.MigrationError as e:
+        raise CommandFailed(str(e)) from e
     except (SQLAlchemyError, OSError) as e:
         raise CommandFailed(f"database unreachable: {one_line(e)}") from e
     if stop.is_set():

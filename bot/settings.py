@@ -11,8 +11,9 @@ import os
 import re
 import zoneinfo
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 import yaml
 from apscheduler.triggers.cron import CronTrigger
@@ -23,6 +24,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -102,139 +104,66 @@ class UserConfig(_Strict):
         return self.mattermost or self.gitlab
 
 
-class Weights(_Strict):
-    active_review: float = 10
-    recent_review: float = 5
-    expertise: float = 2
-    working_hours: float = 3  # bonus for people within their working hours right now
+class AreaConfig(_Strict):
+    """A feature area's settings: the YAML key it owns (``key``) and its fields.
+
+    An area declares it as its plugin's ``config_model``; the settings then accept that
+    key (and ``KEY__FIELD`` environment variables), validate it at start like every other
+    field, and ``TheConfig.of(settings)`` returns the section (its defaults when the
+    settings were built without it).
+    """
+
+    key: ClassVar[str] = ""
+
+    @classmethod
+    def of(cls, settings: Settings) -> Self:
+        value = getattr(settings, cls.key, None) if cls.key else None
+        return value if isinstance(value, cls) else cls()
 
 
-class WorkingHours(_Strict):
-    start: int = Field(default=9, ge=0, le=23)
-    end: int = Field(default=18, ge=1, le=24)
+def _cron(value: str) -> str:
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError as e:
+        raise ValueError(f"bad cron expression {value!r} ({e})") from None
+    return value
+
+
+def _zone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r}") from None
+    return value
+
+
+Cron = Annotated[str, AfterValidator(_cron)]
+
+
+class ScheduleConfig(BaseModel):
+    """``schedule:``: the zone of the crons (and of "a day"), and ``<job>: cron`` to
+    override the default cron a feature area's job declares (the scheduler warns at start
+    about an override no enabled area's job uses)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    timezone: Annotated[str, AfterValidator(_zone)] = "UTC"
 
     @model_validator(mode="after")
-    def _ordered(self) -> WorkingHours:
-        if self.end <= self.start:
-            raise ValueError("end must be after start")
+    def _crons(self) -> ScheduleConfig:
+        for name, value in (self.model_extra or {}).items():
+            if not isinstance(value, str):
+                raise ValueError(f"schedule.{name}: a cron expression is text, not {value!r}")
+            try:
+                _cron(value)
+            except ValueError as e:
+                raise ValueError(f"schedule.{name}: {e}") from None
         return self
 
-
-# What a GitLab status message says when its author is away today, and what cancels it.
-# Matched as whole words, ignoring case, accents, hyphens, underscores and spacing (see
-# docs/configuration.md, "GitLab status"); plurals are listed, not guessed.
-AWAY_KEYWORDS = (
-    "ooo",
-    "out of office",
-    "out of the office",
-    "pto",
-    "vacation",
-    "vacations",
-    "holiday",
-    "holidays",
-    "on leave",
-    "parental leave",
-    "maternity leave",
-    "paternity leave",
-    "sick leave",
-    "annual leave",
-    "sick",
-    "absent",
-    "absente",
-    "congé",
-    "congés",
-    "en congé",
-    "en congés",
-    "vacances",
-    "malade",
-    "arrêt maladie",
-    "rtt",
-)
-# A back keyword cancels the away keywords after it in the same clause.
-BACK_KEYWORDS = (
-    "back from",
-    "returned",
-    "not",
-    "no longer",
-    "de retour",
-    "rentré de",
-    "rentrée de",
-    "revenu de",
-    "revenue de",
-    "pas en",
-    "plus en",
-)
-AWAY_EMOJIS = (
-    "palm_tree",
-    "beach_umbrella",
-    "umbrella_on_ground",
-    "desert_island",
-    "airplane",
-    "face_with_thermometer",
-    "thermometer",
-    "sneezing_face",
-    "red_circle",
-)
-
-
-def _status_phrase(value: str) -> str:
-    """A status keyword must hold a word: one letter or digit at least."""
-    if not re.search(r"[^\W_]", value):
-        raise ValueError(f"{value!r} is not a word or phrase (it has no letter or digit)")
-    return value
-
-
-def _emoji_name(value: str) -> str:
-    """An emoji name, with or without its colons (``palm_tree``, ``:palm_tree:``)."""
-    if not value.strip().strip(":").strip():
-        raise ValueError(f"{value!r} is not an emoji name")
-    return value
-
-
-StatusPhrase = Annotated[str, AfterValidator(_status_phrase)]
-EmojiName = Annotated[str, AfterValidator(_emoji_name)]
-
-
-class RouletteConfig(_Strict):
-    reviewers: int = Field(default=3, ge=1, le=10)
-    assign_in_gitlab: bool = True
-    notify_reviewers: Literal["dm", "off"] = "dm"
-    auto_roulette: Literal["off", "on_open"] = "off"
-    weights: Weights = Weights()
-    # Candidates within this many points of the best score are equals (random pick).
-    margin: float = Field(default=0.0, ge=0)
-    working_hours: WorkingHours = WorkingHours()
-    # Trainees: only as an extra reviewer (default), like everyone else, or never.
-    trainees: Literal["extra", "regular", "off"] = "extra"
-    # With `trainees: extra`, the share of rolls (0 to 1) that may add a trainee of the MR's
-    # team; a trainee above their team's median active load is skipped anyway.
-    trainee_share: float = Field(default=0.5, ge=0, le=1)
-    # GitLab status: a message with an away keyword (not cancelled by a back keyword
-    # before it in its clause) or an away emoji makes its author unavailable.
-    away_keywords: tuple[StatusPhrase, ...] = AWAY_KEYWORDS
-    back_keywords: tuple[StatusPhrase, ...] = BACK_KEYWORDS
-    away_emojis: tuple[EmojiName, ...] = AWAY_EMOJIS
-
-    @field_validator("notify_reviewers", "auto_roulette", "trainees", mode="before")
-    @classmethod
-    def _yaml_off(cls, value: Any) -> Any:
-        # YAML 1.1 reads a bare `off` as False.
-        return "off" if value is False else value
-
-
-class ScheduleConfig(_Strict):
-    digest: str = "0 9 * * 1-5"
-    aggregate: str = "0 2 * * *"
-    badges: str = "0 9 * * *"
-
-    @field_validator("digest", "aggregate", "badges")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        try:
-            CronTrigger.from_crontab(value, timezone="UTC")
-        except ValueError as e:
-            raise ValueError(f"bad cron expression {value!r} ({e})") from None
-        return value
+    def cron(self, job: str) -> str | None:
+        """The configured cron of ``job``, if the configuration overrides it."""
+        value = (self.model_extra or {}).get(job)
+        return value if isinstance(value, str) else None
 
 
 # --------------------------------------------------------------------------- settings
@@ -301,9 +230,31 @@ class Settings(BaseSettings):
 
     teams: tuple[TeamConfig, ...] = ()
     users: tuple[UserConfig, ...] = ()
-    roulette: RouletteConfig = RouletteConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     locale: Literal["en", "fr"] = "en"
+    # The feature areas enabled (unset: every built-in area and every installed one).
+    plugins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("plugins", mode="before")
+    @classmethod
+    def _areas(cls, value: Any) -> Any:
+        value = _split_commas(value)
+        if isinstance(value, list | tuple) and not value:
+            return ()
+        return value
+
+    @field_validator("plugins")
+    @classmethod
+    def _area_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            from bot.plugins import default_areas
+
+            return default_areas()
+        names = [name.strip() for name in value]
+        for i, name in enumerate(names):
+            if not re.fullmatch(r"[a-z][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*", name):
+                raise ValueError(f"plugins[{i}]: {name!r} is not a feature area name")
+        return tuple(dict.fromkeys(names))
 
     @field_validator("api_tokens", "mattermost_command_tokens", mode="before")
     @classmethod
@@ -523,8 +474,10 @@ def _describe(error: ValidationError, env: Mapping[str, str]) -> str:
         message = "unknown setting"
     elif first["type"] == "missing":
         message = "required"
-    if not loc and re.match(r"^[\w.\[\]]+: ", message):
-        location, _, message = message.partition(": ")
+    if re.match(r"^[\w.\[\]]+: ", message):
+        named, _, rest = message.partition(": ")
+        if not loc or named.startswith(f"{location}."):  # a model check naming its field
+            location, message = named, rest
     variable = _environment_name(loc, env)
     if variable is not None:
         message += f" (from the environment variable {variable})"
@@ -533,12 +486,62 @@ def _describe(error: ValidationError, env: Mapping[str, str]) -> str:
     return f"{location}: {message}{suffix}".replace("\n", " ")
 
 
+def _enabled(values: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, ...]:
+    """The ``plugins`` setting as the environment (``PLUGINS``) or the values give it."""
+    given: Any = next((v for k, v in env.items() if k.upper() == "PLUGINS"), None)
+    if given is None:
+        given = values.get("plugins")
+    if isinstance(given, str):
+        given = [part.strip() for part in given.split(",") if part.strip()]
+    if not given:
+        from bot.plugins import default_areas
+
+        return default_areas()
+    if not isinstance(given, list | tuple) or not all(isinstance(n, str) for n in given):
+        raise ConfigError("plugins: a list of feature area names")
+    return tuple(dict.fromkeys(name.strip() for name in given))
+
+
+@cache
+def settings_model(areas: tuple[str, ...]) -> type[Settings]:
+    """``Settings`` with one field per enabled area that owns a YAML key (its
+    ``config_model``), so that the key, its ``KEY__FIELD`` environment variables and its
+    validation work like the core's, and any other key is refused."""
+    from bot.plugins import RegistryError, find_areas
+
+    try:
+        found = find_areas(areas)
+    except RegistryError as e:
+        raise ConfigError(f"plugins: {e}") from None
+    fields: dict[str, Any] = {}
+    for area in found:
+        model = area.plugin.config_model
+        if model is None:
+            continue
+        if not model.key or model.key in Settings.model_fields or model.key in fields:
+            raise ConfigError(
+                f"plugins: area {area.name!r} claims the setting {model.key!r}, which is taken"
+            )
+        fields[model.key] = (model, model())
+    if not fields:
+        return Settings
+    return create_model("Settings", __base__=Settings, __module__=__name__, **fields)
+
+
+def build_settings(values: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from ``values`` (the YAML file's, or a test's) and ``os.environ``, with the
+    sections of the enabled areas. Raises ``ConfigError`` for an unknown area, pydantic's
+    ``ValidationError`` for a bad value."""
+    values = dict(values or {})
+    return settings_model(_enabled(values, os.environ))(**values)
+
+
 def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings:
     """Build the settings from the file and ``os.environ``; raise ``ConfigError`` (one line)."""
     path = config_path or os.environ.get(CONFIG_ENV_VAR) or None
     file_values = _read_yaml(Path(path), os.environ) if path else {}
     try:
-        return Settings(**file_values)
+        return build_settings(file_values)
     except ValidationError as e:
         raise ConfigError(_describe(e, os.environ)) from None
     except (ValueError, TypeError) as e:  # a source that could not decode a value

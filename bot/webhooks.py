@@ -62,12 +62,10 @@ from bot.db import utcnow
 from bot.http import BadInput, error_response, json_response, parse_json_object
 from bot.logs import bound_id
 from bot.models import WebhookDelivery
-from bot.plugins import Registry
+from bot.plugins import GITLAB_EVENTS, Registry
 
 log = logging.getLogger("bot.webhooks")
 
-#: ``object_kind`` (or ``event_name``) of a payload -> the ``@on_gitlab`` kind handling it.
-EVENTS = {"note": "note", "merge_request": "merge_request"}
 #: ``X-Gitlab-Event`` values the bot may read (a bounded label for logs and metrics).
 HOOKS = {
     "Note Hook": "note",
@@ -180,7 +178,8 @@ def event_kind(payload: Mapping[str, Any]) -> str | None:
     name = payload.get("object_kind")
     if not isinstance(name, str) or not name:
         name = payload.get("event_name")
-    return EVENTS.get(name) if isinstance(name, str) else None
+    # The ``@on_gitlab`` kinds are GitLab's ``object_kind`` values (one list: GITLAB_EVENTS).
+    return name if isinstance(name, str) and name in GITLAB_EVENTS else None
 
 
 def _ident(value: Any) -> int | None:

@@ -1,7 +1,7 @@
-"""Alembic environment: migrations run on a synchronous connection given by bot.migrate.
-
-``alembic -x url=sqlite:///./roulette.db upgrade head`` also works from a checkout
-(the URL defaults to the bot's own settings).
+"""Alembic environment: migrations run on a synchronous connection given by bot.migrate,
+which also sets the version locations (the core's and each enabled area's) and imports
+the areas' models, so ``Base.metadata`` holds every table. Run them with
+``roulette-bot migrate``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,11 @@ from sqlalchemy import Connection, create_engine
 from bot.models import Base
 
 config = context.config
+if "areas" not in config.attributes:  # run by the alembic command itself: every area
+    from bot.plugins import default_areas, find_areas
+
+    for _area in find_areas(default_areas()):
+        _area.module("models")
 target_metadata = Base.metadata
 
 

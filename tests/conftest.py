@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import migrate
 from bot.db import create_engine, create_sessionmaker
-from bot.settings import Settings
+from bot.settings import Settings, build_settings
 from tests.services import TEST_DATABASE_URL, service_unavailable
 
 # Variables that would leak the developer's own environment into the tests.
@@ -95,7 +95,7 @@ def migrated_url(database_url: URL) -> URL:
 def settings_for(url: URL | str, **values: Any) -> Settings:
     if isinstance(url, URL):
         url = url.render_as_string(hide_password=False)
-    return Settings(database_url=url, **values)
+    return build_settings({"database_url": url, **values})
 
 
 @pytest.fixture

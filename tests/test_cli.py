@@ -285,9 +285,6 @@ def test_migrate_a_fresh_sqlite_file_then_again(tmp_path: Path) -> None:
         "ooo_status",
         "mr_reviews",
         "reviewer_assignments",
-        "review_metrics",
-        "badges",
-        "user_badges",
         "configuration",
     ):
         assert table in tables

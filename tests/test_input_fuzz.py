@@ -30,9 +30,10 @@ from bot.app import CHATOPS, create_app
 from bot.chat import ChatUser
 from bot.http import CONTEXT
 from bot.mattermost import Mattermost
-from bot.models import OooStatus, WebhookDelivery
+from bot.models import WebhookDelivery
 from bot.settings import Settings
 from bot.users import sync_organisation
+from plugins.ooo.models import OooStatus
 from tests.conftest import settings_for
 from tests.roulette.conftest import TEAMS, USERS
 from tests.test_webhooks import real_payloads

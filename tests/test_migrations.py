@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import URL
 
 from bot import migrate
@@ -16,9 +16,6 @@ TABLES = {
     "ooo_status",
     "mr_reviews",
     "reviewer_assignments",
-    "review_metrics",
-    "badges",
-    "user_badges",
     "configuration",
     "webhook_inbox",
     "job_runs",
@@ -70,3 +67,43 @@ def test_upgrade_is_idempotent(database_url: URL) -> None:
 
 def test_every_model_table_has_a_migration() -> None:
     assert set(Base.metadata.tables) == TABLES
+
+
+def test_a_database_from_before_the_areas_had_revisions_upgrades(database_url: URL) -> None:
+    """Revision 0001 used to create ``ooo_status`` and three unused tables: the ooo area
+    adopts its table with its rows, and revision 0003 drops the unused ones."""
+    migrate.upgrade(database_url, revision="0001")
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            from plugins.ooo.models import OooStatus
+
+            OooStatus.__table__.create(connection)
+            for table in ("review_metrics", "badges", "user_badges"):
+                connection.execute(text(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)"))
+            connection.execute(
+                text(
+                    "INSERT INTO users (gitlab_username, role, is_active, created_at, updated_at)"
+                    " VALUES ('alice', 'reviewer', true, '2026-11-01', '2026-11-01')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO ooo_status (user_id, start_date, end_date, created_at)"
+                    " SELECT id, '2026-12-01', '2026-12-05', '2026-11-01' FROM users"
+                )
+            )
+    finally:
+        engine.dispose()
+
+    migrate.upgrade(database_url)
+    assert _tables(database_url) == TABLES
+    assert migrate.current_revision(database_url) == migrate.head_revision()
+    assert _differences(database_url) == []
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            kept = connection.execute(text("SELECT start_date FROM ooo_status")).scalars().all()
+    finally:
+        engine.dispose()
+    assert [str(day) for day in kept] == ["2026-12-01"]

@@ -33,7 +33,7 @@ class Good(Plugin):
     async def merge_request(self, event: Any) -> None:
         pass
 
-    @job("digest")
+    @job("digest", cron="0 9 * * *")
     async def digest(self, run: Any) -> None:
         pass
 
@@ -144,7 +144,7 @@ def test_a_duplicate_job_fails_start_up(context: AppContext) -> None:
     class Other(Plugin):
         name = "other"
 
-        @job("digest")
+        @job("digest", cron="0 9 * * *")
         async def mine(self, run: Any) -> None:
             pass
 
@@ -162,7 +162,7 @@ def test_the_same_plugin_twice_fails_start_up(context: AppContext) -> None:
     [
         (lambda: command("Bad Name"), "command name 'Bad Name'"),
         (lambda: on_gitlab("push"), "GitLab event 'push'"),
-        (lambda: job("daily-digest"), "job name 'daily-digest'"),
+        (lambda: job("daily-digest", cron="0 9 * * *"), "job name 'daily-digest'"),
         (lambda: route("TRACE", "/x"), "unsupported method 'TRACE'"),
         (lambda: route("GET", "x"), "must start with /"),
     ],

@@ -14,7 +14,7 @@ from bot.db import create_engine, create_sessionmaker
 from bot.models import JobRun
 from bot.plugins import Plugin, Registry, job
 from bot.scheduler import JobRunContext, Scheduler, run_guarded
-from bot.settings import Settings
+from bot.settings import ScheduleConfig, Settings
 
 
 class Jobs(Plugin):
@@ -24,7 +24,7 @@ class Jobs(Plugin):
         super().__init__(app)
         self.runs: list[JobRunContext] = []
 
-    @job("digest")
+    @job("digest", cron="0 9 * * 1-5")
     async def digest(self, run: JobRunContext) -> None:
         await asyncio.sleep(0.05)  # long enough for a second replica to try meanwhile
         self.runs.append(run)
@@ -91,11 +91,25 @@ async def test_a_failing_job_is_recorded_and_counted(replicas: list[AppContext])
     assert registry.get_sample_value("unhandled_errors_total", {"where": "job"}) == 1
 
 
-async def test_the_scheduler_uses_the_configured_cron(replicas: list[AppContext]) -> None:
+async def test_a_job_runs_on_its_declared_cron_unless_schedule_overrides_it(
+    replicas: list[AppContext], caplog: pytest.LogCaptureFixture
+) -> None:
     context = replicas[0]
+    overridden = AppContext(
+        settings=context.settings.model_copy(
+            update={"schedule": ScheduleConfig(broken="30 1 * * *", gone="0 0 * * *")}
+        )
+    )
+    registry = Registry([Jobs(overridden)])
+    assert Scheduler(overridden, registry).cron_for(registry.jobs["broken"]) == "30 1 * * *"
+    assert Scheduler(overridden, registry).cron_for(registry.jobs["digest"]) == "0 9 * * 1-5"
+    with caplog.at_level("WARNING", "bot.scheduler"):
+        Scheduler(overridden, registry).start()
+    assert "schedule.gone: no enabled feature area has a job 'gone'" in caplog.text
+
     registry = Registry([Jobs(context)])
     scheduler = Scheduler(context, registry)
-    assert scheduler.cron_for(registry.jobs["digest"]) == context.settings.schedule.digest
+    assert scheduler.cron_for(registry.jobs["digest"]) == "0 9 * * 1-5"
     assert scheduler.cron_for(registry.jobs["broken"]) == "*/5 * * * *"
     scheduler.start()
     try:

@@ -12,14 +12,13 @@ from pydantic import SecretStr
 
 from bot.settings import (
     ConfigError,
-    RouletteConfig,
     ScheduleConfig,
     Settings,
     TeamConfig,
     UserConfig,
-    Weights,
     load_settings,
 )
+from plugins.roulette.config import RouletteConfig, Weights
 
 SPEC_EXAMPLE = """\
 teams:
@@ -105,9 +104,7 @@ def test_default_organisation_values_follow_the_spec() -> None:
         auto_roulette="off",
         weights=Weights(active_review=10, recent_review=5, expertise=2),
     )
-    assert settings.schedule == ScheduleConfig(
-        digest="0 9 * * 1-5", aggregate="0 2 * * *", badges="0 9 * * *"
-    )
+    assert settings.schedule == ScheduleConfig(timezone="UTC")
     assert settings.secret_values() == []
 
 

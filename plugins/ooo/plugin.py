@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, assert_never
 
 from bot.chat import CommandContext, Dialog, DialogResult, DialogSubmission, Reply
-from bot.context import AppContext
+from bot.context import AppContext, PluginContext
 from bot.db import utcnow
 from bot.errors import CommandError
 from bot.i18n import Gettext, translator
@@ -229,7 +229,7 @@ def _text(value: Any) -> str:
 class OooPlugin(Plugin):
     name = "ooo"
 
-    def __init__(self, app: AppContext) -> None:
+    def __init__(self, app: AppContext | PluginContext) -> None:
         super().__init__(app)
         self.now: Callable[[], datetime] = utcnow  # tests set the clock
         self._service: OooService | None = None

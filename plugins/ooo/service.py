@@ -23,8 +23,9 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db import utcnow
-from bot.models import OooStatus, User
+from bot.models import User
 from bot.settings import Settings
+from plugins.ooo.models import OooStatus
 
 REASON_LIMIT = 255  # ooo_status.reason is VARCHAR(255)
 

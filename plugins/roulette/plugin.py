@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.chat import ChatUser, CommandContext, Reply
-from bot.context import AppContext
+from bot.context import AppContext, PluginContext
 from bot.errors import CommandError
 from bot.gitlab import (
     GitLabError,
@@ -34,6 +34,7 @@ from bot.plugins import Plugin, command, on_gitlab
 from bot.webhooks import GitLabEvent
 from plugins.roulette import tracking
 from plugins.roulette.chat import CHAT_USAGE, chat_reply, chat_usage, reviewer_dm
+from plugins.roulette.config import RouletteConfig
 from plugins.roulette.engine import Pick
 from plugins.roulette.flags import Flags, parse_flags, split_words
 from plugins.roulette.reply import (
@@ -90,11 +91,18 @@ def _username(user: Any) -> str:
 class RoulettePlugin(Plugin):
     name = "roulette"
 
-    def __init__(self, app: AppContext) -> None:
+    config_model = RouletteConfig
+
+    def __init__(self, app: AppContext | PluginContext) -> None:
         super().__init__(app)
-        self.metrics = tracking.ReviewMetrics(app.metrics.registry)
+        self.metrics = tracking.ReviewMetrics(self.app.metrics.registry)
         self._service: RouletteService | None = None
         self._bot_username: str | None = None
+
+    @property
+    def config(self) -> RouletteConfig:
+        """The ``roulette:`` section of the settings."""
+        return RouletteConfig.of(self.app.settings)
 
     @property
     def locale(self) -> str:
@@ -116,7 +124,7 @@ class RoulettePlugin(Plugin):
 
     async def bot_username(self) -> str | None:
         """The bot's own GitLab account, to ignore its notes (asked once)."""
-        if self._bot_username is None and self.app.gitlab_ is not None:
+        if self._bot_username is None and self.app.has_gitlab:
             try:
                 self._bot_username = (await self.app.gitlab.current_user()).username
             except Exception:
@@ -143,7 +151,7 @@ class RoulettePlugin(Plugin):
         if arguments is not None:
             if attributes.get("action") == "update":
                 return  # an edited /roulette comment does not roll again
-            if self.app.gitlab_ is None:
+            if not self.app.has_gitlab:
                 log.warning("a /roulette comment arrived but GITLAB_URL is not configured")
                 return
             ref = MergeRequestRef(project_path, iid)
@@ -162,8 +170,8 @@ class RoulettePlugin(Plugin):
         payload = event.payload
         await tracking.merge_request_event(self.app.sessions, self.metrics, payload)
         await self.metrics.refresh_active(self.app.sessions)
-        auto = self.app.settings.roulette.auto_roulette == "on_open"
-        if auto and self.app.gitlab_ is not None and _opened_ready(payload):
+        auto = self.config.auto_roulette == "on_open"
+        if auto and self.app.has_gitlab and _opened_ready(payload):
             project = payload.get("project") or {}
             attributes = payload.get("object_attributes") or {}
             ref = MergeRequestRef(
@@ -262,7 +270,7 @@ class RoulettePlugin(Plugin):
         if not words or words[0] in ("help", "--help", "-h"):
             return Reply(chat_usage(_))
         gitlab_url = self.app.settings.gitlab_url
-        if not gitlab_url or self.app.gitlab_ is None:
+        if not gitlab_url or not self.app.has_gitlab:
             raise CommandError(_("GitLab is not configured for this bot."))
         try:
             ref = parse_mr_url(words[0].strip("<>"), gitlab_url)
@@ -296,8 +304,8 @@ class RoulettePlugin(Plugin):
         """A direct message to each new reviewer (``notify_reviewers: dm``), in their
         language, their role carrying the same marks as the chat answer and the note
         ("as team member (extra, learning)" for an extra trainee)."""
-        chat = self.app.chat_
-        if chat is None or self.app.settings.roulette.notify_reviewers != "dm":
+        chat = self.app.chat
+        if chat is None or self.config.notify_reviewers != "dm":
             return
         for pick in picks:
 
@@ -331,7 +339,7 @@ class RoulettePlugin(Plugin):
         released = [
             r for r in mr.reviewers if replace and r.lower() not in {c.lower() for c in chosen}
         ]
-        if self.app.settings.roulette.assign_in_gitlab and chosen:
+        if self.config.assign_in_gitlab and chosen:
             reviewers = chosen if replace else list(dict.fromkeys([*mr.reviewers, *chosen]))
             ids = await self._gitlab_ids(reviewers)
             if set(ids) != set(mr.reviewer_ids):

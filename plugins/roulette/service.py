@@ -16,9 +16,8 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,10 +33,12 @@ from bot.gitlab import (
     UserStatus,
 )
 from bot.i18n import Message
-from bot.models import MrReview, OooStatus, ReviewerAssignment, Team, User
-from bot.settings import RouletteConfig, Settings
+from bot.models import MrReview, ReviewerAssignment, Team, User
+from bot.settings import Settings
+from plugins.ooo import api as ooo_api
 from plugins.roulette import engine
 from plugins.roulette.codeowners import CodeOwners, Owner, parse
+from plugins.roulette.config import RouletteConfig
 from plugins.roulette.flags import Flags
 
 log = logging.getLogger("plugins.roulette")
@@ -255,14 +256,13 @@ class RouletteService:
         gitlab: GitLabReader,
     ) -> None:
         self.settings = settings
+        self.config = config = RouletteConfig.of(settings)
         self.sessions = sessions
         self.cache = cache
         self.gitlab = gitlab
-        self.statuses = StatusReader(
-            settings.roulette.away_keywords,
-            settings.roulette.away_emojis,
-            settings.roulette.back_keywords,
-        )
+        # Out-of-office periods are the ooo area's; without it nobody is away by date.
+        self.with_ooo = "ooo" in settings.plugins
+        self.statuses = StatusReader(config.away_keywords, config.away_emojis, config.back_keywords)
         self._parsed = _Parsed()
 
     # ----------------------------------------------------------------- the plan
@@ -308,7 +308,7 @@ class RouletteService:
             people,
             availability,
             history.load,
-            options_from(self.settings.roulette, flags),
+            options_from(self.config, flags),
             rng or random.Random(),
             now,
         )
@@ -500,7 +500,9 @@ class RouletteService:
             return _History(tuple(people), engine.Load(), frozenset(), frozenset())
         try:
             async with self.sessions() as session:
-                return await _read_history(session, people, mr, now, with_responses)
+                return await _read_history(
+                    session, people, mr, now, with_responses, with_ooo=self.with_ooo
+                )
         except SQLAlchemyError as e:
             log.warning("no review history: %s", type(e).__name__)
             return _History(
@@ -521,18 +523,17 @@ class _History:
     warnings: tuple[str, ...] = ()
 
 
-def local_today(timezone: str | None, now: datetime) -> date:
-    return now.astimezone(ZoneInfo(timezone) if timezone else UTC).date()
-
-
 async def _read_history(
     session: AsyncSession,
     people: Sequence[engine.Person],
     mr: MergeRequestInfo,
     now: datetime,
     with_responses: bool,
+    *,
+    with_ooo: bool,
 ) -> _History:
-    """The organisation, open and 24 h assignments per user, today's absences, who answered.
+    """The organisation, open and 24 h assignments per user, today's absences (when the
+    ooo area is enabled), who answered.
 
     The configured people come first and are described by the configuration; the
     database adds members read from GitLab groups and those who left (inactive).
@@ -571,24 +572,10 @@ async def _read_history(
         if was_recent:
             recent.add(str(username))
 
-    # Out of office "today in the reviewer's timezone": read the periods around today
-    # in UTC once, then check each person's own date.
-    utc_today = now.date()
-    periods = await session.execute(
-        select(name, OooStatus.start_date, OooStatus.end_date)
-        .join(OooStatus, OooStatus.user_id == User.id)
-        .where(
-            OooStatus.cancelled_at.is_(None),
-            OooStatus.start_date <= utc_today + timedelta(days=1),
-            OooStatus.end_date >= utc_today - timedelta(days=1),
-        )
-    )
-    zones = {p.username: p.timezone for p in people}
+    # Out of office "today in the reviewer's timezone", asked of the ooo area (if enabled).
     away: set[str] = set()
-    for username, start, end in periods.all():
-        today = local_today(zones.get(username), now)
-        if start <= today <= end:
-            away.add(str(username))
+    if with_ooo:
+        away = await ooo_api.away_now(session, {p.username: p.timezone for p in people}, now)
 
     responded: frozenset[str] = frozenset()
     if with_responses:

@@ -18,11 +18,12 @@ from bot.context import AppContext
 from bot.db import create_engine, create_sessionmaker
 from bot.errors import CommandError
 from bot.gitlab import MergeRequestInfo
-from bot.models import OooStatus, User
+from bot.models import User
 from bot.plugins import Registry, load_plugins
 from bot.settings import Settings
 from bot.users import sync_organisation
 from plugins.ooo import plugin as ooo_plugin
+from plugins.ooo.models import OooStatus
 from plugins.ooo.plugin import OooPlugin, supports_date_elements
 from plugins.roulette.service import GitLabReader, RouletteService, configured_people
 from tests.conftest import settings_for

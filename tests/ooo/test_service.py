@@ -13,9 +13,10 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db import create_engine, create_sessionmaker
-from bot.models import OooStatus, User
+from bot.models import User
 from bot.settings import Settings
 from bot.users import sync_organisation
+from plugins.ooo.models import OooStatus
 from plugins.ooo.service import REASON_LIMIT, OooError, OooService, Period, parse_day
 from tests.conftest import settings_for
 

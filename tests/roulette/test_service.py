@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.cache import MemoryCache
 from bot.db import create_engine, create_sessionmaker
 from bot.gitlab import GitLab, MergeRequestRef
-from bot.models import MrReview, OooStatus, ReviewerAssignment, Team, User
+from bot.models import MrReview, ReviewerAssignment, Team, User
 from bot.sandbox.gitlab import GitLabStandIn
 from bot.settings import Settings
 from bot.users import sync_organisation
+from plugins.ooo.models import OooStatus
 from plugins.roulette.flags import Flags
 from plugins.roulette.service import RouletteService
 

@@ -22,8 +22,9 @@ from bot.cache import MemoryCache
 from bot.db import create_engine, create_sessionmaker
 from bot.gitlab import GitLab, MergeRequestRef, UserStatus
 from bot.sandbox.gitlab import GitLabStandIn
-from bot.settings import ConfigError, RouletteConfig, Settings, load_settings
+from bot.settings import ConfigError, Settings, load_settings
 from bot.users import sync_organisation
+from plugins.roulette.config import RouletteConfig
 from plugins.roulette.service import RouletteService, StatusReader, fold_status_text
 from tests.conftest import settings_for
 from tests.roulette.conftest import TEAMS, TOKEN, USERS
