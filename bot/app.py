@@ -9,6 +9,7 @@ in reverse.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from aiohttp import web
 
@@ -30,6 +31,7 @@ REGISTRY = web.AppKey("registry", Registry)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 INBOX = web.AppKey("inbox", Inbox)
 CHATOPS = web.AppKey("chatops", ChatOps)
+ONE_SHOT = web.AppKey("one_shot", bool)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -75,8 +77,11 @@ async def _chat(app: web.Application) -> AsyncIterator[None]:
         CommandDefinition(name, h.spec.options["description"], h.spec.options["hint"])
         for name, h in sorted(app[REGISTRY].commands.items())
     ]
-    leadership = Leadership(context.engine, "mattermost-websocket", poll=2.0)
-    await chat.start(commands, chatops.on_message, leadership)
+    if app[ONE_SHOT]:  # REST only: no websocket, no command registration
+        await chat.start(commands, chatops.on_message, listen=False)
+    else:
+        leadership = Leadership(context.engine, "mattermost-websocket", poll=2.0)
+        await chat.start(commands, chatops.on_message, leadership)
     yield
     await chatops.drain(grace=settings.shutdown_timeout / 4)
     await chat.stop()
@@ -111,11 +116,15 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
 def create_app(
     settings: Settings,
     plugins: Sequence[type[Plugin]] | None = None,
+    *,
+    one_shot: bool = False,
 ) -> web.Application:
     """Build the application; no I/O happens until it starts.
 
     The feature areas are those ``settings.plugins`` enables; ``plugins`` replaces them
-    with these classes (tests pass their own).
+    with these classes (tests pass their own). ``one_shot`` (``run-job`` and other
+    one-shot commands) opens the resources without the webhook workers, the scheduler
+    or the Mattermost websocket.
     """
     context = AppContext(settings=settings)
     instances = (
@@ -140,5 +149,20 @@ def create_app(
         app.router.add_route(
             handler.spec.options["method"], handler.spec.options["path"], handler.func
         )
-    app.cleanup_ctx.extend([_database, _cache, _gitlab, _plugins, _chat, _inbox, _scheduler])
+    app[ONE_SHOT] = one_shot
+    resources = [_database, _cache, _gitlab, _plugins, _chat]
+    app.cleanup_ctx.extend(resources if one_shot else [*resources, _inbox, _scheduler])
     return app
+
+
+@asynccontextmanager
+async def one_shot_app(settings: Settings) -> AsyncIterator[web.Application]:
+    """The app with its resources open (database, cache, GitLab, the areas, Mattermost
+    REST) but nothing serving, for one-shot commands (``run-job``, ``aggregate``)."""
+    app = create_app(settings, one_shot=True)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        yield app
+    finally:
+        await runner.cleanup()

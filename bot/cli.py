@@ -104,6 +104,33 @@ async def _serve(settings: Settings) -> None:
     await run_server(settings, stop)
 
 
+async def _run_job(settings: Settings, name: str) -> None:
+    from datetime import UTC, datetime
+
+    from bot import migrate
+    from bot.app import REGISTRY, one_shot_app
+    from bot.http import CONTEXT
+    from bot.scheduler import period_key, run_guarded
+
+    try:
+        await asyncio.to_thread(migrate.upgrade, settings.sync_database_url, settings.plugins)
+    except migrate.MigrationError as e:
+        raise CommandFailed(str(e)) from e
+    except (SQLAlchemyError, OSError) as e:
+        raise CommandFailed(f"database unreachable: {one_line(e)}") from e
+    async with one_shot_app(settings) as app:
+        handler = app[REGISTRY].jobs[name]
+        kind = handler.spec.options.get("period", "minute")
+        period = period_key(kind, datetime.now(UTC), settings.schedule.timezone)
+        outcome = await run_guarded(app[CONTEXT], handler, period, scheduled=False)
+    if outcome == "skipped":
+        print(f"{name}: already run for {period} (by this or another process); skipped")
+    elif outcome == "error":
+        raise CommandFailed(f"{name} failed for {period}; the log has the details")
+    else:
+        print(f"{name}: done for {period}")
+
+
 Run = Callable[[Settings, argparse.Namespace], None]
 
 
@@ -162,6 +189,11 @@ def _parser(areas: Sequence[Area]) -> argparse.ArgumentParser:
     commands.add_parser(
         "sync-users", parents=[common], help="load teams and users from the configuration"
     )
+    jobs = sorted({job for area in areas for job in area.job_crons()})
+    run_job = commands.add_parser(
+        "run-job", parents=[common], help="run one scheduled job now, once for its period"
+    )
+    run_job.add_argument("job", choices=jobs, metavar="JOB", help=", ".join(jobs) or "none")
     for area in areas:
         area.add_commands(Subcommands(commands, common))
     return parser
@@ -204,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "serve": lambda: asyncio.run(_serve(settings)),
         "migrate": lambda: _migrate(settings),
         "sync-users": lambda: _sync_users_command(settings),
+        "run-job": lambda: asyncio.run(_run_job(settings, args.job)),
     }
     try:
         if args.command in actions:

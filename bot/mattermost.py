@@ -214,6 +214,7 @@ class Mattermost:
         self.state = "disconnected"
         self._tokens: set[str] = {t.get_secret_value() for t in settings.mattermost_command_tokens}
         self._users: dict[str, tuple[float, ChatUser]] = {}
+        self._channels: dict[tuple[str, str], str] = {}
         self._max_post_size: int | None = None  # the server's ``MaxPostSize``, once read
         self._max_post_size_tried = -POST_LIMIT_RETRY
         seed = b"roulette-dialog-state:" + self._token.encode()
@@ -250,21 +251,26 @@ class Mattermost:
         commands: Sequence[CommandDefinition],
         on_message: MessageHandler,
         leadership: Leadership | None = None,
+        *,
+        listen: bool = True,
     ) -> None:
         """Log in, register the commands, then keep the websocket up in the background.
 
         With ``leadership``, the websocket is opened only while this replica leads (so
-        one replica answers direct messages); the others stand by.
+        one replica answers direct messages); the others stand by. ``listen=False`` (a
+        one-shot command such as ``run-job``) logs in for REST calls only.
         """
         self._leadership = leadership
         try:
             me = await self.driver.login()
             self.user_id, self.username = str(me["id"]), str(me["username"])
-            await self.register_commands(commands)
+            if listen:
+                await self.register_commands(commands)
         except Exception as e:  # chat is optional: the webhook side keeps working
             log.warning("Mattermost unavailable at start: %s", _describe(e))
         self._stopping.clear()
-        self._socket_task = asyncio.create_task(self._supervise(on_message), name="mattermost")
+        if listen:
+            self._socket_task = asyncio.create_task(self._supervise(on_message), name="mattermost")
 
     async def stop(self) -> None:
         """Close the websocket, cancel the messages still being handled, close REST."""
@@ -731,6 +737,50 @@ class Mattermost:
         """``message`` as one post within the limit (``bot.chat.fit_to_post``)."""
         reader = locale or self.settings.locale
         return fit_to_post(message, await self.post_limit(), reader)[0]
+
+    async def channel_id(self, team: str, channel: str) -> str | None:
+        """The id of channel ``channel`` (its name, as in its URL) of team ``team``, or
+        None when there is no such channel (or the bot cannot see it).
+
+        ``GET /api/v4/teams/name/{team}/channels/name/{channel}``; ids are cached for the
+        life of the process (a channel keeps its id when renamed).
+        """
+        key = (team.lower(), channel.lower())
+        if key in self._channels:
+            return self._channels[key]
+        try:
+            found = await self.driver.channels.get_channel_by_name_for_team_name(team, channel)
+        except Exception as e:
+            if type(e).__name__ in ("ResourceNotFound", "NotEnoughPermissions"):
+                return None
+            raise MattermostError(f"channel {team}/{channel}: {_describe(e)}") from e
+        self._channels[key] = str(found["id"])
+        return self._channels[key]
+
+    async def post_to_channel(
+        self, team: str, channel: str, message: str, *, locale: str | None = None
+    ) -> bool:
+        """Post ``message`` (cut to the post limit) in ``team``'s channel ``channel``;
+        False when there is no such channel."""
+        channel_id = await self.channel_id(team, channel)
+        if channel_id is None:
+            return False
+        await self.post(channel_id, message, locale=locale)
+        return True
+
+    async def post_webhook(self, url: str, message: str, *, locale: str | None = None) -> None:
+        """Post ``message`` through an incoming webhook (``POST {url}`` with
+        ``{"text": ...}``; Mattermost answers 200 ``ok``). Raises ``MattermostError``."""
+        text = await self._fit(message, locale)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+                session.post(url, json={"text": text}) as answer,
+            ):
+                if answer.status >= 300:
+                    raise MattermostError(f"the incoming webhook answered {answer.status}")
+        except aiohttp.ClientError as e:
+            raise MattermostError(f"the incoming webhook is unreachable: {_describe(e)}") from e
 
     async def user_by_username(self, username: str) -> ChatUser | None:
         try:

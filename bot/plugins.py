@@ -29,18 +29,19 @@ import importlib.metadata
 import importlib.util
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
+from pydantic import BaseModel
+
 from bot.context import AppContext, PluginContext
 
 if TYPE_CHECKING:
     from bot.cli import Subcommands
-    from bot.settings import AreaConfig
 
 HandlerKind = Literal["command", "gitlab", "job", "route", "dialog"]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -108,13 +109,19 @@ def on_gitlab(event: str) -> Callable[[F], F]:
     return _attach(HandlerSpec("gitlab", event))
 
 
-def job(name: str, *, cron: str) -> Callable[[F], F]:
+JOB_PERIODS = ("minute", "day", "week", "month")
+
+
+def job(name: str, *, cron: str, period: str = "minute") -> Callable[[F], F]:
     """A scheduled job run on ``cron`` (five fields, in ``schedule.timezone``), which
-    ``schedule.<name>`` in the configuration overrides; each period runs once across
-    replicas. The handler receives the ``JobRun`` row it claimed."""
+    ``schedule.<name>`` in the configuration overrides. It runs once per ``period``
+    (``minute``, ``day``, ``week`` or ``month``) across replicas, whether the scheduler
+    or ``roulette-bot run-job`` starts it. The handler receives a ``JobRunContext``."""
     if not _JOB_NAME.fullmatch(name):
         raise RegistryError(f"job name {name!r}: use lowercase letters, digits and _")
-    return _attach(HandlerSpec("job", name, {"cron": cron}))
+    if period not in JOB_PERIODS:
+        raise RegistryError(f"job {name!r}: period must be one of {', '.join(JOB_PERIODS)}")
+    return _attach(HandlerSpec("job", name, {"cron": cron, "period": period}))
 
 
 def dialog(callback_id: str) -> Callable[[F], F]:
@@ -124,26 +131,35 @@ def dialog(callback_id: str) -> Callable[[F], F]:
     return _attach(HandlerSpec("dialog", callback_id))
 
 
-def route(method: str, path: str) -> Callable[[F], F]:
-    """An HTTP route on the embedded server; the handler receives the aiohttp request."""
+def route(
+    method: str, path: str, *, openapi: Mapping[str, Any] | None = None
+) -> Callable[[F], F]:
+    """An HTTP route on the embedded server; the handler receives the aiohttp request.
+
+    ``openapi``: the route's OpenAPI 3.1 Operation Object (``summary``, ``parameters``,
+    ``requestBody``, ``responses`` with their JSON schemas, ``security``), from which the
+    API document is generated.
+    """
     method = method.upper()
     if method not in HTTP_METHODS:
         raise RegistryError(f"route {path!r}: unsupported method {method!r}")
     if not path.startswith("/"):
         raise RegistryError(f"route {path!r}: the path must start with /")
-    return _attach(HandlerSpec("route", f"{method} {path}", {"method": method, "path": path}))
+    options = {"method": method, "path": path, "openapi": dict(openapi or {})}
+    return _attach(HandlerSpec("route", f"{method} {path}", options))
 
 
 class Plugin:
     """A feature area's handlers. Constructors do no I/O; ``on_start``/``on_stop`` may.
 
     ``name`` is the area's name; ``config_model`` its settings model (an ``AreaConfig``
-    subclass naming the YAML key it owns), or None: the validated section is
+    subclass naming the YAML key it owns in ``key``), or None: the validated section is
     ``TheConfig.of(self.app.settings)``. ``self.app`` is the typed context the handlers use.
     """
 
     name: ClassVar[str] = ""
-    config_model: ClassVar[type[AreaConfig] | None] = None
+    # An ``AreaConfig`` (or a pydantic ``RootModel`` with a ``key`` ClassVar, for a list).
+    config_model: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self, app: AppContext | PluginContext) -> None:
         self.app = app if isinstance(app, PluginContext) else PluginContext(app)

@@ -45,6 +45,24 @@ def minute_period(now: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M")
 
 
+def period_key(period: str, now: datetime, timezone: str = "UTC") -> str:
+    """The period ``now`` falls in, as a job declares it (``@job(..., period=...)``):
+    ``minute`` (UTC, ``2026-11-30T09:00``), or in ``timezone`` ``day`` (``2026-11-30``),
+    ``week`` (ISO, ``2026-W49``) or ``month`` (``2026-11``). A job runs once per period
+    across replicas, whether the scheduler or ``roulette-bot run-job`` starts it."""
+    if period == "minute":
+        return minute_period(now)
+    local = now.astimezone(ZoneInfo(timezone))
+    if period == "day":
+        return local.strftime("%Y-%m-%d")
+    if period == "week":
+        year, week, _ = local.isocalendar()
+        return f"{year}-W{week:02d}"
+    if period == "month":
+        return local.strftime("%Y-%m")
+    raise ValueError(f"unknown job period {period!r}")
+
+
 async def claim(context: AppContext, job: str, period: str) -> bool:
     """Insert the (job, period) row; False when another run already holds it."""
     try:
@@ -106,9 +124,18 @@ class Scheduler:
         configured = self.context.settings.schedule.cron(handler.spec.key)
         return configured or str(handler.spec.options["cron"])
 
+    def period_for(self, handler: Handler, now: datetime | None = None) -> str:
+        """The period a run of ``handler`` started at ``now`` claims."""
+        return period_key(
+            handler.spec.options.get("period", "minute"),
+            now or datetime.now(UTC),
+            self.context.settings.schedule.timezone,
+        )
+
     def _launcher(self, handler: Handler) -> Callable[[], Awaitable[None]]:
         async def launch() -> None:
-            task = asyncio.create_task(run_guarded(self.context, handler, minute_period()))
+            period = self.period_for(handler)
+            task = asyncio.create_task(run_guarded(self.context, handler, period))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 

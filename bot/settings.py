@@ -518,11 +518,12 @@ def settings_model(areas: tuple[str, ...]) -> type[Settings]:
         model = area.plugin.config_model
         if model is None:
             continue
-        if not model.key or model.key in Settings.model_fields or model.key in fields:
+        key = getattr(model, "key", "")
+        if not key or key in Settings.model_fields or key in fields:
             raise ConfigError(
-                f"plugins: area {area.name!r} claims the setting {model.key!r}, which is taken"
+                f"plugins: area {area.name!r} claims the setting {key!r}, which is taken"
             )
-        fields[model.key] = (model, model())
+        fields[key] = (model, model())
     if not fields:
         return Settings
     return create_model("Settings", __base__=Settings, __module__=__name__, **fields)
