@@ -8,12 +8,16 @@ database rows), both idempotent.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 import re
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from prometheus_client import CollectorRegistry, Gauge
 
 from bot.chat import ChatUser, CommandContext, Reply
 from bot.context import AppContext, PluginContext
@@ -46,7 +50,7 @@ from plugins.roulette.reply import (
     is_bot_reply,
     reply_note,
 )
-from plugins.roulette.service import Plan, RouletteService
+from plugins.roulette.service import Plan, RouletteService, Standing
 
 log = logging.getLogger("plugins.roulette")
 
@@ -84,6 +88,34 @@ def command_arguments(body: str) -> str | None:
     return None
 
 
+class AvailableReviewers:
+    """The ``available_reviewers{team,role}`` gauge (SPEC): how many people can be picked
+    now, per team (``""`` for none) and role (``maintainer``, ``reviewer``, ``trainee``).
+
+    ``update`` replaces every value at once: a label set that no longer has anyone
+    available (or no one at all) is set to 0, not left at its last count.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.gauge = Gauge(
+            "available_reviewers",
+            "People the roulette can pick now (not out of office, busy, away, at capacity "
+            "or inactive), by team and role.",
+            ["team", "role"],
+            registry=registry,
+        )
+        self._seen: set[tuple[str, str]] = set()
+
+    def update(self, standings: Iterable[Standing]) -> None:
+        counts: dict[tuple[str, str], int] = dict.fromkeys(self._seen, 0)
+        for standing in standings:
+            labels = (standing.person.team or "", standing.person.role)
+            counts[labels] = counts.get(labels, 0) + int(standing.available)
+        for (team, role), count in counts.items():
+            self.gauge.labels(team, role).set(count)
+        self._seen = set(counts)
+
+
 def _username(user: Any) -> str:
     return str(user.get("username") or "") if isinstance(user, Mapping) else ""
 
@@ -93,11 +125,18 @@ class RoulettePlugin(Plugin):
 
     config_model = RouletteConfig
 
+    # How often each replica refreshes its ``available_reviewers`` gauge, in seconds
+    # (tests set ``refresh_interval`` on the instance, or this, before the app starts).
+    REFRESH_INTERVAL: ClassVar[float] = 60.0
+
     def __init__(self, app: AppContext | PluginContext) -> None:
         super().__init__(app)
         self.metrics = tracking.ReviewMetrics(self.app.metrics.registry)
+        self.available = AvailableReviewers(self.app.metrics.registry)
+        self.refresh_interval = self.REFRESH_INTERVAL
         self._service: RouletteService | None = None
         self._bot_username: str | None = None
+        self._refresher: asyncio.Task[None] | None = None
 
     @property
     def config(self) -> RouletteConfig:
@@ -113,7 +152,8 @@ class RoulettePlugin(Plugin):
     def service(self) -> RouletteService:
         if self._service is None:
             app = self.app
-            self._service = RouletteService(app.settings, app.sessions, app.cache, app.gitlab)
+            gitlab = app.gitlab if app.has_gitlab else None
+            self._service = RouletteService(app.settings, app.sessions, app.cache, gitlab)
         return self._service
 
     async def on_start(self) -> None:
@@ -121,6 +161,35 @@ class RoulettePlugin(Plugin):
             await self.metrics.refresh_active(self.app.sessions)
         except Exception:  # a metric must not stop the bot from starting
             log.warning("could not count the active reviews at start", exc_info=True)
+        self._refresher = asyncio.create_task(
+            self._refresh_availability(), name="roulette-available-reviewers"
+        )
+
+    async def on_stop(self) -> None:
+        task, self._refresher = self._refresher, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def refresh_available(self) -> bool:
+        """One tick of the ``available_reviewers`` refresh: everyone's availability now
+        (``RouletteService.standings``), counted into the gauge. A failure is logged as a
+        warning and leaves the gauge as it was; returns whether the gauge was updated."""
+        try:
+            standings = await self.service.standings()
+        except Exception:  # a metric must never stop the bot
+            log.warning("could not refresh the available reviewers", exc_info=True)
+            return False
+        self.available.update(standings)
+        return True
+
+    async def _refresh_availability(self) -> None:
+        """This replica's gauge, refreshed every ``refresh_interval`` seconds until
+        ``on_stop`` cancels it (not a scheduled job: every replica keeps its own)."""
+        while True:
+            await self.refresh_available()
+            await asyncio.sleep(self.refresh_interval)
 
     async def bot_username(self) -> str | None:
         """The bot's own GitLab account, to ignore its notes (asked once)."""
@@ -238,6 +307,7 @@ class RoulettePlugin(Plugin):
         closed: nobody is assigned on it.
         """
         plan = await self.service.plan(ref, flags, rng=random.Random(key))
+        self.available.update(plan.standings)  # from what the plan read: no extra call
         mr = plan.mr
         if mr.state != "opened":
             raise tracking.ReviewEnded(str(ref), mr.state)

@@ -14,7 +14,7 @@ import random
 import re
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.cache import Cache
+from bot.context import GitLabNotConfigured
 from bot.gitlab import (
     GitLabError,
     GitLabForbidden,
@@ -63,6 +64,49 @@ class GitLabReader(Protocol):
     async def project_members(self, project_id: int) -> list[tuple[GitLabUser, int]]: ...
 
 
+# No merge request: the engine's rules for "unavailable" without the MR-specific ones
+# (author, --exclude), for the organisation-wide view (``api.availability``, the gauge).
+NO_MR = engine.MergeRequestFacts(author="", team=None)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Whether one person can be picked now, by the engine's own rules (``engine.unavailability``)
+    without those of a particular MR (author, excluded).
+
+    ``exclusion`` is None when they can be picked, else the engine's code (``ooo``, ``busy``,
+    ``away``, ``capacity``, ``inactive``) and its detail; ``availability`` is what their
+    status said (``status == "unknown"``: GitLab could not be asked, counted available).
+    """
+
+    person: engine.Person
+    availability: engine.Availability
+    active_reviews: int
+    exclusion: engine.Exclusion | None
+
+    @property
+    def available(self) -> bool:
+        return self.exclusion is None
+
+
+def standings_of(
+    people: Iterable[engine.Person],
+    availability: Mapping[str, engine.Availability],
+    load: engine.Load,
+) -> list[Standing]:
+    """Each person's ``Standing`` from the facts a plan gathers (no I/O).
+
+    ``availability`` is keyed by username; someone missing from it counts as available.
+    """
+    standings = []
+    for person in people:
+        facts = availability.get(person.username, engine.Availability())
+        active = load.active.get(person.username, 0)
+        reason = engine.unavailability(person, NO_MR, facts, active)
+        standings.append(Standing(person, facts, active, reason))
+    return standings
+
+
 @dataclass(frozen=True)
 class Plan:
     """A selection with what it was made from."""
@@ -74,6 +118,9 @@ class Plan:
     selection: engine.Selection
     problems: tuple[str, ...]  # what the people asking should know (no CODEOWNERS...)
     warnings: tuple[str, ...]  # details for --explain and the logs
+    # Everyone's availability apart from this MR (the author's status from the cache
+    # only): what the ``available_reviewers`` gauge counts after a roll.
+    standings: tuple[Standing, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -253,17 +300,29 @@ class RouletteService:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession] | None,
         cache: Cache,
-        gitlab: GitLabReader,
+        gitlab: GitLabReader | None,
     ) -> None:
         self.settings = settings
         self.config = config = RouletteConfig.of(settings)
         self.sessions = sessions
         self.cache = cache
-        self.gitlab = gitlab
+        self._gitlab = gitlab
         # Out-of-office periods are the ooo area's; without it nobody is away by date.
         self.with_ooo = "ooo" in settings.plugins
         self.statuses = StatusReader(config.away_keywords, config.away_emojis, config.back_keywords)
         self._parsed = _Parsed()
+
+    @property
+    def has_gitlab(self) -> bool:
+        """Whether GitLab is configured (without it, statuses are not read)."""
+        return self._gitlab is not None
+
+    @property
+    def gitlab(self) -> GitLabReader:
+        """GitLab; raises ``GitLabNotConfigured`` when the service was built without it."""
+        if self._gitlab is None:
+            raise GitLabNotConfigured("GitLab is not configured (GITLAB_URL)")
+        return self._gitlab
 
     # ----------------------------------------------------------------- the plan
 
@@ -295,6 +354,9 @@ class RouletteService:
         team = self.team_of(mr, people)
         candidates = [p for p in people if p.active and p.username.lower() != mr.author.lower()]
         availability = await self.availability(candidates, history.ooo)
+        # The author's own status only as far as the cache knows it: no extra GitLab call.
+        others = [p for p in people if p.active and p.username not in availability]
+        everyone = availability | await self.availability(others, history.ooo, ask=False)
         facts = engine.MergeRequestFacts(
             author=mr.author,
             team=team,
@@ -320,7 +382,22 @@ class RouletteService:
             selection=selection,
             problems=(codeowners.problem,) if codeowners.problem else (),
             warnings=tuple(dict.fromkeys(warnings + list(history.warnings))),
+            standings=tuple(standings_of(people, everyone, history.load)),
         )
+
+    async def standings(self, now: datetime | None = None) -> list[Standing]:
+        """Everyone of the organisation (configured, then only stored: GitLab group members
+        and those who left), each with whether they can be picked at ``now`` (default: the
+        current time) and why not, by the engine's rules minus the MR's own (author,
+        excluded). Statuses come from the cache, else GitLab (one call per person at most,
+        cached five minutes; GitLab failing: available, with a detail); without GitLab
+        configured, statuses are not read (only ooo, capacity and inactive count).
+        """
+        now = now or datetime.now(UTC)
+        history = await self.history(self.people(), None, now)
+        active = [p for p in history.people if p.active]
+        availability = await self.availability(active, history.ooo)
+        return standings_of(history.people, availability, history.load)
 
     # ----------------------------------------------------------------- organisation
 
@@ -445,9 +522,13 @@ class RouletteService:
     # ----------------------------------------------------------------- availability
 
     async def availability(
-        self, people: Sequence[engine.Person], ooo: frozenset[str]
+        self, people: Sequence[engine.Person], ooo: frozenset[str], *, ask: bool = True
     ) -> dict[str, engine.Availability]:
-        """Each person's availability: out of office, else their (cached) GitLab status."""
+        """Each person's availability: out of office, else their (cached) GitLab status.
+
+        A status missing from the cache is asked of GitLab when ``ask`` (and GitLab is
+        configured), else that person counts as available (``engine.Availability()``).
+        """
         result = {
             # Only that they are away today: the reason they gave stays theirs.
             p.username: engine.Availability(ooo=True, detail=Message("out of office today"))
@@ -462,6 +543,9 @@ class RouletteService:
                 result[name] = self.statuses.availability(_status_from(value))
             else:
                 missing.append(name)
+        if not (ask and self.has_gitlab):
+            result.update((name, engine.Availability()) for name in missing)
+            missing = []
         if missing:
             limit = asyncio.Semaphore(_STATUS_CONCURRENCY)
 
@@ -492,10 +576,12 @@ class RouletteService:
     async def history(
         self,
         people: Sequence[engine.Person],
-        mr: MergeRequestInfo,
+        mr: MergeRequestInfo | None,
         now: datetime,
         with_responses: bool = False,
     ) -> _History:
+        """The organisation, its load and today's absences (see ``_read_history``); who
+        already answered on ``mr`` with ``with_responses`` (``mr`` None: nobody)."""
         if self.sessions is None:
             return _History(tuple(people), engine.Load(), frozenset(), frozenset())
         try:
@@ -526,7 +612,7 @@ class _History:
 async def _read_history(
     session: AsyncSession,
     people: Sequence[engine.Person],
-    mr: MergeRequestInfo,
+    mr: MergeRequestInfo | None,
     now: datetime,
     with_responses: bool,
     *,
@@ -578,7 +664,7 @@ async def _read_history(
         away = await ooo_api.away_now(session, {p.username: p.timezone for p in people}, now)
 
     responded: frozenset[str] = frozenset()
-    if with_responses:
+    if with_responses and mr is not None:
         answered = (assignment.first_response_at.is_not(None)) | (
             assignment.approved_at.is_not(None)
         )
