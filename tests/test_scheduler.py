@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import URL
 
+from bot.app import REGISTRY, SCHEDULER, create_app
 from bot.context import AppContext
 from bot.db import create_engine, create_sessionmaker
+from bot.http import CONTEXT
 from bot.models import JobRun
 from bot.plugins import Plugin, Registry, job
 from bot.scheduler import JobRunContext, Scheduler, run_guarded
 from bot.settings import ScheduleConfig, Settings
+from tests.conftest import settings_for
 
 
 class Jobs(Plugin):
@@ -120,3 +125,112 @@ async def test_a_job_runs_on_its_declared_cron_unless_schedule_overrides_it(
         assert next_digest.weekday() < 5  # "0 9 * * 1-5": weekdays only
     finally:
         await scheduler.stop(grace=1)
+
+
+# ------------------------------------------------- two apps' schedulers, one database
+
+
+class Periodic(Plugin):
+    """Two jobs whose crons never fire during a test: the test launches them itself."""
+
+    name = "periodic"
+
+    def __init__(self, app: AppContext) -> None:
+        super().__init__(app)
+        self.runs: list[JobRunContext] = []
+        self.release = asyncio.Event()
+
+    @job("daily", cron="0 0 1 1 *", period="day")
+    async def daily(self, run: JobRunContext) -> None:
+        self.runs.append(run)
+        await self.release.wait()  # held until both replicas have launched
+
+    @job("minutely", cron="0 0 1 1 *", period="minute")
+    async def minutely(self, run: JobRunContext) -> None:
+        self.runs.append(run)
+        await self.release.wait()
+
+
+class _Clock:
+    """``bot.scheduler.datetime`` with ``now`` fixed by the test."""
+
+    moment = datetime(2026, 11, 26, 9, 0, 10, tzinfo=UTC)
+
+    @classmethod
+    def now(cls, tz: Any = None) -> datetime:
+        return cls.moment.astimezone(tz) if tz else cls.moment
+
+
+async def _until(condition: Any, within: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_two_apps_schedulers_run_each_period_once(
+    migrated_url: URL, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Days in Auckland (UTC+13 in November): 11:00 UTC on the 26th is the 27th there.
+    settings = settings_for(migrated_url, schedule={"timezone": "Pacific/Auckland"})
+    monkeypatch.setattr("bot.scheduler.datetime", _Clock)
+    apps = [(await aiohttp_client(create_app(settings, [Periodic]))).app for _ in range(2)]
+    plugins = [cast(Periodic, app[REGISTRY].plugins[0]) for app in apps]
+    schedulers = [app[SCHEDULER] for app in apps]
+
+    def skipped(job: str) -> float:
+        samples = (
+            app[CONTEXT].metrics.registry.get_sample_value(
+                "job_runs_total", {"job": job, "outcome": "skipped"}
+            )
+            for app in apps
+        )
+        return sum(s or 0.0 for s in samples)
+
+    async def launch_everywhere_at(moment: datetime, expected_runs: int) -> None:
+        _Clock.moment = moment
+        before = {job: skipped(job) for job in ("daily", "minutely")}
+        started = sum(len(p.runs) for p in plugins)
+        for plugin in plugins:
+            plugin.release.clear()
+        # The same launch, on both replicas, for both jobs, at the same moment.
+        await asyncio.gather(
+            *(
+                s._launcher(s.registry.jobs[job])()
+                for s in schedulers
+                for job in ("daily", "minutely")
+            )
+        )
+        # Wait until every launch has either entered its handler or been skipped: the
+        # runs are still held, so both replicas were in flight together.
+        await _until(
+            lambda: (
+                sum(len(p.runs) for p in plugins)
+                - started
+                + sum(skipped(j) - before[j] for j in before)
+                == 4
+            )
+        )
+        assert sum(len(p.runs) for p in plugins) - started == expected_runs
+        for plugin in plugins:
+            plugin.release.set()
+        await asyncio.gather(*(t for s in schedulers for t in set(s._running)))
+
+    await launch_everywhere_at(datetime(2026, 11, 26, 9, 0, 10, tzinfo=UTC), 2)  # both new
+    await launch_everywhere_at(datetime(2026, 11, 26, 9, 1, 10, tzinfo=UTC), 1)  # minute only
+    await launch_everywhere_at(datetime(2026, 11, 26, 11, 0, 30, tzinfo=UTC), 2)  # new day too
+
+    runs = sorted((r.job, r.period) for p in plugins for r in p.runs)
+    assert runs == [
+        ("daily", "2026-11-26"),
+        ("daily", "2026-11-27"),
+        ("minutely", "2026-11-26T09:00"),
+        ("minutely", "2026-11-26T09:01"),
+        ("minutely", "2026-11-26T11:00"),
+    ]
+    async with apps[0][CONTEXT].sessions() as session:
+        rows = (await session.scalars(select(JobRun))).all()
+    assert sorted((r.job_name, r.period, r.status) for r in rows) == [
+        (job, period, "done") for job, period in runs
+    ]
+    assert skipped("daily") == 4 and skipped("minutely") == 3
