@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.i18n import translator
 from bot.models import User
+from bot.settings import Settings
 from plugins.ooo.models import OooStatus
+from plugins.ooo.plugin import explain
+from plugins.ooo.service import OooError, OooService, parse_day
 
 
 def local_day(timezone: str | None, now: datetime) -> date:
@@ -48,3 +53,72 @@ async def away_now(
         if start <= local_day(timezones.get(username), now) <= end:
             away.add(str(username))
     return away
+
+
+class Refused(ValueError):
+    """A period ``record`` would not record: ``str(error)`` is the reason, one line in the
+    reader's language (the sentence ``/ooo`` answers); ``field`` is the field at fault
+    (``start``, ``end``, ``reason``, ``user``), ``problem`` the service's code for it."""
+
+    def __init__(self, message: str, field: str, problem: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.problem = problem
+
+
+async def record(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    user: str,
+    start: str,
+    end: str,
+    reason: str | None = None,
+    *,
+    now: datetime | None = None,
+    locale: str | None = None,
+) -> dict[str, Any]:
+    """Record an out-of-office period for ``user`` with the rules of ``/ooo``.
+
+    ``user`` is a member's Mattermost or GitLab username (``@`` allowed, any case);
+    ``start`` and ``end`` are ``YYYY-MM-DD`` (or ``today``/``tomorrow``), both included,
+    days in the member's timezone (``now``: the clock, UTC-aware; default the current
+    time). Returns ``{"id", "user", "start", "end", "reason"}`` (dates ISO, ``user`` the
+    GitLab username). Runs in its own transaction.
+
+    Raises:
+        Refused: reversed or past dates, an overlap with another period, a reason over
+            255 characters, an unknown member, a malformed date; the message is the one
+            ``/ooo`` gives, in ``locale`` (default: the configured locale).
+    """
+    _ = translator(locale or settings.locale)
+    service = OooService(sessions, settings)
+    name = user.strip().lstrip("@").lower()
+    async with sessions() as session:
+        found = (
+            await session.execute(
+                select(User.gitlab_username, User.mattermost_username).where(
+                    User.is_active.is_(True),
+                    or_(
+                        func.lower(User.mattermost_username) == name,
+                        func.lower(User.gitlab_username) == name,
+                    ),
+                )
+            )
+        ).first()
+    try:
+        if found is None or not found[1]:
+            raise OooError("user", "not_member", value=user.strip()[:100])
+        gitlab_username, mattermost_username = str(found[0]), str(found[1])
+        today = await service.local_today(mattermost_username, now=now)
+        first = parse_day(start, "start", today)
+        last = parse_day(end, "end", today)
+        period = await service.record(mattermost_username, first, last, reason, today)
+    except OooError as e:
+        raise Refused(explain(e, _), e.field, e.problem) from e
+    return {
+        "id": period.id,
+        "user": gitlab_username,
+        "start": period.start.isoformat(),
+        "end": period.end.isoformat(),
+        "reason": period.reason,
+    }
