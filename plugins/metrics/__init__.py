@@ -1,0 +1,1 @@
+"""metrics: the daily aggregation of the review lifecycle into ``review_metrics``."""
