@@ -19,6 +19,7 @@ TABLES = {
     "configuration",
     "webhook_inbox",
     "job_runs",
+    "review_metrics",
 }
 
 
