@@ -1,0 +1,1 @@
+"""Leaderboards: reviewers ranked by reviews, engagement or speed, per team and period."""
