@@ -19,6 +19,9 @@ TABLES = {
     "configuration",
     "webhook_inbox",
     "job_runs",
+    "badges",
+    "user_badges",
+    "badge_progress",
     "review_metrics",
 }
 

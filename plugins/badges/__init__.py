@@ -1,0 +1,1 @@
+"""Badges: criteria on the reviewers' metrics, evaluated daily, awarded once per period."""
