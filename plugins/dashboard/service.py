@@ -7,6 +7,7 @@ open (not merged, not closed), not approved, and has at least one active assignm
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -153,10 +154,14 @@ class Series:
     values: tuple[float | None, ...]
 
 
+_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.DOTALL)
+
+
 def line_chart(title: str, x_labels: Sequence[str], series: Sequence[Series], y_title: str) -> str:
     """An inline ``<svg>`` line chart drawn by pygal: no XML declaration, no script
     (pygal's default tooltips load JavaScript from its site; they are switched off), no
-    network, no lxml. Labels are escaped by the XML writer."""
+    network, no lxml; pygal's inline configuration script is removed too. Labels are
+    escaped by the XML writer."""
     chart = pygal.Line(
         title=title,
         x_labels=list(x_labels),
@@ -177,7 +182,8 @@ def line_chart(title: str, x_labels: Sequence[str], series: Sequence[Series], y_
     )
     for line in series:
         chart.add(line.label, list(line.values), allow_interruptions=True)
-    return str(chart.render(is_unicode=True))
+    # pygal still writes its inline configuration for the tooltips script (not loaded).
+    return _SCRIPT.sub("", str(chart.render(is_unicode=True)))
 
 
 # --------------------------------------------------------------------------- the page
