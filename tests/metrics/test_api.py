@@ -13,6 +13,7 @@ from plugins.metrics.api import (
     reviewer_totals,
     weekly_team_times,
 )
+from plugins.metrics.models import ReviewMetric
 from plugins.metrics.service import aggregate_range
 from tests.metrics.history import Sessions, seed
 
@@ -114,3 +115,26 @@ async def test_weekly_team_times(sessions: Sessions) -> None:
         (3600 + 12600.5 + 25199.749999 + 14400) / 6 / 3600
     )
     assert everyone.avg_approval_hours == pytest.approx((7200 + 3600 + 16200) / 3 / 3600)
+
+
+async def test_weeks_start_on_monday(sessions: Sessions) -> None:
+    async with sessions.begin() as session:
+        for day in (date(2026, 11, 15), date(2026, 11, 16), date(2026, 11, 22)):
+            session.add(
+                ReviewMetric(
+                    day=day,
+                    scope="project",
+                    subject_id=2**40,
+                    reviews_assigned=1,
+                    ttfr_seconds_sum=3600.0,
+                    ttfr_count=1,
+                )
+            )
+    async with sessions() as session:
+        weeks = await weekly_team_times(session, date(2026, 11, 1), date(2026, 11, 30))
+    assert [(w.week, w.team, w.reviews) for w in weeks] == [
+        (date(2026, 11, 9), None, 1),  # Sunday the 15th
+        (date(2026, 11, 16), None, 2),  # Monday the 16th to Sunday the 22nd
+    ]
+    assert weeks[0].avg_ttfr_hours == 1.0
+    assert weeks[0].avg_approval_hours is None
