@@ -131,9 +131,7 @@ def dialog(callback_id: str) -> Callable[[F], F]:
     return _attach(HandlerSpec("dialog", callback_id))
 
 
-def route(
-    method: str, path: str, *, openapi: Mapping[str, Any] | None = None
-) -> Callable[[F], F]:
+def route(method: str, path: str, *, openapi: Mapping[str, Any] | None = None) -> Callable[[F], F]:
     """An HTTP route on the embedded server; the handler receives the aiohttp request.
 
     ``openapi``: the route's OpenAPI 3.1 Operation Object (``summary``, ``parameters``,
