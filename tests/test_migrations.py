@@ -23,6 +23,7 @@ TABLES = {
     "user_badges",
     "badge_progress",
     "review_metrics",
+    "review_metrics_monthly",
 }
 
 

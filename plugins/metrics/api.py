@@ -2,31 +2,35 @@
 weekly review times per team, the periods, and the engagement formula.
 
 Everything reads ``review_metrics`` (the daily aggregates, see
-:mod:`plugins.metrics.service`) in the caller's session, in one SQL statement each; the
-figures are as fresh as the last aggregation of each day (the ``aggregate_today`` job
-refreshes today every 15 minutes).
+:mod:`plugins.metrics.service`) and ``review_metrics_monthly`` (each reviewer's monthly
+sums of them) in the caller's session; the figures are as fresh as the last aggregation
+of each day (the ``aggregate_today`` job refreshes today every 15 minutes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnExpressionArgument,
     Date,
     DateTime,
+    Select,
     and_,
     cast,
     func,
+    or_,
     select,
     type_coerce,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.models import Team, User
-from plugins.metrics.models import ReviewMetric
+from plugins.metrics.models import ReviewMetric, ReviewMetricMonth
 
 PERIODS = ("day", "week", "month", "all")
 EPOCH = date(1970, 1, 1)
@@ -73,6 +77,51 @@ def period_range(period: str, today: date) -> tuple[date, date]:
     if period == "all":
         return EPOCH, today
     raise ValueError(f"unknown period {period!r}: expected one of {', '.join(PERIODS)}")
+
+
+def month_bounds(day: date) -> tuple[date, date]:
+    """The first and the last day of ``day``'s calendar month."""
+    first = day.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return first, following - timedelta(days=1)
+
+
+def _whole_months(start: date, end: date) -> tuple[date, date] | None:
+    """The first days of the first and the last calendar months lying wholly within
+    ``start``..``end``; None when there is none."""
+    first = start if start.day == 1 else month_bounds(start)[1] + timedelta(days=1)
+    last_month, last_day = month_bounds(end)
+    last = last_month if end == last_day else month_bounds(last_month - timedelta(days=1))[0]
+    return (first, last) if first <= last else None
+
+
+def _day_spans(
+    start: date, end: date, whole: tuple[date, date] | None, rolled: set[date]
+) -> list[tuple[date, date]]:
+    """The days of ``start``..``end`` to read from the daily rows: the partial months at
+    the edges and any whole month without rollups (days aggregated before the rollups
+    existed, or rows written by other means), as few ordered ``(first, last)`` spans."""
+    if whole is None:
+        return [(start, end)]
+    spans: list[tuple[date, date]] = []
+
+    def add(first: date, last: date) -> None:
+        if spans and spans[-1][1] + timedelta(days=1) == first:
+            spans[-1] = (spans[-1][0], last)
+        else:
+            spans.append((first, last))
+
+    if start < whole[0]:
+        add(start, whole[0] - timedelta(days=1))
+    month = whole[0]
+    while month <= whole[1]:
+        last = month_bounds(month)[1]
+        if month not in rolled:
+            add(month, last)
+        month = last + timedelta(days=1)
+    if month <= end:
+        add(month, end)
+    return spans
 
 
 def _ratio(total: float, count: int, scale: float = 1.0) -> float | None:
@@ -124,32 +173,69 @@ class ReviewerTotals:
         return _ratio(self.comment_chars, self.comments)
 
 
+# The figures of ReviewerTotals, in its order (engagement from engagement_score).
+_TOTALS = (
+    "reviews_assigned",
+    "reviews_completed",
+    "reviews_other_teams",
+    "comments",
+    "comment_chars",
+    "ttfr_seconds_sum",
+    "ttfr_count",
+    "approval_seconds_sum",
+    "approval_count",
+    "engagement_score",
+)
+
+
 async def reviewer_totals(
     session: AsyncSession, start: date, end: date, *, team: str | None = None
 ) -> list[ReviewerTotals]:
     """Each reviewer's sums of their daily rows for the days ``start``..``end`` (both
-    included), in one ``SUM ... GROUP BY`` query; ``team`` keeps the reviewers whose
-    team has that name (case-insensitive). Only users with at least one row in the
-    range appear, ordered by GitLab username."""
-    m = ReviewMetric
-    columns = (
-        func.sum(m.reviews_assigned),
-        func.sum(m.reviews_completed),
-        func.sum(m.reviews_other_teams),
-        func.sum(m.comments),
-        func.sum(m.comment_chars),
-        func.sum(m.ttfr_seconds_sum),
-        func.sum(m.ttfr_count),
-        func.sum(m.approval_seconds_sum),
-        func.sum(m.approval_count),
-        func.sum(m.engagement_score),
-    )
+    included); ``team`` keeps the reviewers whose team has that name (case-insensitive).
+    Only users with at least one row in the range appear, ordered by GitLab username.
+
+    The calendar months lying wholly in the range are read from their monthly rollups
+    (``review_metrics_monthly``, one row per reviewer and month), the days of the
+    partial months at the edges from the daily rows: one ``SUM ... GROUP BY`` over a
+    ``UNION ALL`` of the two, after a small query for the months that have rollups (a
+    whole month without any is read day by day, so rows the aggregation did not write
+    still count). The figures equal the sums of the daily rows; float sums may differ
+    from a day-by-day sum in their last bits only (another order of addition)."""
+    m, r = ReviewMetric, ReviewMetricMonth
+    whole = _whole_months(start, end)
+    rolled: set[date] = set()
+    if whole is not None:
+        found = await session.scalars(
+            select(r.month).where(r.month >= whole[0], r.month <= whole[1]).distinct()
+        )
+        rolled = {_as_date(month) for month in found}
+    spans = _day_spans(start, end, whole, rolled)
+    parts: list[Select[Any]] = []
+    if spans:
+        parts.append(
+            select(m.subject_id, *[getattr(m, name) for name in _TOTALS]).where(
+                m.scope == "user", or_(*[and_(m.day >= a, m.day <= b) for a, b in spans])
+            )
+        )
+    if rolled:
+        parts.append(
+            select(r.subject_id, *[getattr(r, name) for name in _TOTALS]).where(
+                r.month.in_(sorted(rolled))
+            )
+        )
+    both = union_all(*parts).subquery("parts")
     query = (
-        select(User.id, User.gitlab_username, User.mattermost_username, Team.name, *columns)
-        .select_from(m)
-        .join(User, User.id == m.subject_id)
+        select(
+            User.id,
+            User.gitlab_username,
+            User.mattermost_username,
+            Team.name,
+            *[func.sum(both.c[name]) for name in _TOTALS],
+        )
+        .select_from(both)
+        .join(User, User.id == both.c.subject_id)
         .outerjoin(Team, Team.id == User.team_id)
-        .where(m.scope == "user", m.day >= start, m.day <= end)
         .group_by(User.id, User.gitlab_username, User.mattermost_username, Team.name)
         .order_by(User.gitlab_username)
     )

@@ -73,8 +73,9 @@ from plugins.metrics.api import (
     POINTS_PER_COMMENT,
     PROMPT_RESPONSE,
     PROMPT_RESPONSE_POINTS,
+    month_bounds,
 )
-from plugins.metrics.models import SCOPES, ReviewMetric
+from plugins.metrics.models import SCOPES, ReviewMetric, ReviewMetricMonth
 
 # The figures of a row, in the order the statements select them.
 FIGURES = (
@@ -90,6 +91,8 @@ FIGURES = (
     "approval_count",
     "engagement_score",
 )
+# The figures of a monthly rollup (a user's rows count no triggers).
+USER_FIGURES = FIGURES[1:]
 MAX_BACKFILL_DAYS = 3660
 
 
@@ -187,12 +190,16 @@ def _facts(scope: str, start: datetime, end: datetime, dialect: str) -> Select[A
 @dataclass(frozen=True)
 class DayResult:
     """What aggregating one day did: rows inserted or changed, rows deleted, and the
-    engagement score of every reviewer with a row that day (for the summary metric)."""
+    engagement score of every reviewer with a row that day (for the summary metric);
+    ``rollups_written``/``rollups_deleted``: the monthly rollup rows (of the day's month)
+    inserted or changed, and deleted."""
 
     day: date
     written: int
     deleted: int
     engagement_scores: tuple[float, ...]
+    rollups_written: int = 0
+    rollups_deleted: int = 0
 
 
 async def aggregate_day(
@@ -201,7 +208,8 @@ async def aggregate_day(
     """Aggregate ``day`` (in ``timezone``) into ``review_metrics``, in the caller's
     transaction: per scope a DELETE of the rows the data no longer produces and one
     ``INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE`` (only rows whose figures
-    differ are updated, their ``updated_at`` set to ``now``)."""
+    differ are updated, their ``updated_at`` set to ``now``); then the monthly rollups of
+    the day's month (:func:`rollup_month`)."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     start, end = day_bounds(day, timezone)
@@ -237,12 +245,59 @@ async def aggregate_day(
             where=or_(*[m.c[name].is_distinct_from(excluded[name]) for name in FIGURES]),
         ).returning(m.c.id)
         written += _count(await session.execute(upsert))
+    rolled = await rollup_month(session, day, now=stamp)
     scores = await session.scalars(
         select(ReviewMetric.engagement_score).where(
             ReviewMetric.day == day, ReviewMetric.scope == "user"
         )
     )
-    return DayResult(day, written, deleted, tuple(float(s) for s in scores))
+    return DayResult(day, written, deleted, tuple(float(s) for s in scores), *rolled)
+
+
+async def rollup_month(
+    session: AsyncSession, day: date, *, now: datetime | None = None
+) -> tuple[int, int]:
+    """Rebuild the ``review_metrics_monthly`` rows of ``day``'s month from that month's
+    daily ``user`` rows, in the caller's transaction: a DELETE of the reviewers left
+    without any daily row in the month, then ONE ``INSERT ... SELECT SUM(...) ... GROUP
+    BY subject_id ON CONFLICT (month, subject_id) DO UPDATE`` (a row is updated only when
+    one of its figures differs). Every reviewer of the month is summed again (at most
+    one row per reviewer and day: a few thousand rows, on the ``(scope, day,
+    subject_id)`` index), so the month is right whatever wrote its days. Returns (rows
+    inserted or changed, rows deleted)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    first, last = month_bounds(day)
+    m, r = ReviewMetric, ReviewMetricMonth.__table__
+    in_month = and_(m.scope == "user", m.day >= first, m.day <= last)
+    gone = await session.execute(
+        delete(ReviewMetricMonth)
+        .where(
+            ReviewMetricMonth.month == first,
+            ReviewMetricMonth.subject_id.not_in(select(m.subject_id).where(in_month)),
+        )
+        .returning(ReviewMetricMonth.id)
+    )
+    rows = (
+        select(
+            literal(first, Date).label("month"),
+            m.subject_id,
+            *[func.sum(getattr(m, name)).label(name) for name in USER_FIGURES],
+            literal(now or utcnow(), UTCDateTime).label("updated_at"),
+        )
+        .where(in_month)
+        .group_by(m.subject_id)
+    )
+    statement = insert(ReviewMetricMonth).from_select(
+        ["month", "subject_id", *USER_FIGURES, "updated_at"], rows
+    )
+    excluded = statement.excluded
+    upsert = statement.on_conflict_do_update(
+        index_elements=["month", "subject_id"],
+        set_={name: excluded[name] for name in (*USER_FIGURES, "updated_at")},
+        where=or_(*[r.c[name].is_distinct_from(excluded[name]) for name in USER_FIGURES]),
+    ).returning(r.c.id)
+    return _count(await session.execute(upsert)), _count(gone)
 
 
 def _count(result: Result[Any]) -> int:
@@ -266,6 +321,14 @@ class RangeResult:
     @property
     def deleted(self) -> int:
         return sum(d.deleted for d in self.days)
+
+    @property
+    def rollups_written(self) -> int:
+        return sum(d.rollups_written for d in self.days)
+
+    @property
+    def rollups_deleted(self) -> int:
+        return sum(d.rollups_deleted for d in self.days)
 
 
 def days_between(start: date, end: date) -> list[date]:
