@@ -55,6 +55,32 @@ async def away_now(
     return away
 
 
+async def away_days(session: AsyncSession, username: str, start: date, end: date) -> set[date]:
+    """The days from ``start`` to ``end`` (both included) that ``username`` (GitLab
+    username, any case) spends in a recorded out-of-office period (not cancelled); days
+    are the person's own calendar days, as the periods are. Empty for an unknown user or
+    reversed dates."""
+    if end < start:
+        return set()
+    rows = await session.execute(
+        select(OooStatus.start_date, OooStatus.end_date)
+        .join(User, User.id == OooStatus.user_id)
+        .where(
+            func.lower(User.gitlab_username) == username.lower(),
+            OooStatus.cancelled_at.is_(None),
+            OooStatus.start_date <= end,
+            OooStatus.end_date >= start,
+        )
+    )
+    days: set[date] = set()
+    for first, last in rows.all():
+        day = max(first, start)
+        while day <= min(last, end):
+            days.add(day)
+            day += timedelta(days=1)
+    return days
+
+
 class Refused(ValueError):
     """A period ``record`` would not record: ``str(error)`` is the reason, one line in the
     reader's language (the sentence ``/ooo`` answers); ``field`` is the field at fault
