@@ -16,6 +16,15 @@ from datetime import datetime
 from bot.context import PluginContext
 from bot.i18n import Message
 from plugins.roulette.service import RouletteService, Standing
+from plugins.roulette.worktime import next_at_work, working_seconds, working_window
+
+__all__ = [
+    "PersonAvailability",
+    "availability",
+    "next_at_work",
+    "working_seconds",
+    "working_window",
+]
 
 
 @dataclass(frozen=True)
