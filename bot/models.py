@@ -29,7 +29,7 @@ from bot.db import Base, UTCDateTime, utcnow
 
 ROLES = ("maintainer", "reviewer", "trainee")
 ASSIGNMENT_ROLES = ("codeowner", "team", "external", "manual")
-ASSIGNMENT_STATES = ("active", "approved", "completed", "removed", "abandoned")
+ASSIGNMENT_STATES = ("active", "approved", "completed", "removed", "abandoned", "passed")
 REVIEW_STATES = ("open", "merged", "closed")
 INBOX_STATES = ("pending", "processing", "done", "dead", "ignored")
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError
 
 from bot import migrate
 from bot.models import Base
@@ -112,3 +116,68 @@ def test_a_database_from_before_the_areas_had_revisions_upgrades(database_url: U
     finally:
         engine.dispose()
     assert [str(day) for day in kept] == ["2026-12-01"]
+
+
+_UNIQUE = itertools.count(1)
+
+
+def _assignment_status(url: URL, status: str, role: str = "team") -> None:
+    """A new user, review and assignment with ``status`` (raises if the database refuses)."""
+    from bot.models import MrReview, ReviewerAssignment, User
+
+    unique = next(_UNIQUE)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            user = connection.execute(
+                User.__table__.insert().values(gitlab_username=f"u{unique}")
+            ).inserted_primary_key[0]
+            review = connection.execute(
+                MrReview.__table__.insert().values(
+                    project_id=1,
+                    project_path="a/b",
+                    mr_iid=unique,
+                    web_url="u",
+                    author_username="x",
+                )
+            ).inserted_primary_key[0]
+            connection.execute(
+                ReviewerAssignment.__table__.insert().values(
+                    review_id=review, user_id=user, role=role, status=status
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def _statuses(url: URL) -> list[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            query = text("SELECT status FROM reviewer_assignments ORDER BY id")
+            return list(connection.execute(query).scalars().all())
+    finally:
+        engine.dispose()
+
+
+def test_assignment_status_passed_up_and_down(database_url: URL) -> None:
+    """Revision 0004 allows ``passed`` (a reviewer who handed the review over); going back
+    to 0003 turns it into ``removed`` and refuses it again."""
+    migrate.upgrade(database_url, revision="0003", areas=())
+    with pytest.raises(IntegrityError):
+        _assignment_status(database_url, "passed")
+    migrate.upgrade(database_url, revision="0004", areas=())
+    _assignment_status(database_url, "passed")
+    with pytest.raises(IntegrityError):
+        _assignment_status(database_url, "skipped")
+    with pytest.raises(IntegrityError):  # the table's other checks are kept (SQLite copies it)
+        _assignment_status(database_url, "passed", role="boss")
+    assert _statuses(database_url) == ["passed"]
+
+    migrate.downgrade(database_url, "0003", areas=())
+    assert _statuses(database_url) == ["removed"]
+    with pytest.raises(IntegrityError):
+        _assignment_status(database_url, "passed")
+    migrate.upgrade(database_url, revision="0004", areas=())
+    _assignment_status(database_url, "passed")
+    assert _statuses(database_url) == ["removed", "passed"]
