@@ -145,6 +145,7 @@ def create_app(
     app.router.add_post("/mattermost/command", chatops.command_endpoint)
     app.router.add_get("/mattermost/command", chatops.command_endpoint, allow_head=False)
     app.router.add_post("/mattermost/dialog", chatops.dialog_endpoint)
+    app.router.add_post("/mattermost/action", chatops.action_endpoint)
     for handler in registry.routes.values():
         app.router.add_route(
             handler.spec.options["method"], handler.spec.options["path"], handler.func

@@ -4,6 +4,9 @@ A slash command (``/roulette``, ``/ooo``), a direct message or an @mention becom
 ``CommandContext``; the handler returns a ``Reply`` (or raises ``CommandError``, shown
 to the user as an ephemeral message). An interactive dialog's submission becomes a
 ``DialogSubmission``; the handler returns ``DialogResult`` with per-field errors, if any.
+A click on a message button (``Button``, PROTOCOLS.md A8) becomes an ``ActionContext``;
+the ``@action`` handler returns an ``ActionResult`` (the post's new text, an ephemeral
+answer, a dialog to open).
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class Dialog:
     # The answer when the dialog cannot open (its trigger id expired...): how to do the
     # same without it, in the reader's language.
     fallback: str = ""
+    # A small JSON-able dict signed into the dialog's state with its callback id and user,
+    # handed back verified as ``DialogSubmission.context`` (what the dialog is about).
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,8 @@ class DialogSubmission:
     channel_id: str
     submission: Mapping[str, Any]
     cancelled: bool = False
+    # The ``Dialog.context`` the dialog was opened with, verified (empty: none).
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,61 @@ class DialogResult:
     errors: Mapping[str, str] = field(default_factory=dict)
     error: str | None = None
     message: Reply | None = None  # posted (ephemeral) once the dialog closed
+
+
+# --------------------------------------------------------------------- message buttons
+
+BUTTON_STYLES = frozenset({"default", "primary", "danger", "good", "warning"})
+_BUTTON_ID = re.compile(r"[A-Za-z0-9]{1,64}")
+
+
+@dataclass(frozen=True)
+class Button:
+    """A button on a post (a Mattermost message-attachment action, PROTOCOLS.md A8).
+
+    ``id``: alphanumeric (Mattermost routes clicks by it), unique within the post.
+    ``label``: the shown text, already in the reader's language. ``action``: the name of
+    the ``@action`` handler a click runs. ``payload``: a small JSON-able dict handed to it,
+    signed by the adapter together with the user the button is meant for.
+    """
+
+    id: str
+    label: str
+    action: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    style: str = "default"  # default | primary | danger | good | warning
+
+    def __post_init__(self) -> None:
+        if not _BUTTON_ID.fullmatch(self.id):
+            raise ValueError(f"button id {self.id!r}: 1 to 64 letters and digits")
+        if self.style not in BUTTON_STYLES:
+            raise ValueError(f"button style {self.style!r}: one of {sorted(BUTTON_STYLES)}")
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """One click on a ``Button``, already verified: its signed context is the bot's and
+    ``user`` is the person the button was made for."""
+
+    action: str  # the handler name
+    button: str  # the clicked Button.id
+    user: ChatUser  # who clicked
+    channel_id: str
+    post_id: str
+    trigger_id: str  # opens a dialog (``ActionResult.dialog``) within its short life
+    payload: Mapping[str, Any]  # the button's verified payload
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What a click answers: ``update`` replaces the clicked post's message (its buttons
+    go, unless ``buttons`` gives new ones); ``ephemeral`` is shown to the clicker only;
+    ``dialog`` opens with the click's trigger id. All empty: nothing changes."""
+
+    update: str | None = None
+    buttons: tuple[Button, ...] = ()
+    ephemeral: str | None = None
+    dialog: Dialog | None = None
 
 
 # --------------------------------------------------------------------- the post limit

@@ -7,7 +7,16 @@ once and the answer follows through the request's ``response_url``.
 
 ``POST /mattermost/dialog``: the ``state`` must be the value the bot signed when it
 opened the dialog for that user (401 otherwise); invalid fields are answered with
-Mattermost's ``{"errors": {...}}``.
+Mattermost's ``{"errors": {...}}``. The handler gets the context the dialog was opened
+with, verified.
+
+``POST /mattermost/action``: a click on a message button (PROTOCOLS.md A8). Its
+``context`` must be one the bot signed, unexpired, and the clicking ``user_id`` the user
+the button was made for; otherwise, and for an action no handler takes, HTTP 200 with a
+localised ``ephemeral_text`` and nothing done (Mattermost shows only a 200's answer). A
+body that is not strict JSON is a 400. The ``@action`` handler's result becomes the
+answer: ``update`` (the post's new message and buttons), ``ephemeral_text``, and a dialog
+opened with the click's ``trigger_id``. Never a 5xx.
 
 A direct message to the bot, or a message that mentions it, reaches the same command
 handlers (``@roulette roulette MR_URL``, ``help``).
@@ -16,15 +25,25 @@ handlers (``@roulette roulette MR_URL``, ``help``).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from aiohttp import web
 
-from bot.chat import ChatUser, CommandContext, DialogSubmission, Reply
+from bot.chat import (
+    ActionContext,
+    ActionResult,
+    ChatUser,
+    CommandContext,
+    Dialog,
+    DialogSubmission,
+    Reply,
+)
 from bot.context import AppContext
 from bot.errors import CommandError
 from bot.http import BadInput, error_response, json_response, parse_json_object, read_form
@@ -36,6 +55,7 @@ from bot.plugins import Registry
 log = logging.getLogger("bot.chatops")
 
 ANSWER_WITHIN = 2.0  # seconds before "working on it" and a later answer
+_MATTERMOST_ID = re.compile(r"[a-z0-9]{26}")
 
 
 class ChatOps:
@@ -179,6 +199,7 @@ class ChatOps:
         handler = self.registry.dialogs.get(callback_id)
         if handler is None:
             return error_response(404, f"no dialog {callback_id!r}")
+        context = self.chat.state_context(str(body.get("state", "")), callback_id, user_id)
         if body.get("cancelled"):
             return json_response({})
         user = await self._user(user_id, "")
@@ -191,6 +212,7 @@ class ChatOps:
                     user=user,
                     channel_id=str(body.get("channel_id", "")),
                     submission=submission if isinstance(submission, dict) else {},
+                    context=context or {},
                 )
             )
         except CommandError as e:
@@ -213,6 +235,92 @@ class ChatOps:
             except Exception as e:  # the dialog did its work; only the confirmation is lost
                 log.warning("dialog confirmation not delivered: %s", type(e).__name__)
         return json_response({})
+
+    # ----------------------------------------------------------------- buttons
+
+    async def action_endpoint(self, request: web.Request) -> web.Response:
+        """A button click: verify, dispatch to the ``@action`` handler, answer (module doc)."""
+        try:  # what the strict loader refuses is a 400, before any work
+            body = parse_json_object(await request.read())
+        except BadInput as e:
+            return error_response(e.status, str(e))
+        user_id, user_name = body.get("user_id"), body.get("user_name")
+        user_id = user_id if isinstance(user_id, str) else ""
+        user_name = user_name if isinstance(user_name, str) else ""
+        chat = self.chat
+        signed = chat.verify_action(body.get("context")) if chat is not None else None
+        if chat is None or signed is None:
+            user = await self._clicker(user_id, user_name)
+            return self._refusal(user, stale=True)
+        user = await self._clicker(user_id, user_name)
+        if not user_id or not hmac.compare_digest(user_id.encode(), signed.user_id.encode()):
+            return self._refusal(user, stale=False)
+        handler = self.registry.actions.get(signed.action)
+        if handler is None:
+            log.warning("a click for action %r, which no area handles", signed.action)
+            return self._refusal(user, stale=True)
+        ctx = ActionContext(
+            action=signed.action,
+            button=signed.button,
+            user=user,
+            channel_id=_text(body.get("channel_id")),
+            post_id=_text(body.get("post_id")),
+            trigger_id=_text(body.get("trigger_id")),
+            payload=signed.payload,
+        )
+        _ = translator(user.locale)
+        with bound_id():
+            try:
+                result = await handler.func(ctx)
+            except CommandError as e:
+                result = ActionResult(ephemeral=e.render(_))
+            except Exception:
+                log.exception("action %s failed", signed.action)
+                self.context.metrics.unhandled_errors.labels("chat").inc()
+                failed = _("Something went wrong; the team running the bot has the details.")
+                result = ActionResult(ephemeral=failed)
+        if not isinstance(result, ActionResult):
+            result = ActionResult()
+        if result.dialog is not None:
+            result = await self._open_action_dialog(ctx, result, result.dialog)
+        try:
+            return json_response(await chat.action_response(result, user))
+        except Exception:  # a payload that cannot be signed...: the click did its work
+            log.exception("the answer to action %s could not be built", signed.action)
+            self.context.metrics.unhandled_errors.labels("chat").inc()
+            failed = _("Something went wrong; the team running the bot has the details.")
+            return json_response({"ephemeral_text": failed})
+
+    async def _open_action_dialog(
+        self, ctx: ActionContext, result: ActionResult, dialog: Dialog
+    ) -> ActionResult:
+        """Open ``dialog`` with the click's trigger id; when it cannot open, the clicker
+        reads its ``fallback`` (or a short apology) instead."""
+        assert self.chat is not None
+        try:
+            await self.chat.open_dialog(ctx.trigger_id, ctx.user.id, dialog)
+        except Exception as e:  # an expired trigger id, Mattermost refusing the dialog...
+            log.warning("could not open the %s dialog: %s", dialog.callback_id, type(e).__name__)
+            _ = translator(ctx.user.locale)
+            failed = _("The form could not be opened; please try again.")
+            return replace(result, ephemeral=dialog.fallback or failed)
+        return result
+
+    async def _clicker(self, user_id: str, user_name: str) -> ChatUser:
+        """Who clicked, for the language of the answer: looked up only for a well-formed
+        Mattermost id (a forged body names no other API path), else as the body says."""
+        if _MATTERMOST_ID.fullmatch(user_id):
+            return await self._user(user_id, user_name)
+        return ChatUser(id=user_id, username=user_name, locale=self.context.settings.locale)
+
+    def _refusal(self, user: ChatUser, *, stale: bool) -> web.Response:
+        """HTTP 200 with ``ephemeral_text`` (the only answer Mattermost shows the clicker):
+        the button is no longer valid (``stale``: forged, tampered, expired,
+        for no handler), or was made for someone else."""
+        _ = translator(user.locale)
+        if stale:
+            return json_response({"ephemeral_text": _("This button is no longer valid.")})
+        return json_response({"ephemeral_text": _("This button is not for you.")})
 
     # ----------------------------------------------------------------- messages
 
@@ -246,3 +354,8 @@ class ChatOps:
             reply = await self._run(handler.func, ctx)
         root = message.root_id if message.channel_type != "D" else None
         await chat.post(message.channel_id, reply.text, root_id=root, locale=user.locale)
+
+
+def _text(value: object) -> str:
+    """A body field as text: a string as is, anything else empty."""
+    return value if isinstance(value, str) else ""

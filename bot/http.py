@@ -49,6 +49,7 @@ CORE_ROUTES = (
     "POST /mattermost/command",
     "GET /mattermost/command",
     "POST /mattermost/dialog",
+    "POST /mattermost/action",
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -23,6 +23,10 @@
   rather than giving it twice.
 - Slash commands the plugins declare are registered (or updated) in ``MATTERMOST_TEAM``
   at start, and their tokens learned; dialog ``state`` values are signed by the bot.
+- Message buttons (PROTOCOLS.md A8) go out as ``props.attachments[].actions[]`` whose
+  ``integration.context`` the bot signs: the action, the button, the Mattermost user the
+  button is for, its payload and an expiry, under an HMAC-SHA256 of their canonical JSON.
+  Mattermost adds no token to a click, so that signature is all a click is trusted by.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ from bot.chat import (
     LEGACY_POST_LIMIT,
     POST_LIMIT,
     REPLY_PARTS,
+    ActionResult,
+    Button,
     ChatUser,
     Dialog,
     Reply,
@@ -70,6 +76,9 @@ CATCH_UP_MAX_AGE_MS = 3_600_000  # after a long outage, messages older than this
 SEEN_POSTS = 4_096  # post ids remembered, so that each post is handled once
 USER_TTL = 300.0
 STATE_TTL = 3600  # a dialog may stay open for an hour
+ACTION_TTL = 30 * 24 * 3600  # seconds a message button stays valid (30 days)
+ACTION_PATH = "/mattermost/action"  # where Mattermost posts button clicks
+_SAFE_INT = 2**53  # Mattermost re-encodes a context's numbers as float64: keep them exact
 POST_LIMIT_RETRY = 60.0  # seconds before asking again a server that did not say its limit
 LEADERSHIP_CHECK = 15.0  # seconds between checks that this replica still leads
 CURSOR_TIMEOUT = 5.0  # seconds a read or a save of the post cursor may take
@@ -103,6 +112,53 @@ class ChatMessage:
     root_id: str
     mentions: tuple[str, ...]
     create_at: int = 0
+
+
+@dataclass(frozen=True)
+class SignedAction:
+    """A button's ``integration.context`` whose signature verified and is not expired."""
+
+    action: str  # the @action handler's name
+    button: str  # the Button.id
+    user_id: str  # the Mattermost user the button was made for
+    payload: Mapping[str, Any]
+
+
+def _canonical(value: Any) -> bytes:
+    """The one byte string a JSON-able value signs as: sorted keys, no spaces, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _check_json(value: Any, where: str = "payload") -> None:
+    """Refuse what would not come back unchanged through Mattermost's JSON (Go decodes a
+    context's numbers as float64): floats, integers past 2**53, non-string keys.
+
+    Raises ``ValueError`` naming the bad part."""
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if abs(value) >= _SAFE_INT:
+            raise ValueError(f"{where}: integer {value} too large to survive Mattermost")
+        return
+    if isinstance(value, list | tuple):
+        for n, item in enumerate(value):
+            _check_json(item, f"{where}[{n}]")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: key {key!r} is not a string")
+            _check_json(item, f"{where}.{key}")
+        return
+    raise ValueError(f"{where}: {type(value).__name__} is not allowed in a signed context")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class Backoff:
@@ -219,6 +275,9 @@ class Mattermost:
         self._max_post_size_tried = -POST_LIMIT_RETRY
         seed = b"roulette-dialog-state:" + self._token.encode()
         self._signing_key = hashlib.sha256(seed).digest()
+        # Keyed like the dialog state, under its own label: neither passes for the other.
+        action_seed = b"roulette-action-context:" + self._token.encode()
+        self._action_key = hashlib.sha256(action_seed).digest()
         self._socket_task: asyncio.Task[None] | None = None
         self._leadership: Leadership | None = None
         self._stopping = asyncio.Event()
@@ -791,15 +850,88 @@ class Mattermost:
             raise
         return await self.user(str(data["id"]))
 
-    async def direct_message(self, username: str, message: Callable[[ChatUser], str]) -> bool:
-        """DM ``username``; ``message`` builds the text for them (their language)."""
+    async def direct_message(
+        self,
+        username: str,
+        message: Callable[[ChatUser], str],
+        buttons: Callable[[ChatUser], Sequence[Button]] | None = None,
+    ) -> str | None:
+        """DM ``username``; ``message`` builds the text for them (their language, cut to the
+        post limit) and ``buttons``, if given, the buttons under it, each signed for them.
+
+        Returns the post's id (for a later ``update_post``), None when Mattermost has no
+        such user. Raises what the driver raises when Mattermost refuses the post."""
         user = await self.user_by_username(username)
         if user is None:
             log.warning("no Mattermost user %s to notify", username)
-            return False
+            return None
         channel = await self.driver.channels.create_direct_channel([self.user_id, user.id])
-        await self.post(str(channel["id"]), message(user), locale=user.locale)
-        return True
+        text = await self._fit(message(user), user.locale)
+        props = self.button_props(buttons(user), user.id) if buttons is not None else {}
+        post = await self.driver.posts.create_post(
+            channel_id=str(channel["id"]), message=text, props=props or None
+        )
+        return str(post["id"]) if isinstance(post, Mapping) else None
+
+    async def update_post(
+        self,
+        post_id: str,
+        message: str,
+        buttons: Sequence[Button] = (),
+        *,
+        intended_user_id: str,
+        locale: str | None = None,
+    ) -> None:
+        """Replace a post of the bot: its message (cut to the post limit in ``locale``)
+        and its buttons (none: the old ones go), signed for ``intended_user_id``.
+
+        ``PUT /api/v4/posts/{post_id}/patch`` with ``message`` and ``props``; for changes
+        made without a click (a click's answer carries its own ``update``)."""
+        text = await self._fit(message, locale)
+        props = self.button_props(buttons, intended_user_id)
+        await self.driver.posts.patch_post(post_id, message=text, props=props)
+
+    def button_props(self, buttons: Sequence[Button], intended_user_id: str) -> dict[str, Any]:
+        """A post's ``props`` carrying ``buttons`` (PROTOCOLS.md A8): one attachment whose
+        ``actions`` each name the bot's ``/mattermost/action`` URL and a context signed
+        for ``intended_user_id`` (a Mattermost user id). ``{}`` without buttons.
+
+        Raises ``ValueError`` for two buttons with one id or a payload that would not
+        survive Mattermost's JSON unchanged."""
+        if not buttons:
+            return {}
+        ids = [b.id for b in buttons]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"button ids must be unique within a post: {ids}")
+        url = f"{self.settings.public_url.rstrip('/')}{ACTION_PATH}"
+        actions = [
+            {
+                "id": b.id,
+                "name": b.label,
+                "type": "button",
+                "style": b.style,
+                "integration": {
+                    "url": url,
+                    "context": self.sign_action(b.action, b.id, intended_user_id, b.payload),
+                },
+            }
+            for b in buttons
+        ]
+        return {"attachments": [{"fallback": "", "actions": actions}]}
+
+    async def action_response(self, result: ActionResult, user: ChatUser) -> dict[str, Any]:
+        """The answer to a click (PROTOCOLS.md A8): ``update`` (message and props; props
+        without attachments remove the buttons) and ``ephemeral_text``, each within the
+        post limit in ``user``'s language; new buttons are signed for ``user``."""
+        body: dict[str, Any] = {}
+        if result.update is not None:
+            body["update"] = {
+                "message": await self._fit(result.update, user.locale),
+                "props": self.button_props(result.buttons, user.id),
+            }
+        if result.ephemeral:
+            body["ephemeral_text"] = await self._fit(result.ephemeral, user.locale)
+        return body
 
     async def open_dialog(self, trigger_id: str, user_id: str, dialog: Dialog) -> None:
         body = {
@@ -809,7 +941,7 @@ class Mattermost:
             "elements": [dict(e) for e in dialog.elements],
             "submit_label": dialog.submit_label,
             "notify_on_cancel": False,
-            "state": self.sign_state(dialog.callback_id, user_id),
+            "state": self.sign_state(dialog.callback_id, user_id, context=dialog.context),
         }
         await self.driver.integration_actions.open_interactive_dialog(
             trigger_id=trigger_id,
@@ -832,20 +964,112 @@ class Mattermost:
 
     # ----------------------------------------------------------------- dialog state
 
-    def sign_state(self, callback_id: str, user_id: str, now: float | None = None) -> str:
+    def sign_state(
+        self,
+        callback_id: str,
+        user_id: str,
+        now: float | None = None,
+        *,
+        context: Mapping[str, Any] | None = None,
+    ) -> str:
+        """A dialog's ``state``: ``expires.mac``, or ``expires.context.mac`` with a context
+        (base64url of its canonical JSON), the MAC binding the dialog, the user, the expiry
+        (``STATE_TTL`` from ``now``, seconds since the epoch) and the context."""
         expires = int((now or time.time()) + STATE_TTL)
-        payload = f"{callback_id}:{user_id}:{expires}"
-        mac = hmac.new(self._signing_key, payload.encode(), hashlib.sha256).digest()
-        return f"{expires}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+        packed = _b64(_canonical(dict(context))) if context else ""
+        if context:
+            _check_json(context, "context")
+        mac = self._state_mac(callback_id, user_id, str(expires), packed)
+        return f"{expires}.{packed}.{mac}" if packed else f"{expires}.{mac}"
 
     def verify_state(self, state: str, callback_id: str, user_id: str) -> bool:
-        expires_text, _, _ = state.partition(".")
+        """Whether ``state`` is one the bot signed for this dialog and user, unexpired."""
+        return self.state_context(state, callback_id, user_id) is not None
+
+    def state_context(self, state: str, callback_id: str, user_id: str) -> dict[str, Any] | None:
+        """The context signed into ``state`` (``{}`` when none), or None when ``state`` is
+        not one the bot signed for this dialog and user, or has expired."""
+        parts = state.split(".")
+        if len(parts) not in (2, 3):
+            return None
+        expires_text, packed, mac = parts[0], parts[1] if len(parts) == 3 else "", parts[-1]
         if not expires_text.isdigit() or int(expires_text) < time.time():
-            return False
-        payload = f"{callback_id}:{user_id}:{expires_text}"
-        mac = hmac.new(self._signing_key, payload.encode(), hashlib.sha256).digest()
-        expected = f"{expires_text}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
-        return hmac.compare_digest(state.encode(), expected.encode())
+            return None
+        if len(parts) == 3 and not packed:
+            return None
+        expected = self._state_mac(callback_id, user_id, expires_text, packed)
+        if not hmac.compare_digest(mac.encode(), expected.encode()):
+            return None
+        if not packed:
+            return {}
+        try:
+            context = json.loads(_unb64(packed))
+        except ValueError:
+            return None
+        return context if isinstance(context, dict) else None
+
+    def _state_mac(self, callback_id: str, user_id: str, expires: str, packed: str) -> str:
+        payload = f"{callback_id}:{user_id}:{expires}" + (f":{packed}" if packed else "")
+        return _b64(hmac.new(self._signing_key, payload.encode(), hashlib.sha256).digest())
+
+    # ----------------------------------------------------------------- button contexts
+
+    def sign_action(
+        self,
+        action: str,
+        button: str,
+        user_id: str,
+        payload: Mapping[str, Any],
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """A button's ``integration.context``: ``action``, ``button``, ``user`` (the
+        Mattermost user id it is meant for), ``payload``, ``expires`` (``ACTION_TTL`` after
+        ``now``, seconds since the epoch) and ``signature``, an HMAC-SHA256 of the
+        canonical JSON of the others (base64url).
+
+        Raises ``ValueError`` for a payload that would not survive Mattermost's JSON."""
+        _check_json(payload)
+        fields = {
+            "action": action,
+            "button": button,
+            "user": user_id,
+            "payload": dict(payload),
+            "expires": int((now or time.time()) + ACTION_TTL),
+        }
+        return fields | {"signature": self._action_mac(fields)}
+
+    def verify_action(self, context: object, now: float | None = None) -> SignedAction | None:
+        """The click's ``context`` if the bot signed it and it has not expired, else None
+        (anything malformed included; never raises). Compared in constant time."""
+        if not isinstance(context, Mapping):
+            return None
+        signature = context.get("signature")
+        fields = {k: context.get(k) for k in ("action", "button", "user", "payload", "expires")}
+        if not isinstance(signature, str) or not signature.isascii():
+            return None
+        if not all(isinstance(fields[k], str) for k in ("action", "button", "user")):
+            return None
+        expires = fields["expires"]
+        if not isinstance(fields["payload"], dict) or isinstance(expires, bool):
+            return None
+        if not isinstance(expires, int | float) or expires < (now or time.time()):
+            return None
+        fields["expires"] = int(expires)
+        try:
+            expected = self._action_mac(fields)
+        except (TypeError, ValueError):
+            return None
+        if not hmac.compare_digest(signature.encode(), expected.encode()):
+            return None
+        return SignedAction(
+            action=str(fields["action"]),
+            button=str(fields["button"]),
+            user_id=str(fields["user"]),
+            payload=fields["payload"],
+        )
+
+    def _action_mac(self, fields: Mapping[str, Any]) -> str:
+        return _b64(hmac.new(self._action_key, _canonical(fields), hashlib.sha256).digest())
 
 
 def post_limit_for(server_version: str) -> int:

@@ -43,7 +43,7 @@ from bot.context import AppContext, PluginContext
 if TYPE_CHECKING:
     from bot.cli import Subcommands
 
-HandlerKind = Literal["command", "gitlab", "job", "route", "dialog"]
+HandlerKind = Literal["command", "gitlab", "job", "route", "dialog", "action"]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 _ATTR = "__roulette_handlers__"
@@ -62,6 +62,7 @@ _PARAMETER = {
     "job": "run",
     "route": "request",
     "dialog": "submission",
+    "action": "ctx",
 }
 
 
@@ -129,6 +130,14 @@ def dialog(callback_id: str) -> Callable[[F], F]:
     if not _COMMAND_NAME.fullmatch(callback_id):
         raise RegistryError(f"dialog {callback_id!r}: use lowercase letters, digits, - and _")
     return _attach(HandlerSpec("dialog", callback_id))
+
+
+def action(name: str) -> Callable[[F], F]:
+    """Clicks on the message buttons (``bot.chat.Button``) whose ``action`` is ``name``;
+    the handler receives a verified ``ActionContext`` and returns an ``ActionResult``."""
+    if not _COMMAND_NAME.fullmatch(name):
+        raise RegistryError(f"action {name!r}: use lowercase letters, digits, - and _")
+    return _attach(HandlerSpec("action", name))
 
 
 def route(method: str, path: str, *, openapi: Mapping[str, Any] | None = None) -> Callable[[F], F]:
@@ -209,6 +218,7 @@ class Registry:
         self.jobs: dict[str, Handler] = {}
         self.routes: dict[str, Handler] = {}
         self.dialogs: dict[str, Handler] = {}
+        self.actions: dict[str, Handler] = {}
         reserved = set(reserved_routes)
         names: dict[str, Plugin] = {}
         for plugin in self.plugins:
@@ -231,6 +241,7 @@ class Registry:
             "job": self.jobs,
             "route": self.routes,
             "dialog": self.dialogs,
+            "action": self.actions,
         }
         table = tables[spec.kind]
         if spec.key in table or (spec.kind == "route" and spec.key in reserved):
