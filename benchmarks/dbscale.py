@@ -183,7 +183,8 @@ def seed(url: URL, assignments: int, days: int = DAYS, seed_value: int = 1) -> t
 
 
 async def checksum(sessions: async_sessionmaker[AsyncSession]) -> tuple[str, int]:
-    """md5 over every ``review_metrics`` row's figures, in key order; and the row count."""
+    """md5 over every ``review_metrics`` row's figures, in key order, then over every
+    monthly rollup's (``daily/monthly``); and the daily row count."""
     query = text(
         "SELECT md5(string_agg(concat_ws(',', day, scope, subject_id, reviews_triggered,"
         " reviews_assigned, reviews_completed, reviews_other_teams, comments, comment_chars,"
@@ -191,9 +192,16 @@ async def checksum(sessions: async_sessionmaker[AsyncSession]) -> tuple[str, int
         " engagement_score), ';' ORDER BY day, scope, subject_id)), count(*)"
         " FROM review_metrics"
     )
+    monthly = text(
+        "SELECT md5(string_agg(concat_ws(',', month, subject_id, reviews_assigned,"
+        " reviews_completed, reviews_other_teams, comments, comment_chars, ttfr_seconds_sum,"
+        " ttfr_count, approval_seconds_sum, approval_count, engagement_score), ';'"
+        " ORDER BY month, subject_id)) FROM review_metrics_monthly"
+    )
     async with sessions() as session:
         digest, count = (await session.execute(query)).one()
-    return str(digest), int(count)
+        rollups = await session.scalar(monthly)
+    return f"{digest}/{rollups}", int(count)
 
 
 async def ranked(session: AsyncSession, team: str | None, period: str) -> list[str]:
@@ -278,14 +286,20 @@ async def measure(url: URL, args: argparse.Namespace) -> dict[str, Any]:
             rows_written=first.written,
             rerun_rows_written=again.written,
             rerun_rows_deleted=again.deleted,
+            rollups_written=first.rollups_written,
+            rerun_rollups_written=again.rollups_written,
+            rerun_rollups_deleted=again.rollups_deleted,
             rerun_changed_nothing=(digest, rows) == (digest_again, rows_again)
-            and again.written == again.deleted == 0,
+            and again.written == again.deleted == 0
+            and again.rollups_written == again.rollups_deleted == 0,
             checksum=digest,
         )
         print(
             f"backfill: {figures['backfill_s']:.1f} s ({args.days} days, {rows:,} rows)"
             f" [target <= {TARGET_BACKFILL_S:.0f} s]; rerun: {figures['rerun_s']:.1f} s,"
-            f" {again.written} written, {again.deleted} deleted, checksum"
+            f" {again.written} written, {again.deleted} deleted (rollups: {first.rollups_written}"
+            f" written by the backfill, {again.rollups_written} and {again.rollups_deleted} by"
+            " the rerun), checksum"
             f" {'unchanged' if figures['rerun_changed_nothing'] else 'CHANGED'} ({digest})"
         )
         print(f"leaderboard through {LEADERBOARD}; {args.runs} runs each, one session per query")

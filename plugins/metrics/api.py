@@ -124,6 +124,13 @@ def _day_spans(
     return spans
 
 
+def _exact(total: object) -> float:
+    """A float sum rounded to 6 decimals: the figures are multiples of 1e-6 (seconds to
+    the microsecond, engagement in hundredths), so the rounded sum is the exact figure
+    whatever the order of addition (daily rows, monthly rollups, either engine)."""
+    return round(float(total), 6)  # type: ignore[arg-type]
+
+
 def _ratio(total: float, count: int, scale: float = 1.0) -> float | None:
     return total / count / scale if count else None
 
@@ -253,11 +260,11 @@ async def reviewer_totals(
             reviews_other_teams=int(r[6]),
             comments=int(r[7]),
             comment_chars=int(r[8]),
-            ttfr_seconds_sum=float(r[9]),
+            ttfr_seconds_sum=_exact(r[9]),
             ttfr_count=int(r[10]),
-            approval_seconds_sum=float(r[11]),
+            approval_seconds_sum=_exact(r[11]),
             approval_count=int(r[12]),
-            engagement=float(r[13]),
+            engagement=_exact(r[13]),
         )
         for r in rows.all()
     ]

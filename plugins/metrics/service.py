@@ -42,6 +42,7 @@ from sqlalchemy import (
     Date,
     Float,
     Integer,
+    Numeric,
     Select,
     String,
     and_,
@@ -91,9 +92,30 @@ FIGURES = (
     "approval_count",
     "engagement_score",
 )
+FLOAT_FIGURES = frozenset({"ttfr_seconds_sum", "approval_seconds_sum", "engagement_score"})
 # The figures of a monthly rollup (a user's rows count no triggers).
 USER_FIGURES = FIGURES[1:]
 MAX_BACKFILL_DAYS = 3660
+# Float figures are sums of multiples of 1e-6 (microseconds; engagement in hundredths):
+# rounded to 6 decimals, a sum is the same whatever the order of addition (the float
+# error of a sum this size is far below 5e-7), so reruns and rollups find the same values.
+FLOAT_DECIMALS = 6
+
+
+def rounded_sum(column: ColumnExpressionArgument[Any], dialect: str) -> ColumnElement[Any]:
+    """``SUM(column)``, rounded to ``FLOAT_DECIMALS`` for a float figure (PostgreSQL
+    rounds a ``numeric``; SQLite's ``round`` takes the float)."""
+    total: ColumnElement[Any] = func.sum(column)
+    if dialect == "postgresql":
+        return cast(func.round(cast(total, Numeric), FLOAT_DECIMALS), Float)
+    return cast(func.round(total, FLOAT_DECIMALS), Float)
+
+
+def _sum(name: str, column: ColumnExpressionArgument[Any], dialect: str) -> ColumnElement[Any]:
+    """The SQL sum of figure ``name`` (rounded when a float)."""
+    if name in FLOAT_FIGURES:
+        return rounded_sum(column, dialect).label(name)
+    return func.sum(column).label(name)
 
 
 def day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
@@ -232,7 +254,7 @@ async def aggregate_day(
             literal(day, Date).label("day"),
             literal(scope, String).label("scope"),
             facts.c.subject,
-            *[func.sum(facts.c[name]).label(name) for name in FIGURES],
+            *[_sum(name, facts.c[name], dialect) for name in FIGURES],
             literal(stamp, UTCDateTime).label("updated_at"),
         ).group_by(facts.c.subject)
         statement = insert(ReviewMetric).from_select(
@@ -282,7 +304,7 @@ async def rollup_month(
         select(
             literal(first, Date).label("month"),
             m.subject_id,
-            *[func.sum(getattr(m, name)).label(name) for name in USER_FIGURES],
+            *[_sum(name, getattr(m, name), dialect) for name in USER_FIGURES],
             literal(now or utcnow(), UTCDateTime).label("updated_at"),
         )
         .where(in_month)
