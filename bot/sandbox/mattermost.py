@@ -22,6 +22,13 @@ unchanged:
 - ``POST /commands`` (201 with a generated ``token``; trigger lower-cased; a duplicate or
   built-in trigger is a 400), ``GET /commands?team_id=&custom_only=``, ``GET``/``PUT``/
   ``DELETE /commands/{id}``;
+- ``PUT /posts/{post_id}/patch`` (``message``, ``props``, ``is_pinned``...: each one given
+  replaces the stored one; the author's own posts, or ``system_admin``; ``post_edited``);
+- message buttons (PROTOCOLS.md A8): a post's ``props.attachments[].actions[]`` are stored as
+  the server stores them (an action without ``id`` gets one); an action id that is not
+  alphanumeric (the click route ``/posts/{id}/actions/{action_id:[A-Za-z0-9]+}`` could never
+  reach it) or without ``integration.url`` is refused with a 400 (``strict_actions``; the
+  real server stores such a button, which then never works);
 - ``POST /actions/dialogs/open`` (the trigger id must be one this stand-in issued, for that
   user, younger than ``trigger_id_ttl``; the dialog is checked as the server's
   ``Dialog.IsValid`` does, see ``strict_dialogs``), recorded in ``dialogs_opened``;
@@ -49,7 +56,8 @@ gets ``{"status": "FAIL", ...}``.
 Mattermost's side of the integrations is here too: ``run_slash_command`` calls a
 registered command's URL exactly as the server's ``DoCommandRequest`` does and applies the
 answer (``HandleCommandResponse``); ``submit_dialog`` posts a dialog submission as
-``SubmitInteractiveDialog`` does.
+``SubmitInteractiveDialog`` does; ``click`` posts a button click to the button's
+``integration.url`` as ``DoPostActionWithCookie`` does and applies its answer.
 
 Tests and the demo shape the model through a small Python API (``add_user``, ``add_team``,
 ``add_channel``, ``direct_channel``, ``token_for``, ``say``, ``add_command``...), read it back
@@ -110,6 +118,7 @@ _SLACK_LINK = re.compile(r"<([^<>|\s]+)\|([^<>]+)>")
 _SLACK_BARE_LINK = re.compile(r"<((?:https?|mailto):[^<>|\s]+)>")
 _SLACK_USER = re.compile(r"<@([a-z0-9]{26})>")
 _CUSTOM_POST_TYPE = "custom_"
+_ACTION_ID = re.compile(r"[A-Za-z0-9]+")  # the click route's {action_id:[A-Za-z0-9]+}
 
 # Dialog limits (model/integration_action.go).
 DIALOG_TITLE_MAX = 24
@@ -348,6 +357,7 @@ class MattermostStandIn:
         max_post_runes: int = MAX_POST_RUNES,
         strict_ephemeral_length: bool = True,
         user_lookup_delay: float = 0.0,
+        strict_actions: bool = True,
     ) -> None:
         """``bot_username`` creates that bot account (``bot``, ``bot_token``); its roles are
         a default bot's, ``system_user``: it can post where it is a member, not send
@@ -377,7 +387,12 @@ class MattermostStandIn:
         relies on it (``False``: as the server).
 
         ``user_lookup_delay`` (seconds) makes ``GET /users/{id}`` slow, as a loaded server.
+
+        With ``strict_actions`` a post whose buttons could never be clicked (an action id
+        that is not alphanumeric, no ``integration.url``) is refused with a 400; the real
+        server stores it (``False``; the problems are recorded in ``warnings`` either way).
         """
+        self.strict_actions = strict_actions
         self.max_post_runes = max_post_runes
         self.strict_ephemeral_length = strict_ephemeral_length
         self.user_lookup_delay = user_lookup_delay
@@ -439,6 +454,7 @@ class MattermostStandIn:
             route("POST", API + "/posts", self._post_post),
             route("POST", API + "/posts/ephemeral", self._post_ephemeral),
             route("GET", API + r"/posts/(?P<post_id>[^/]+)", self._get_post),
+            route("PUT", API + r"/posts/(?P<post_id>[^/]+)/patch", self._patch_post),
             route("GET", channel + "/posts", self._get_channel_posts),
             route("GET", API + r"/users/(?P<user_id>[^/]+)/channels", self._get_user_channels),
             route("POST", API + "/channels/direct", self._post_direct_channel),
@@ -952,6 +968,115 @@ class MattermostStandIn:
             self.warnings.append(f"dialog answer refused by the server: {problem}")
         return status, answer
 
+    # --- Mattermost calling the bot: message buttons ----------------------------------
+
+    async def click(self, username: str, post_id: str, action_id: str) -> tuple[int, JSON]:
+        """``username`` clicks the button ``action_id`` of the post ``post_id``, as
+        ``POST /api/v4/posts/{post_id}/actions/{action_id}`` makes the server do
+        (``DoPostActionWithCookie``, PROTOCOLS.md A8).
+
+        The button's ``integration.url`` gets a JSON POST of exactly::
+
+            {"user_id", "user_name", "channel_id", "channel_name", "team_id",
+             "team_domain", "post_id", "trigger_id", "type": "button", "data_source",
+             "context"}
+
+        with the ``context`` stored with the post (no token, no signature added); the
+        trigger id is a fresh one for ``username``, good for ``/actions/dialogs/open``.
+        A 200 answer's ``update`` replaces the post's message and props (the server's
+        reserved ``from_bot``/``from_webhook`` kept; props without ``attachments``
+        remove the buttons) and ``ephemeral_text`` is shown to ``username`` alone (an
+        entry of ``ephemeral_posts``).
+
+        Returns the integration's status and parsed answer (``{}`` for an empty body or
+        a failure, recorded in ``warnings`` as the server logs it). Raises ``KeyError``
+        for a post or button that does not exist or a user who cannot see the post.
+        """
+        user = self._user(username)
+        post = next((p for p in self._posts if p["id"] == post_id), None)
+        if post is None or not self._may_read(user, self._channels[post["channel_id"]]):
+            raise KeyError(f"no post {post_id!r} that {username} can see")
+        action = next(
+            (
+                a
+                for attachment in (post["props"].get("attachments") or [])
+                if isinstance(attachment, dict)
+                for a in (attachment.get("actions") or [])
+                if isinstance(a, dict) and a.get("id") == action_id
+            ),
+            None,
+        )
+        if action is None or not _ACTION_ID.fullmatch(action_id):
+            raise KeyError(f"no button {action_id!r} on post {post_id!r}")
+        channel = self._channels[post["channel_id"]]
+        team = self._teams.get(channel.team_id)
+        _client_id, trigger_id = self._trigger_id(user.id, channel)
+        integration = action.get("integration") or {}
+        payload = {
+            "user_id": user.id,
+            "user_name": user.username,
+            "channel_id": channel.id,
+            "channel_name": channel.name,
+            "team_id": channel.team_id,
+            "team_domain": team.name if team else "",
+            "post_id": post["id"],
+            "trigger_id": trigger_id,
+            "type": "button",
+            "data_source": str(action.get("data_source") or ""),
+            "context": integration.get("context") or {},
+        }
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        timeout = aiohttp.ClientTimeout(total=self.command_timeout)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as http,
+                http.post(
+                    str(integration.get("url") or ""),
+                    data=_dumps(payload).encode(),
+                    headers=headers,
+                ) as r,
+            ):
+                status, raw = r.status, await r.read()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            self.warnings.append(f"button action failed: {e!r}")
+            return 0, {}
+        if status != 200:
+            self.warnings.append(f"button action answered {status}: {raw[:200]!r}")
+            return status, {}
+        try:
+            answer = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            self.warnings.append(f"button action answer is not JSON: {raw[:200]!r}")
+            return status, {}
+        if not isinstance(answer, dict):
+            self.warnings.append(f"button action answer is not an object: {answer!r}")
+            return status, {}
+        update = answer.get("update")
+        if isinstance(update, dict):
+            props = update.get("props")
+            try:
+                checked = self._checked_actions(props if isinstance(props, dict) else {})
+            except MattermostError:  # recorded in warnings; the server would store it
+                checked = None
+            if checked is not None:
+                self._edit_post(post, str(update.get("message") or ""), checked, None)
+        text = answer.get("ephemeral_text")
+        if isinstance(text, str) and text:
+            if not answer.get("skip_slack_parsing"):
+                text = _slack_to_markdown(text, self)
+            self._send_ephemeral(
+                user.id,
+                sender_id=post["user_id"],
+                channel_id=channel.id,
+                message=text,
+                root_id=post["root_id"],
+            )
+        return status, answer
+
     # --- dispatch ----------------------------------------------------------------------
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -1085,6 +1210,7 @@ class MattermostStandIn:
         if not isinstance(message, str) or not isinstance(props, dict | None):
             raise _invalid_body_param("post")
         self._check_length(message)
+        props = self._checked_actions(props)
         if post_type and not str(post_type).startswith(_CUSTOM_POST_TYPE):
             raise MattermostError(400, "model.post.is_valid.type.app_error", "Invalid type.")
         if root_id and not any(
@@ -1114,6 +1240,28 @@ class MattermostStandIn:
         if post is None or not self._may_read(me, self._channels[post["channel_id"]]):
             raise MattermostError(404, "app.post.get.app_error", "Unable to get the post.")
         return json_response(post)
+
+    async def _patch_post(
+        self, request: web.Request, params: dict[str, str], me: _User | None
+    ) -> web.Response:
+        """``PatchPost``: each field given replaces the stored one (``props`` as a whole);
+        the author's own posts (``edit_post``), another's with ``system_admin``
+        (``edit_others_posts``); 200 with the post, ``post_edited`` to the channel."""
+        assert me is not None
+        body = await _json_object(request, "post")
+        post = next((p for p in self._posts if p["id"] == params["post_id"]), None)
+        if post is None or not self._may_read(me, self._channels[post["channel_id"]]):
+            raise MattermostError(404, "app.post.get.app_error", "Unable to get the post.")
+        if post["user_id"] != me.id and not me.has_role("system_admin"):
+            raise _permission_error("edit_others_posts")
+        message, props = body.get("message"), body.get("props")
+        if not isinstance(message, str | None) or not isinstance(props, dict | None):
+            raise _invalid_body_param("post")
+        if message is not None:
+            self._check_length(message)
+        props = self._checked_actions(props)
+        pinned = body.get("is_pinned")
+        return json_response(self._edit_post(post, message, props, pinned))
 
     async def _get_channel_posts(
         self, request: web.Request, params: dict[str, str], me: _User | None
@@ -1669,6 +1817,84 @@ class MattermostStandIn:
             channel.total_msg_count_root += 1
             channel.last_root_post_at = now
         self._broadcast_posted(post, user, channel, set_online)
+        return dict(post)
+
+    def _checked_actions(self, props: Mapping[str, Any] | None) -> JSON | None:
+        """``props`` with its buttons as the server stores them (``GenerateActionIds``: an
+        action without ``id`` gets one). Problems go to ``warnings``; with
+        ``strict_actions`` they are a 400 (see ``__init__``)."""
+        if props is None:
+            return None
+        props = dict(props)
+        attachments = props.get("attachments")
+        if attachments is None:
+            return props
+        problems: list[str] = []
+        if not isinstance(attachments, list):
+            problems.append("props.attachments is not a list")
+            attachments = []
+        stored = []
+        for attachment in attachments:
+            if not isinstance(attachment, dict):
+                problems.append("an attachment is not an object")
+                continue
+            attachment = dict(attachment)
+            actions = []
+            for action in attachment.get("actions") or []:
+                if not isinstance(action, dict):
+                    problems.append("an action is not an object")
+                    continue
+                action = dict(action)
+                action["id"] = action.get("id") or new_id()
+                if not isinstance(action["id"], str) or not _ACTION_ID.fullmatch(action["id"]):
+                    problems.append(f"action id {action['id']!r} is not alphanumeric")
+                integration = action.get("integration")
+                if not isinstance(integration, dict) or not integration.get("url"):
+                    problems.append(f"action {action['id']!r} has no integration.url")
+                actions.append(action)
+            if "actions" in attachment:
+                attachment["actions"] = actions
+            stored.append(attachment)
+        props["attachments"] = stored
+        if problems:
+            self.warnings.append("Post actions are invalid: " + "; ".join(problems))
+            if self.strict_actions:
+                raise MattermostError(
+                    400,
+                    "model.post.is_valid.actions.app_error",
+                    "Invalid message actions (the stand-in's strict_actions; a real server "
+                    "stores buttons that can never be clicked).",
+                    "; ".join(problems),
+                )
+        return props
+
+    def _edit_post(
+        self,
+        post: JSON,
+        message: str | None,
+        props: Mapping[str, Any] | None,
+        is_pinned: object,
+    ) -> JSON:
+        """Change a stored post as ``UpdatePost`` does: what is given replaces what was
+        (the reserved ``from_bot``/``from_webhook`` props kept), ``edit_at`` and
+        ``update_at`` now; ``post_edited`` to the channel's websockets."""
+        now = millis()
+        if message is not None:
+            post["message"] = message
+            post["hashtags"] = _hashtags(message)
+            post["edit_at"] = now
+        if props is not None:
+            reserved = {k: v for k, v in post["props"].items() if k in ("from_bot", "from_webhook")}
+            post["props"] = {**dict(props), **reserved}
+        if isinstance(is_pinned, bool):
+            post["is_pinned"] = is_pinned
+        post["update_at"] = now
+        channel = self._channels[post["channel_id"]]
+        for conn in self._connections:
+            if conn.user_id is not None and conn.user_id in channel.members:
+                self._send_event(
+                    conn, "post_edited", {"post": _dumps(post)}, {"channel_id": channel.id}
+                )
         return dict(post)
 
     def _broadcast_posted(

@@ -885,3 +885,133 @@ async def test_websocket_pings_are_answered_unless_the_server_hangs(
         with pytest.raises(asyncio.TimeoutError):
             await ws.receive(timeout=0.3)
     assert standin.websocket_pings == 2
+
+
+# --- message buttons (PROTOCOLS.md A8) ----------------------------------------------------
+
+
+def _buttons(base: str, *ids: str) -> dict[str, Any]:
+    actions = [
+        {
+            "id": action_id,
+            "name": action_id.title(),
+            "type": "button",
+            "style": "primary",
+            "integration": {"url": f"{base}/mattermost/action", "context": {"n": n, "k": "v"}},
+        }
+        for n, action_id in enumerate(ids)
+    ]
+    return {"attachments": [{"fallback": "", "actions": actions}]}
+
+
+async def test_a_click_posts_what_mattermost_posts_and_applies_the_update(
+    bot: AsyncTypedDriver, standin: MattermostStandIn, integration: tuple[Integration, str]
+) -> None:
+    bot_side, base = integration
+    dm = standin.direct_channel("roulette-bot", "alice")
+    created = await bot.posts.create_post(
+        channel_id=dm["id"], message="Review !1?", props=_buttons(base, "accept", "pass")
+    )
+    [stored] = standin.posts_in(dm["id"])
+    assert stored["props"]["attachments"][0]["actions"][1]["integration"]["context"] == {
+        "n": 1,
+        "k": "v",
+    }
+    assert stored["props"]["from_bot"] == "true"
+    bot_side.reply(
+        {"update": {"message": "Accepted", "props": {}}, "ephemeral_text": "<https://x.test|ok>"}
+    )
+    status, answer = await standin.click("alice", created["id"], "pass")
+    assert status == 200 and answer["update"]["message"] == "Accepted"
+    seen = bot_side.seen[0]
+    assert (seen["method"], seen["path"]) == ("POST", "/mattermost/action")
+    assert seen["headers"]["Content-Type"] == "application/json"
+    assert "Authorization" not in seen["headers"]  # no token: the context is all there is
+    body = json.loads(seen["body"])
+    alice = standin.user("alice")
+    trigger_id = body.pop("trigger_id")
+    assert body == {
+        "user_id": alice["id"],
+        "user_name": "alice",
+        "channel_id": dm["id"],
+        "channel_name": dm["name"],
+        "team_id": "",
+        "team_domain": "",
+        "post_id": created["id"],
+        "type": "button",
+        "data_source": "",
+        "context": {"n": 1, "k": "v"},
+    }
+    assert base64.b64decode(trigger_id).decode().split(":")[1] == alice["id"]
+    [updated] = standin.posts_in(dm["id"])
+    assert updated["message"] == "Accepted" and "attachments" not in updated["props"]
+    assert updated["props"]["from_bot"] == "true" and updated["edit_at"] > 0
+    assert [p["message"] for p in standin.ephemerals_for("alice")] == ["[ok](https://x.test)"]
+    with pytest.raises(KeyError):  # the buttons are gone
+        await standin.click("alice", created["id"], "pass")
+    with pytest.raises(KeyError):  # bob cannot see the DM
+        await standin.click("bob", created["id"], "accept")
+
+
+async def test_a_failing_integration_changes_nothing(
+    bot: AsyncTypedDriver, standin: MattermostStandIn, integration: tuple[Integration, str]
+) -> None:
+    bot_side, base = integration
+    reviews = standin.channel("eng", "reviews")
+    created = await bot.posts.create_post(
+        channel_id=reviews["id"], message="Pick?", props=_buttons(base, "go")
+    )
+    bot_side.reply({"error": "boom"}, status=500)
+    assert await standin.click("alice", created["id"], "go") == (500, {})
+    bot_side.reply(text="not json", content_type="text/plain")
+    assert await standin.click("alice", created["id"], "go") == (200, {})
+    [post] = standin.posts_in(reviews["id"])
+    assert post["message"] == "Pick?" and post["props"]["attachments"]
+    body = json.loads(bot_side.seen[0]["body"])
+    assert (body["team_domain"], body["channel_name"]) == ("eng", "reviews")
+    assert len(standin.warnings) == 2
+
+
+async def test_buttons_that_could_never_be_clicked_are_refused(
+    bot: AsyncTypedDriver, standin: MattermostStandIn
+) -> None:
+    reviews = standin.channel("eng", "reviews")
+    with pytest.raises(InvalidOrMissingParameters):
+        await bot.posts.create_post(
+            channel_id=reviews["id"], message="x", props=_buttons("http://bot", "not-ok")
+        )
+    no_url = _buttons("http://bot", "ok")
+    del no_url["attachments"][0]["actions"][0]["integration"]["url"]
+    with pytest.raises(InvalidOrMissingParameters):
+        await bot.posts.create_post(channel_id=reviews["id"], message="x", props=no_url)
+    assert standin.posts_in(reviews["id"]) == []
+    unnamed = _buttons("http://bot", "x")
+    del unnamed["attachments"][0]["actions"][0]["id"]
+    created = await bot.posts.create_post(channel_id=reviews["id"], message="x", props=unnamed)
+    [action] = created["props"]["attachments"][0]["actions"]
+    assert is_valid_id(action["id"])  # GenerateActionIds
+
+
+async def test_patch_post_through_the_driver(
+    url: str, bot: AsyncTypedDriver, standin: MattermostStandIn
+) -> None:
+    reviews = standin.channel("eng", "reviews")
+    created = await bot.posts.create_post(
+        channel_id=reviews["id"], message="before", props=_buttons("http://bot", "a")
+    )
+    patched = await bot.posts.patch_post(created["id"], message="after", props={"k": "v"})
+    assert set(patched) >= POST_KEYS
+    assert patched["message"] == "after"
+    assert patched["props"] == {"k": "v", "from_bot": "true"}
+    [stored] = standin.posts_in(reviews["id"])
+    assert stored["message"] == "after" and stored["edit_at"] >= stored["create_at"]
+    pinned = await bot.posts.patch_post(created["id"], is_pinned=True)
+    assert pinned["message"] == "after" and pinned["is_pinned"] is True
+    with pytest.raises(ResourceNotFound):
+        await bot.posts.patch_post("x" * 26, message="nope")
+    async with driver(url, standin.token_for("alice")) as alice:
+        with pytest.raises(NotEnoughPermissions):
+            await alice.posts.patch_post(created["id"], message="mine now")
+    with pytest.raises(InvalidOrMissingParameters):
+        await bot.posts.patch_post(created["id"], props=_buttons("http://bot", "a b"))
+    assert standin.posts_in(reviews["id"])[0]["message"] == "after"
