@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import CHATOPS, create_app
-from bot.chat import ChatUser, DialogResult, DialogSubmission, Reply
+from bot.chat import Button, ChatUser, DialogResult, DialogSubmission, Reply
 from bot.chatcursor import DatabaseCursor
 from bot.logs import configure_logging
 from bot.mattermost import Backoff, ChatMessage, Mattermost, RecentIds, command_response
@@ -49,6 +49,69 @@ def test_dialog_state_is_bound_to_dialog_user_and_time(chat: Mattermost) -> None
     expired = chat.sign_state("ooo", "user-1", now=time.time() - 7200)
     assert not chat.verify_state(expired, "ooo", "user-1")
     assert not chat.verify_state("", "ooo", "user-1")
+
+
+def test_dialog_state_carries_a_signed_context(chat: Mattermost) -> None:
+    state = chat.sign_state("pass", "user-1", context={"review": 12, "why": "é"})
+    assert chat.state_context(state, "pass", "user-1") == {"review": 12, "why": "é"}
+    assert chat.verify_state(state, "pass", "user-1")
+    assert chat.state_context(chat.sign_state("pass", "user-1"), "pass", "user-1") == {}
+    expires, _packed, mac = state.split(".")
+    other = chat.sign_state("pass", "user-1", context={"review": 13}).split(".")[1]
+    assert chat.state_context(f"{expires}.{other}.{mac}", "pass", "user-1") is None
+    assert chat.state_context(f"{expires}.{mac}", "pass", "user-1") is None  # context dropped
+    assert chat.state_context(f"{expires}..{mac}", "pass", "user-1") is None
+    assert chat.state_context(state, "pass", "user-2") is None
+    assert chat.state_context("a.b.c.d", "pass", "user-1") is None
+
+
+def test_button_contexts_are_bound_to_every_field_and_expire(chat: Mattermost) -> None:
+    context = chat.sign_action("accept", "yes", "user-1", {"review": 12, "tags": ["a"]})
+    signed = chat.verify_action(context)
+    assert signed is not None
+    assert (signed.action, signed.button, signed.user_id) == ("accept", "yes", "user-1")
+    assert signed.payload == {"review": 12, "tags": ["a"]}
+    # What Mattermost hands back went through Go's JSON (keys reordered, numbers re-encoded).
+    assert chat.verify_action(json.loads(json.dumps(dict(reversed(context.items()))))) is not None
+    for key, value in [
+        ("action", "pass"),
+        ("button", "no"),
+        ("user", "user-2"),
+        ("payload", {"review": 13, "tags": ["a"]}),
+        ("expires", context["expires"] - 1),
+        ("signature", ""),
+    ]:
+        assert chat.verify_action(context | {key: value}) is None, key
+    assert chat.verify_action(context, now=context["expires"] + 1) is None
+    assert chat.verify_action(None) is None and chat.verify_action([]) is None
+    # A dialog state never passes for a button context, nor the other way round.
+    other = Mattermost(
+        Settings(mattermost_url="https://chat.example.com", mattermost_token="another-token"),
+        CollectorRegistry(),
+    )
+    assert other.verify_action(context) is None
+    with pytest.raises(ValueError, match="float"):
+        chat.sign_action("accept", "yes", "user-1", {"score": 0.5})
+    with pytest.raises(ValueError, match="too large"):
+        chat.sign_action("accept", "yes", "user-1", {"id": 2**60})
+
+
+def test_button_props_have_mattermost_s_shape(chat: Mattermost) -> None:
+    yes, no = Button("yes", "Oui", "accept", {"n": 1}, "primary"), Button("no", "Non", "pass")
+    props = chat.button_props([yes, no], "user-1")
+    [attachment] = props["attachments"]
+    first, second = attachment["actions"]
+    assert {k: first[k] for k in ("id", "name", "type", "style")} == {
+        "id": "yes",
+        "name": "Oui",
+        "type": "button",
+        "style": "primary",
+    }
+    assert first["integration"]["url"] == "http://localhost:8080/mattermost/action"
+    assert chat.verify_action(second["integration"]["context"]) is not None
+    assert chat.button_props([], "user-1") == {}
+    with pytest.raises(ValueError, match="unique"):
+        chat.button_props([yes, yes], "user-1")
 
 
 def test_configured_command_tokens_are_accepted(chat: Mattermost) -> None:
