@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from bot.gitlab import MergeRequestInfo
 from bot.i18n import Gettext
@@ -87,6 +88,45 @@ def reviewer_dm(mr: MergeRequestInfo, pick: Pick, author: str, _: Gettext) -> st
     )
 
 
+def relative_time(seconds: float, _: Gettext) -> str:
+    """ "in about 6 h", "in about 40 min", "in about 3 days": ``seconds`` from now, rounded
+    (minutes under an hour, at least 1; hours under two days; days beyond)."""
+    if seconds < 3600:
+        return _("in about {count} min", count=max(1, round(seconds / 60)))
+    if seconds < 48 * 3600:
+        return _("in about {count} h", count=round(seconds / 3600))
+    days = round(seconds / 86400)
+    return _.ngettext("in about {count} day", "in about {count} days", days, count=days)
+
+
+def back_text(back: datetime, now: datetime, _: Gettext) -> str:
+    """When a reviewer who is not at work now is next at work, in ``_``'s language:
+    "back at 09:00 Europe/Paris, in about 6 h" within a day, else "back on 2026-03-16 at
+    09:00 Europe/Paris, in about 3 days". ``back`` is aware, in the reviewer's timezone
+    (``worktime.next_at_work``), ``now`` aware. Never why they are away."""
+    zone = str(back.tzinfo or "UTC")
+    relative = relative_time((back - now).total_seconds(), _)
+    at = back.strftime("%H:%M")
+    if (back - now).total_seconds() < 24 * 3600:
+        return _("back at {time} {zone}, {relative}", time=at, zone=zone, relative=relative)
+    return _(
+        "back on {date} at {time} {zone}, {relative}",
+        date=back.date().isoformat(),
+        time=at,
+        zone=zone,
+        relative=relative,
+    )
+
+
+def pick_back(plan: Plan, pick: Pick, _: Gettext) -> str:
+    """ "back at 09:00 Europe/Paris, in about 6 h" for a picked reviewer who is not at work
+    when the plan was made; "" for one at work (or a plan without that knowledge)."""
+    back = plan.back(pick.username)
+    if back is None or plan.planned_at is None:
+        return ""
+    return back_text(back, plan.planned_at, _)
+
+
 def empty_pool(pool: Pool, _: Gettext) -> str:
     texts = {
         "codeowner": _("no available code owner for these files"),
@@ -123,6 +163,7 @@ def chat_reply(
         lines.append(_(":game_die: Reviewers for {mr}:", mr=link))
         for pick in selection.picks:
             marks = pick_marks(pick, _)
+            back = pick_back(plan, pick, _)
             lines.append(
                 "- "
                 + _.ngettext(
@@ -134,6 +175,7 @@ def chat_reply(
                     count=pick.active_reviews,
                 )
                 + (f" {marks}" if marks else "")
+                + (f" — {back}" if back else "")
             )
     else:
         lines.append(_(":warning: Nobody is available to review {mr} right now.", mr=link))

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import cast
 
 from bot.i18n import Gettext, Message, environment, translator
-from plugins.roulette.chat import component_name, empty_pool, exclusion_line, pick_marks, role_name
+from plugins.roulette.chat import (
+    component_name,
+    empty_pool,
+    exclusion_line,
+    pick_back,
+    pick_marks,
+    role_name,
+)
 from plugins.roulette.engine import Pick, Pool
 from plugins.roulette.flags import USAGE
 from plugins.roulette.service import Plan
@@ -73,6 +80,7 @@ def reply_note(plan: Plan, key: str, *, explain: bool, locale: str) -> str:
         "t": _,
         "role": lambda role: role_name(role, _),
         "marks": lambda pick: pick_marks(pick, _),
+        "back": lambda pick: pick_back(plan, pick, _),
         "empty": lambda pool: empty_pool(pool, _),
         "team": plan.team,
         "picks": selection.picks,
@@ -159,3 +167,77 @@ def ended_note(state: str, key: str, locale: str) -> str:
             "merged, so nobody was assigned."
         )
     return f"{text}\n\n{marker(key)}\n"
+
+
+# A hand-over note's marker: the hand-over it records (a hash of the MR, the passer and
+# their assignment), who took the slot ("-" for nobody) and the slot's role.
+_HANDOVER = re.compile(
+    r"<!-- roulette-bot handover=([0-9a-f]{32}) to=([A-Za-z0-9_.\-]+) role=([a-z]+) -->"
+)
+
+
+@dataclass(frozen=True)
+class HandedOver:
+    """What an earlier hand-over note said: the new reviewer (None: nobody) and the role."""
+
+    to: str | None
+    role: str
+
+
+def handover_marker(key: str, to: str | None, role: str) -> str:
+    """The invisible marker of the hand-over ``key`` (see ``find_handover``)."""
+    return f"{MARKER_PREFIX} handover={delivery_tag(key)} to={to or '-'} role={role} -->"
+
+
+def find_handover(bodies: list[str], key: str) -> HandedOver | None:
+    """The earlier note of the hand-over ``key`` among ``bodies``, if one was posted."""
+    tag = delivery_tag(key)
+    for body in bodies:
+        for found in _HANDOVER.finditer(body):
+            if found.group(1) == tag:
+                to = found.group(2)
+                return HandedOver(None if to == "-" else to, found.group(3))
+    return None
+
+
+def handover_note(
+    plan: Plan,
+    passer: str,
+    pick: Pick | None,
+    reason: str,
+    key: str,
+    *,
+    role: str,
+    locale: str,
+) -> str:
+    """The one note telling the MR that ``passer`` handed their review over, in ``locale``:
+    to whom (``pick``, with their role, load and when they are back at work if not now),
+    or that nobody else is available; then ``reason`` (a short text as the caller words
+    it: the passer's own reason, or why the bot handed over), and the marker."""
+    _ = translator(locale)
+    if pick is not None:
+        line = _.ngettext(
+            ":arrows_counterclockwise: **Reviewer roulette**: @{passer} handed this review "
+            "over to @{name} ({role}, {count} active review).",
+            ":arrows_counterclockwise: **Reviewer roulette**: @{passer} handed this review "
+            "over to @{name} ({role}, {count} active reviews).",
+            pick.active_reviews,
+            passer=passer,
+            name=pick.username,
+            role=role_name(pick.role, _),
+            count=pick.active_reviews,
+        )
+        back = pick_back(plan, pick, _)
+        if back:
+            line = f"{line[:-1]} — {back}."
+    else:
+        line = _(
+            ":warning: **Reviewer roulette**: @{passer} handed this review over, but nobody "
+            "else is available to take it right now.",
+            passer=passer,
+        )
+    lines = [line]
+    if reason.strip():
+        lines += ["", _("Reason: {reason}", reason=" ".join(reason.split())[:500])]
+    lines += ["", handover_marker(key, pick.username if pick else None, role)]
+    return "\n".join(lines) + "\n"

@@ -15,8 +15,8 @@ import re
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import case, func, select
@@ -37,7 +37,7 @@ from bot.i18n import Message
 from bot.models import MrReview, ReviewerAssignment, Team, User
 from bot.settings import Settings
 from plugins.ooo import api as ooo_api
-from plugins.roulette import engine
+from plugins.roulette import engine, worktime
 from plugins.roulette.codeowners import CodeOwners, Owner, parse
 from plugins.roulette.config import RouletteConfig
 from plugins.roulette.flags import Flags
@@ -121,6 +121,29 @@ class Plan:
     # Everyone's availability apart from this MR (the author's status from the cache
     # only): what the ``available_reviewers`` gauge counts after a roll.
     standings: tuple[Standing, ...] = ()
+    # When each picked reviewer who is not at work at ``planned_at`` is next at work
+    # (aware, in their timezone; ``worktime.next_at_work``), by GitLab username; those at
+    # work now are absent. Never why they are away.
+    back_at: Mapping[str, datetime] = field(default_factory=dict)
+    planned_at: datetime | None = None  # the ``now`` of the plan (aware)
+
+    def back(self, username: str) -> datetime | None:
+        """When ``username`` is next at work, or None when at work now (or unknown)."""
+        return self.back_at.get(username)
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """One slot re-rolled in place of a reviewer who passed (``RouletteService.replacement``).
+
+    ``pick`` is the new reviewer (None when nobody is available in the slot's pool);
+    ``plan`` the plan it was chosen from (its ``back_at`` covers ``pick``).
+    """
+
+    plan: Plan
+    passer: str
+    role: str
+    pick: engine.Pick | None
 
 
 @dataclass(frozen=True)
@@ -374,6 +397,7 @@ class RouletteService:
             rng or random.Random(),
             now,
         )
+        zones = {p.username: p.timezone for p in people}
         return Plan(
             mr=mr,
             team=team,
@@ -383,7 +407,101 @@ class RouletteService:
             problems=(codeowners.problem,) if codeowners.problem else (),
             warnings=tuple(dict.fromkeys(warnings + list(history.warnings))),
             standings=tuple(standings_of(people, everyone, history.load)),
+            back_at=await self.back_at(
+                {p.username: zones.get(p.username) for p in selection.picks}, history.ooo, now
+            ),
+            planned_at=now,
         )
+
+    async def replacement(
+        self,
+        ref: MergeRequestRef,
+        passer: str,
+        role: str,
+        exclude: Iterable[str] = (),
+        *,
+        now: datetime | None = None,
+        rng: random.Random | None = None,
+    ) -> Replacement:
+        """Re-roll the one slot of ``passer`` (their assignment's ``role``: ``codeowner``,
+        ``team``, ``external``, or ``manual`` for anyone), with the roulette's own rules.
+
+        The plan is the roulette's (``plan``: availability, load, scores), with ``passer``
+        and ``exclude`` (everyone already picked on the MR) excluded; the new reviewer is
+        chosen as the engine fills a slot (``engine.choose``: at random among the best of
+        the pool, ``margin``). A trainee replaces only a trainee (``trainees: extra``) and
+        only people of the slot's pool qualify: an empty pool gives ``pick`` None.
+        """
+        now = now or datetime.now(UTC)
+        rng = rng or random.Random()
+        excluded = tuple(dict.fromkeys([passer, *exclude]))
+        plan = await self.plan(ref, Flags(exclude=excluded), now=now, rng=rng)
+        roles = {s.person.username.lower(): s.person.role for s in plan.standings}
+        extra_trainee = self.config.trainees == "extra"
+        passer_trainee = extra_trainee and roles.get(passer.lower()) == "trainee"
+        banned = {n.lower().removeprefix("@") for n in excluded}
+
+        def fits(candidate: engine.Candidate) -> bool:
+            if candidate.username.lower() in banned:
+                return False
+            trainee = extra_trainee and roles.get(candidate.username.lower()) == "trainee"
+            if trainee != passer_trainee:
+                return False
+            pools = [p for p in candidate.pools if p in engine.POOLS]
+            return role not in engine.POOLS or role in pools
+
+        pool = [c for c in plan.selection.candidates if fits(c)]
+        chosen = engine.choose(pool, self.config.margin, rng)
+        pick: engine.Pick | None = None
+        back_at: dict[str, datetime] = {}
+        if chosen is not None:
+            slot = role if role in engine.POOLS else chosen.pools[0]
+            pick = engine.Pick(
+                chosen.username,
+                slot,
+                chosen.score,
+                chosen.active_reviews,
+                extra=passer_trainee,
+            )
+            zones = {s.person.username: s.person.timezone for s in plan.standings}
+            back_at = await self.back_at({chosen.username: zones.get(chosen.username)}, None, now)
+        plan = replace(plan, back_at=back_at)
+        return Replacement(plan=plan, passer=passer, role=role, pick=pick)
+
+    async def back_at(
+        self,
+        timezones: Mapping[str, str | None],
+        ooo_today: frozenset[str] | None,
+        now: datetime,
+    ) -> dict[str, datetime]:
+        """When each of ``timezones`` (GitLab username -> IANA zone, None: UTC) is next at
+        work after ``now``, for those not at work now (``worktime.next_at_work`` with the
+        working-hours window, weekends and their out-of-office days).
+
+        Out-of-office days come from the ooo area (``away_days``, over the coming
+        ``worktime.HORIZON_DAYS``) when it is enabled; when the database cannot be read,
+        ``ooo_today`` (who is away today, from the history) stands in for today only.
+        """
+        window = worktime.working_window(self.settings)
+        away: dict[str, set[date]] = {name: set() for name in timezones}
+        if self.with_ooo and self.sessions is not None and timezones:
+            try:
+                async with self.sessions() as session:
+                    for name, zone in timezones.items():
+                        start = worktime.local_date(now, zone)
+                        end = start + timedelta(days=worktime.HORIZON_DAYS)
+                        away[name] = await ooo_api.away_days(session, name, start, end)
+            except SQLAlchemyError as e:
+                log.warning("no out-of-office days: %s", type(e).__name__)
+                for name, zone in timezones.items():
+                    if ooo_today and name in ooo_today:
+                        away[name] = {worktime.local_date(now, zone)}
+        result: dict[str, datetime] = {}
+        for name, zone in timezones.items():
+            back = worktime.next_at_work(now, zone, window, away[name])
+            if back is not None:
+                result[name] = back
+        return result
 
     async def standings(self, now: datetime | None = None) -> list[Standing]:
         """Everyone of the organisation (configured, then only stored: GitLab group members

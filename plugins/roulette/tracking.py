@@ -246,6 +246,98 @@ async def _record_roll(
         return Recorded(review.id, tuple(assigned), tuple(missing))
 
 
+# --------------------------------------------------------------------------- hand-over
+
+
+@dataclass(frozen=True)
+class Seat:
+    """One reviewer's assignment on a review: its ``role`` (``codeowner``, ``team``,
+    ``external``, ``manual``), ``status`` and when it started (aware UTC)."""
+
+    username: str
+    role: str
+    status: str
+    assigned_at: datetime
+
+
+async def seats(sessions: Sessions, project_id: int, iid: int) -> list[Seat]:
+    """Every assignment ever recorded on the MR (any status), oldest first; [] when the
+    bot never staffed it."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(
+                User.gitlab_username,
+                ReviewerAssignment.role,
+                ReviewerAssignment.status,
+                ReviewerAssignment.assigned_at,
+            )
+            .join(ReviewerAssignment, ReviewerAssignment.user_id == User.id)
+            .join(MrReview, MrReview.id == ReviewerAssignment.review_id)
+            .where(MrReview.project_id == project_id, MrReview.mr_iid == iid)
+            .order_by(ReviewerAssignment.assigned_at, ReviewerAssignment.id)
+        )
+        return [Seat(str(n), str(r), str(st), at) for n, r, st, at in rows.all()]
+
+
+async def record_handover(
+    sessions: Sessions,
+    mr: MergeRequestInfo,
+    team: str | None,
+    passer: str,
+    replacement: tuple[str, str] | None,
+) -> Recorded:
+    """Store a hand-over: ``passer``'s assignment ends as ``passed`` (not load: only
+    ``active`` counts; not a review: only ``completed`` does), also when the reviewers hook
+    already ended it as ``removed``; ``replacement`` (username, role), when someone took
+    the slot, gets an active assignment (a new one, or their ended one re-activated).
+
+    Idempotent: recording it again changes nothing. Raises :class:`ReviewEnded`, writing
+    nothing, when the MR (in GitLab or stored) is merged or closed.
+    """
+    now = utcnow()
+    where = f"{mr.project_path}!{mr.iid}"
+    if mr.state != "opened":
+        raise ReviewEnded(where, mr.state)
+    async with sessions.begin() as session:
+        review = await ensure_review(session, mr, team, now)
+        if review.state in ENDED:
+            raise ReviewEnded(where, review.state)
+        names = [passer] + ([replacement[0]] if replacement else [])
+        users = await _users(session, names)
+        rows = {
+            a.user_id: a
+            for a in (
+                await session.scalars(
+                    select(ReviewerAssignment).where(ReviewerAssignment.review_id == review.id)
+                )
+            ).all()
+        }
+        passing = users.get(passer.lower())
+        row = rows.get(passing.id) if passing else None
+        if row is not None and row.status in (*OPEN, "removed"):
+            if row.status in OPEN or row.ended_at is None:
+                row.ended_at = now
+            row.status = "passed"
+        assigned: list[str] = []
+        missing: list[str] = []
+        if replacement is not None:
+            name, role = replacement
+            user = users.get(name.lower())
+            if user is None:
+                missing.append(name)
+            elif (mine := rows.get(user.id)) is None:
+                session.add(
+                    ReviewerAssignment(
+                        review_id=review.id, user_id=user.id, role=role, assigned_at=now
+                    )
+                )
+                assigned.append(user.gitlab_username)
+            elif mine.status not in OPEN:
+                mine.status, mine.role, mine.assigned_at, mine.ended_at = "active", role, now, None
+                assigned.append(user.gitlab_username)
+        return Recorded(review.id, tuple(assigned), tuple(missing))
+
+
 # --------------------------------------------------------------------------- lifecycle
 
 

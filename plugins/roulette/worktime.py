@@ -40,6 +40,11 @@ def zone(timezone: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+def local_date(now: datetime, timezone: str | None) -> date:
+    """The date at ``now`` (aware) where ``timezone`` is (UTC when None)."""
+    return _aware(now).astimezone(zone(timezone)).date()
+
+
 def _at(day: date, hour: int, tz: ZoneInfo) -> datetime:
     """The instant of ``hour`` o'clock (24: the next midnight) on the local ``day``, in UTC.
 
