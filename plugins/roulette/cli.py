@@ -6,6 +6,7 @@ modules are imported by the command that runs, after the configuration is valida
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -38,7 +39,16 @@ def add_commands(commands: Subcommands) -> None:
     sim = commands.add(
         "simulate",
         "replay the selection and measure its fairness",
-        lambda settings, args: _simulate(settings, args.mrs, args.days, args.seed, args.strategy),
+        lambda settings, args: _simulate(
+            settings,
+            args.mrs,
+            args.days,
+            args.seed,
+            args.strategy,
+            silent_share=args.silent_share,
+            nudge_after=args.nudge_after,
+            reassign_after=args.reassign_after,
+        ),
     )
     sim.add_argument("--mrs", type=positive, default=500, metavar="N", help="merge requests")
     sim.add_argument("--days", type=positive, default=30, metavar="N", help="days replayed")
@@ -50,6 +60,55 @@ def add_commands(commands: Subcommands) -> None:
         metavar="S",
         help="engine, random, round-robin, plain or all (default)",
     )
+    sim.add_argument(
+        "--silent-share",
+        type=_share,
+        default=None,
+        metavar="X",
+        help="also replay the hand-over policy, X (0 to 1) of the reviewers never answering: "
+        "time to first response without and with nudges and hand-over",
+    )
+    sim.add_argument(
+        "--nudge-after",
+        type=positive_hours,
+        default=4.0,
+        metavar="H",
+        help="working hours before the nudge (default 4)",
+    )
+    sim.add_argument(
+        "--reassign-after",
+        type=hours_or_off,
+        default=16.0,
+        metavar="H",
+        help="working hours before the hand-over, or off (default 16)",
+    )
+
+
+def _share(text: str) -> float:
+    """A share from 0 to 1 (``argparse`` type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def positive_hours(text: str) -> float:
+    """A positive number of hours (``argparse`` type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from None
+    if not 0 < value < 10_000:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of hours")
+    return value
+
+
+def hours_or_off(text: str) -> float | None:
+    """A positive number of hours, or ``off`` (None) (``argparse`` type)."""
+    return None if text.strip().lower() == "off" else positive_hours(text)
 
 
 async def _pick(settings: Settings, url: str, explain: bool, as_json: bool) -> None:
@@ -118,13 +177,32 @@ async def _repair(settings: Settings, dry_run: bool) -> None:
     print(f"repair: {report.summary(dry_run)}")
 
 
-def _simulate(settings: Settings, mrs: int, days: int, seed: int, strategy: str) -> None:
+def _simulate(
+    settings: Settings,
+    mrs: int,
+    days: int,
+    seed: int,
+    strategy: str,
+    *,
+    silent_share: float | None = None,
+    nudge_after: float = 4.0,
+    reassign_after: float | None = 16.0,
+) -> None:
     import random
 
     from plugins.roulette.config import RouletteConfig
     from plugins.roulette.flags import Flags
     from plugins.roulette.service import configured_people, options_from
-    from plugins.roulette.simulate import STRATEGIES, format_reports, simulate, synthetic_people
+    from plugins.roulette.simulate import (
+        STRATEGIES,
+        build_world,
+        format_handover,
+        format_reports,
+        handover,
+        replay,
+        simulate,
+        synthetic_people,
+    )
 
     if len(settings.users) >= 6:
         people = configured_people(settings)
@@ -138,3 +216,25 @@ def _simulate(settings: Settings, mrs: int, days: int, seed: int, strategy: str)
     print(f"{mrs} merge requests over {days} days, seed {seed}, {origin}")
     print("CV: coefficient of variation of assignments per (non-trainee) person; lower is fairer")
     print(format_reports(reports, people))
+    if silent_share is not None:
+        world = build_world(random.Random(seed), people, mrs, days)
+        picks = replay(world, "engine", options, seed).picks
+        without, with_policy = handover(
+            world,
+            picks,
+            options,
+            silent_share=silent_share,
+            nudge_after=nudge_after,
+            reassign_after=reassign_after,
+            seed=seed,
+        )
+        print()
+        print(
+            format_handover(
+                without,
+                with_policy,
+                silent_share=silent_share,
+                nudge_after=nudge_after,
+                reassign_after=reassign_after,
+            )
+        )

@@ -13,6 +13,26 @@ Strategies:
   and availability, as a typical rotation bot does;
 - ``plain``: the seed's plain formula (``100 - 10·active - 5·recent + 2·expertise``) over
   everyone but the author, best three, blind to availability and pools.
+
+The hand-over policy (``handover``, ``simulate --silent-share``) replays the engine's picks
+through a synthetic response-time model, once without and once with nudges and hand-over:
+
+- a share ``silent_share`` of the people (drawn once per person) never answer a review
+  request, nudged or not;
+- every other reviewer answers after a working time drawn from a log-normal law (median
+  ``RESPONSE_MEDIAN_HOURS`` = 3 working hours, sigma 0.9), counted on their own working
+  hours (timezone, ``roulette.working_hours``, weekdays, out-of-office days);
+- a nudge (after ``nudge_after`` working hours without an answer) makes a reviewer who
+  would have answered later answer within ``NUDGED_HOURS`` (half a working hour), with
+  probability ``NUDGE_EFFECT`` (0.5), else as before; a silent one stays silent;
+- after ``reassign_after`` working hours without an answer the slot is handed over: a new
+  reviewer (anyone available that day who is not the author nor already on the MR, at
+  random) starts the same clock from then; each slot is handed over at most once.
+
+An MR's time to first response is the wall-clock time from its creation to the first
+answer of any of its reviewers; an MR nobody answers within ``HORIZON_DAYS`` counts as
+never answered. Both runs draw the same response times (the same seed per MR and person),
+so the difference is the policy's.
 """
 
 from __future__ import annotations
@@ -24,9 +44,9 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from plugins.roulette import engine
+from plugins.roulette import engine, worktime
 
 STRATEGIES = ("engine", "random", "round-robin", "plain")
 START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
@@ -63,6 +83,7 @@ class Report:
     owner_covered: int = 0
     author_violations: int = 0
     unavailable_violations: int = 0
+    picks: list[tuple[str, ...]] = field(default_factory=list)  # per MR of the stream
 
     def cv(self, people: Sequence[engine.Person]) -> float:
         counts = [self.assignments[p.username] for p in people if p.role != "trainee"]
@@ -276,6 +297,7 @@ def replay(world: World, strategy: str, options: engine.Options, seed: int) -> R
         recent = frozenset(name for at, name in assigned if at >= window)
         day = (mr.at - START).days
         picks = choose(mr, dict(active), recent, day)
+        report.picks.append(tuple(name for name, _ in picks))
         if mr.owners:
             report.with_owners += 1
             report.owner_covered += any(name in mr.owners for name, _ in picks)
@@ -335,3 +357,156 @@ def format_reports(reports: Sequence[Report], people: Sequence[engine.Person]) -
 
 def _spread(group: GroupLoad) -> str:
     return f"{group.fewest}-{group.most} ({group.mean:.1f})"
+
+
+# --------------------------------------------------------------------------- hand-over
+
+RESPONSE_MEDIAN_HOURS = 3.0
+RESPONSE_SIGMA = 0.9
+NUDGED_HOURS = 0.5
+NUDGE_EFFECT = 0.5
+HORIZON_DAYS = 30
+
+
+@dataclass(frozen=True)
+class ResponseTimes:
+    """Time to first response over a stream (wall-clock hours), one policy."""
+
+    policy: str  # "without" or "with" nudges and hand-over
+    hours: tuple[float, ...]  # the answered MRs, sorted
+    never: int  # MRs nobody answered within HORIZON_DAYS
+    nudges: int = 0
+    handovers: int = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.hours) + self.never
+
+    def percentile(self, share: float) -> float | None:
+        """The ``share`` quantile (0..1) over every MR, never-answered ones counting as
+        longest; None when it falls among those."""
+        if not self.total:
+            return None
+        rank = max(0, math.ceil(share * self.total) - 1)
+        return self.hours[rank] if rank < len(self.hours) else None
+
+    def within(self, hours: float) -> float:
+        """The share of MRs answered within ``hours``."""
+        return sum(h <= hours for h in self.hours) / self.total if self.total else 0.0
+
+
+def handover(
+    world: World,
+    picks: Sequence[tuple[str, ...]],
+    options: engine.Options,
+    *,
+    silent_share: float,
+    nudge_after: float = 4.0,
+    reassign_after: float | None = 16.0,
+    seed: int = 1,
+) -> tuple[ResponseTimes, ResponseTimes]:
+    """Time to first response on ``world``'s stream staffed with ``picks`` (one tuple of
+    usernames per MR, e.g. ``Report.picks`` of the engine), without and with nudges
+    (``nudge_after`` working hours) and hand-over (``reassign_after`` working hours; None:
+    off), by the model of this module's docstring. ``silent_share`` is 0..1."""
+    window = options.working_hours
+    silent_draw = random.Random(f"{seed}:silent")
+    silent = {p.username for p in world.people if silent_draw.random() < silent_share}
+    zones = {p.username: p.timezone for p in world.people}
+    away: dict[str, set[date]] = defaultdict(set)
+    for (name, day), state in world.unavailable.items():
+        if state == "ooo":
+            away[name].add((START + timedelta(days=day)).date())
+
+    def after(name: str, start: datetime, hours: float) -> datetime:
+        return worktime.after_working(start, hours * 3600, zones.get(name), window, away[name])
+
+    def answer(name: str, start: datetime, key: str, policy: bool) -> tuple[datetime | None, bool]:
+        """When ``name``, asked at ``start``, answers (None: never), and whether they
+        were nudged; the same draws for both policies."""
+        rng = random.Random(f"{seed}:{key}")
+        hours = rng.lognormvariate(math.log(RESPONSE_MEDIAN_HOURS), RESPONSE_SIGMA)
+        effect = rng.random() < NUDGE_EFFECT
+        nudged = policy and (name in silent or hours > nudge_after)
+        if name in silent:
+            return None, nudged
+        if nudged and effect:
+            hours = nudge_after + NUDGED_HOURS
+        return after(name, start, hours), nudged
+
+    def run(policy: bool) -> ResponseTimes:
+        answered: list[float] = []
+        never = nudges = handovers = 0
+        for index, (mr, names) in enumerate(zip(world.mrs, picks, strict=True)):
+            limit = mr.at + timedelta(days=HORIZON_DAYS)
+            first: datetime | None = None
+            taken = {mr.author, *names}
+            for name in names:
+                at, nudged = answer(name, mr.at, f"{index}:{name}", policy)
+                nudges += nudged
+                if policy and reassign_after is not None:
+                    deadline = after(name, mr.at, reassign_after)
+                    if at is None or at > deadline:
+                        day = (deadline - START).days
+                        free = sorted(
+                            p.username
+                            for p in world.people
+                            if p.username not in taken
+                            and (p.username, day) not in world.unavailable
+                        )
+                        if free:
+                            chooser = random.Random(f"{seed}:{index}:{name}:handover")
+                            other = chooser.choice(free)
+                            taken.add(other)
+                            handovers += 1
+                            at, nudged = answer(other, deadline, f"{index}:{other}", policy)
+                            nudges += nudged
+                if at is not None and at <= limit and (first is None or at < first):
+                    first = at
+            if first is None:
+                never += 1
+            else:
+                answered.append((first - mr.at).total_seconds() / 3600)
+        return ResponseTimes(
+            "with" if policy else "without", tuple(sorted(answered)), never, nudges, handovers
+        )
+
+    return run(False), run(True)
+
+
+def format_handover(
+    without: ResponseTimes,
+    with_policy: ResponseTimes,
+    *,
+    silent_share: float,
+    nudge_after: float,
+    reassign_after: float | None,
+) -> str:
+    """The two policies side by side: median, 90th percentile, answered within 4 h and
+    24 h, never answered; nudges and hand-overs sent."""
+    handing = (
+        f"hand-over after {reassign_after:g}" if reassign_after is not None else "no hand-over"
+    )
+    lines = [
+        f"Time to first response, {silent_share:.0%} of reviewers silent "
+        f"(nudge after {nudge_after:g} working h, {handing} working h):",
+        f"{'':<24} {'without':>10} {'with nudges+hand-over':>22}",
+    ]
+
+    def hours(value: float | None) -> str:
+        return "never" if value is None else f"{value:.1f} h"
+
+    rows = [
+        ("median", hours(without.percentile(0.5)), hours(with_policy.percentile(0.5))),
+        ("90th percentile", hours(without.percentile(0.9)), hours(with_policy.percentile(0.9))),
+        ("answered within 4 h", f"{without.within(4):.1%}", f"{with_policy.within(4):.1%}"),
+        ("answered within 24 h", f"{without.within(24):.1%}", f"{with_policy.within(24):.1%}"),
+        (
+            "never answered",
+            f"{without.never / max(1, without.total):.1%}",
+            f"{with_policy.never / max(1, with_policy.total):.1%}",
+        ),
+        ("nudges / hand-overs", "0 / 0", f"{with_policy.nudges} / {with_policy.handovers}"),
+    ]
+    lines += [f"{name:<24} {a:>10} {b:>22}" for name, a, b in rows]
+    return "\n".join(lines)

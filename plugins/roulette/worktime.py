@@ -131,3 +131,34 @@ def working_seconds(
         if high > low:
             total += (high - low).total_seconds()
     return total
+
+
+def after_working(
+    start: datetime,
+    seconds: float,
+    timezone: str | None,
+    window: tuple[int, int],
+    away: Collection[date] = (),
+) -> datetime:
+    """The instant (aware UTC) when ``seconds`` of working time have passed since ``start``
+    (aware), by the same spans as ``working_seconds``; ``start`` itself when ``seconds`` is
+    not positive. The inverse of ``working_seconds``: ``working_seconds(start,
+    after_working(start, s, ...), ...) == s``."""
+    begin = _aware(start)
+    if seconds <= 0:
+        return begin
+    tz = zone(timezone)
+    left = seconds
+    day = begin.astimezone(tz).date() - timedelta(days=1)
+    while True:
+        last = day + timedelta(days=HORIZON_DAYS)
+        for span_start, span_end in _spans(day, last, tz, window, away):
+            low = max(span_start, begin)
+            if span_end <= low:
+                continue
+            available = (span_end - low).total_seconds()
+            if available >= left:
+                return low + timedelta(seconds=left)
+            left -= available
+        day = last + timedelta(days=1)
+        away = ()  # beyond a year of absences, count the days again
