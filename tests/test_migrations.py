@@ -28,6 +28,7 @@ TABLES = {
     "badge_progress",
     "review_metrics",
     "review_metrics_monthly",
+    "review_requests",
 }
 
 

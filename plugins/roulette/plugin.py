@@ -373,9 +373,30 @@ class RoulettePlugin(Plugin):
     async def _notify(self, mr: MergeRequestInfo, picks: Sequence[Pick]) -> None:
         """A direct message to each new reviewer (``notify_reviewers: dm``), in their
         language, their role carrying the same marks as the chat answer and the note
-        ("as team member (extra, learning)" for an extra trainee)."""
+        ("as team member (extra, learning)" for an extra trainee). With the handover area
+        enabled, the message is its review request (``plugins.handover.api``), with
+        Accept, Pass and Snooze buttons."""
         chat = self.app.chat
         if chat is None or self.config.notify_reviewers != "dm":
+            return
+        if self.app.enabled("handover"):  # a request with Accept / Pass / Snooze buttons
+            # Imported here: the area's tables exist only where it is enabled.
+            from plugins.handover import api as handover
+
+            for pick in picks:
+                try:
+                    await handover.request_review(
+                        self.app,
+                        project_path=mr.project_path,
+                        iid=mr.iid,
+                        title=mr.title,
+                        web_url=mr.web_url,
+                        author=self.mattermost_name(mr.author),
+                        reviewer=pick.username,
+                        role_text=pick.role,
+                    )
+                except Exception as e:  # a missed request must not undo the roulette
+                    log.warning("could not request %s: %s", pick.username, type(e).__name__)
             return
         for pick in picks:
 
