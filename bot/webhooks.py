@@ -59,6 +59,7 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from bot.context import AppContext
 from bot.db import utcnow
+from bot.hookshapes import shape_problem
 from bot.http import BadInput, error_response, json_response, parse_json_object
 from bot.logs import bound_id
 from bot.models import WebhookDelivery
@@ -414,6 +415,11 @@ class Inbox:
         if kind is None:
             self.received.labels("other", hook, "ignored").inc()
             return json_response({"status": "ignored"})
+        problem = shape_problem(kind, payload)
+        if problem is not None:  # it would fail at every retry: refuse it now
+            self.received.labels(kind, hook, "bad_request").inc()
+            log.info("webhook body refused (%s hook): %s", hook, problem)
+            return error_response(400, f"not a GitLab {kind} event: {problem}")
 
         key = inbox_key(kind, payload, request.headers, body)
         row_id = await self._store(key, kind, payload)

@@ -247,6 +247,41 @@ async def test_a_body_the_database_would_refuse_is_400_and_nothing_is_stored(
     assert metrics.count('event="unknown",hook="system",outcome="bad_request"} 1.0') == 1
 
 
+MISSHAPEN = {
+    "MR iid as text": {
+        "object_kind": "merge_request",
+        "project": {"id": 1, "path_with_namespace": "acme/shop"},
+        "object_attributes": {"iid": "abc", "action": "merge", "state": "merged"},
+    },
+    "project id as text": {"object_kind": "note", "project": {"id": "5"}},
+    "attributes as a list": {"object_kind": "note", "object_attributes": []},
+    "reviewer ids of text": {
+        "object_kind": "merge_request",
+        "object_attributes": {"iid": 1, "reviewer_ids": ["5"]},
+    },
+    "changes not an object": {"object_kind": "merge_request", "changes": [1]},
+    "system flag as a number": {"object_kind": "note", "object_attributes": {"system": 1}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISSHAPEN))
+async def test_an_event_whose_fields_have_the_wrong_type_is_400_and_nothing_is_stored(
+    migrated_url: URL, aiohttp_client: MakeClient, case: str
+) -> None:
+    """Valid JSON the database would store, but that no retry could ever process."""
+    client = await _client(aiohttp_client, _settings(migrated_url))
+    response = await client.post(
+        "/webhook/gitlab", data=json.dumps(MISSHAPEN[case]), headers=_headers()
+    )
+    assert response.status == 400, case
+    error = (await response.json())["error"]
+    assert error.startswith("not a GitLab ") and "\n" not in error
+    assert await _rows(client) == []
+    fine = {"object_kind": "note", "object_attributes": None, "project": {"id": 2**62}}
+    accepted = await client.post("/webhook/gitlab", data=json.dumps(fine), headers=_headers())
+    assert accepted.status == 200  # missing or null fields are the handlers' business
+
+
 async def test_a_body_of_an_event_the_bot_never_reads_is_ignored_even_when_unreadable(
     migrated_url: URL, aiohttp_client: MakeClient
 ) -> None:
