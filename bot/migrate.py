@@ -51,20 +51,25 @@ def alembic_config(
 ) -> Config:
     """The Alembic configuration: the core's script directory plus each area's revisions.
 
-    ``areas`` are names of feature areas (None: every built-in and installed one); their
-    ``models`` modules are imported so that ``Base.metadata`` holds their tables.
+    ``areas`` are names of the enabled feature areas (None: every built-in and installed
+    one); their ``models`` modules are imported so that ``Base.metadata`` holds their
+    tables. The revisions of every known area are located, enabled or not, so that a
+    database once migrated with an area that is now turned off still reads its history
+    (``upgrade`` only moves the enabled ones; the others' tables stay as they are).
     """
     found = areas_of(areas)
+    known = {area.package: area for area in areas_of(None)} | {a.package: a for a in found}
     locations = [str(MIGRATIONS_DIR / "versions")]
-    for area in found:
-        area.module("models")
+    for area in known.values():
         if area.migrations is not None:
             locations.append(str(area.migrations))
+    for area in found:
+        area.module("models")
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", os.pathsep.join(locations))
-    config.attributes["areas"] = [area.name for area in found]
+    config.attributes["areas"] = list(default_areas() if areas is None else areas)
     if connection is not None:
         config.attributes["connection"] = connection
     return config
@@ -89,12 +94,29 @@ def _connection(url: URL) -> Iterator[Connection]:
         engine.dispose()
 
 
+def _enabled_heads(config: Config) -> list[str]:
+    """The heads of the core's chain and of the enabled areas' branches."""
+    script = ScriptDirectory.from_config(config)
+    enabled = {MIGRATIONS_DIR / "versions"} | {
+        area.migrations for area in areas_of(config.attributes["areas"]) if area.migrations
+    }
+    heads = []
+    for head in script.get_heads():
+        path = script.get_revision(head).path
+        if Path(path).resolve().parent in enabled:
+            heads.append(head)
+    return sorted(heads)
+
+
 def upgrade(url: URL, areas: Iterable[str] | None = None, revision: str = "heads") -> None:
-    """Apply every pending migration of the core and of ``areas`` up to ``revision``."""
+    """Apply every pending migration of the core and of the enabled ``areas`` (up to
+    ``revision``; ``heads``: the newest of the core and of each enabled area)."""
     config = alembic_config(areas=areas)
+    targets = _enabled_heads(config) if revision == "heads" else [revision]
     with _connection(url) as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        for target in targets:
+            command.upgrade(config, target)
         connection.commit()
 
 
@@ -118,8 +140,9 @@ def head_revision(areas: Iterable[str] | None = None) -> str | None:
     """What ``current_revision`` says once every migration of the core and ``areas`` is
     applied: the newest revision of each branch, less those another one depends on
     (Alembic records only the latter)."""
-    script = ScriptDirectory.from_config(alembic_config(areas=areas))
-    heads = script.get_heads()
+    config = alembic_config(areas=areas)
+    script = ScriptDirectory.from_config(config)
+    heads = _enabled_heads(config)
     below: set[str] = set()
     for head in heads:
         below |= {r.revision for r in script.iterate_revisions(head, "base")} - {head}

@@ -182,3 +182,23 @@ def test_assignment_status_passed_up_and_down(database_url: URL) -> None:
     migrate.upgrade(database_url, revision="0004", areas=())
     _assignment_status(database_url, "passed")
     assert _statuses(database_url) == ["removed", "passed"]
+
+
+def test_an_area_turned_off_keeps_its_tables_and_the_rest_still_migrates(
+    database_url: URL,
+) -> None:
+    """Areas are enabled by configuration alone: turning one off after it was migrated
+    leaves its tables (and its history) as they are; turning it on again goes on."""
+    migrate.upgrade(database_url)
+    everything = migrate.current_revision(database_url)
+    migrate.upgrade(database_url, ["roulette"])
+    assert _tables(database_url) == TABLES
+    assert migrate.current_revision(database_url) == everything
+    migrate.upgrade(database_url)
+    assert migrate.current_revision(database_url) == migrate.head_revision()
+
+
+def test_a_fresh_database_gets_only_the_enabled_areas_tables(database_url: URL) -> None:
+    migrate.upgrade(database_url, ["roulette"])
+    assert "ooo_status" not in _tables(database_url)
+    assert migrate.current_revision(database_url) == migrate.head_revision(["roulette"])
