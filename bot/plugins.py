@@ -167,6 +167,8 @@ class Plugin:
     name: ClassVar[str] = ""
     # An ``AreaConfig`` (or a pydantic ``RootModel`` with a ``key`` ClassVar, for a list).
     config_model: ClassVar[type[BaseModel] | None] = None
+    # The areas this one cannot work without (it calls their ``api.py``); checked at start.
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, app: AppContext | PluginContext) -> None:
         self.app = app if isinstance(app, PluginContext) else PluginContext(app)

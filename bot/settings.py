@@ -254,7 +254,24 @@ class Settings(BaseSettings):
         for i, name in enumerate(names):
             if not re.fullmatch(r"[a-z][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*", name):
                 raise ValueError(f"plugins[{i}]: {name!r} is not a feature area name")
-        return tuple(dict.fromkeys(names))
+            if name in names[:i]:
+                raise ValueError(f"plugins[{i}]: {name!r} is listed twice")
+        return tuple(names)
+
+    @model_validator(mode="after")
+    def _scheduled_jobs(self) -> Settings:
+        """``schedule.<job>`` must name a job some feature area declares (enabled or not:
+        turning an area off keeps its overrides valid)."""
+        overridden = sorted(self.schedule.model_extra or {})
+        if overridden:
+            known = known_jobs(self.plugins)
+            for name in overridden:
+                if name not in known:
+                    raise ValueError(
+                        f"schedule.{name}: no feature area has a job {name!r}"
+                        f" (jobs: {', '.join(sorted(known)) or 'none'})"
+                    )
+        return self
 
     @field_validator("api_tokens", "mattermost_command_tokens", mode="before")
     @classmethod
@@ -486,6 +503,19 @@ def _describe(error: ValidationError, env: Mapping[str, str]) -> str:
     return f"{location}: {message}{suffix}".replace("\n", " ")
 
 
+def known_jobs(enabled: tuple[str, ...]) -> set[str]:
+    """The jobs every known area (built-in, installed, or enabled) declares."""
+    from bot.plugins import RegistryError, default_areas, find_areas
+
+    jobs: set[str] = set()
+    for name in dict.fromkeys((*default_areas(), *enabled)):
+        try:
+            jobs |= set(find_areas([name])[0].job_crons())
+        except RegistryError:
+            continue  # an unknown area is reported on its own
+    return jobs
+
+
 def _enabled(values: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, ...]:
     """The ``plugins`` setting as the environment (``PLUGINS``) or the values give it."""
     given: Any = next((v for k, v in env.items() if k.upper() == "PLUGINS"), None)
@@ -499,7 +529,11 @@ def _enabled(values: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, ..
         return default_areas()
     if not isinstance(given, list | tuple) or not all(isinstance(n, str) for n in given):
         raise ConfigError("plugins: a list of feature area names")
-    return tuple(dict.fromkeys(name.strip() for name in given))
+    names = [name.strip() for name in given]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"plugins[{i}]: {name!r} is listed twice")
+    return tuple(names)
 
 
 @cache
@@ -513,6 +547,13 @@ def settings_model(areas: tuple[str, ...]) -> type[Settings]:
         found = find_areas(areas)
     except RegistryError as e:
         raise ConfigError(f"plugins: {e}") from None
+    names = {area.name for area in found}
+    for area in found:
+        missing = [needed for needed in area.plugin.requires if needed not in names]
+        if missing:
+            raise ConfigError(
+                f"plugins: the {area.name} area needs {', '.join(missing)}; enable it too"
+            )
     fields: dict[str, Any] = {}
     for area in found:
         model = area.plugin.config_model
@@ -537,6 +578,20 @@ def build_settings(values: Mapping[str, Any] | None = None) -> Settings:
     return settings_model(_enabled(values, os.environ))(**values)
 
 
+def _undecodable(message: str, env: Mapping[str, str]) -> str:
+    """pydantic-settings' ``error parsing value for field "x" from source
+    "EnvSettingsSource"`` as ``x: ...`` naming the environment variable."""
+    found = re.search(r'field "(\w+)" from source "EnvSettingsSource"', message)
+    if found is None:
+        return message
+    field = found.group(1)
+    variable = next((name for name in env if name.lower() == field.lower()), field.upper())
+    return (
+        f"{field}: the environment variable {variable} is not JSON"
+        f" (set one setting with {variable}__NAME=value)"
+    )
+
+
 def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings:
     """Build the settings from the file and ``os.environ``; raise ``ConfigError`` (one line)."""
     path = config_path or os.environ.get(CONFIG_ENV_VAR) or None
@@ -546,4 +601,4 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
     except ValidationError as e:
         raise ConfigError(_describe(e, os.environ)) from None
     except (ValueError, TypeError) as e:  # a source that could not decode a value
-        raise ConfigError(str(e).splitlines()[0]) from None
+        raise ConfigError(_undecodable(str(e).splitlines()[0], os.environ)) from None

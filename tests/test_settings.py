@@ -532,6 +532,18 @@ BAD_CONFIGS: list[tuple[str, str | None, dict[str, str], str, str]] = [
     ("bad LOG_FORMAT", None, {"LOG_FORMAT": "xml"}, "log_format", "'json' or 'console'"),
     ("non-numeric HTTP_PORT", None, {"HTTP_PORT": "eighty"}, "http_port", "valid integer"),
     ("HTTP_PORT out of range", None, {"HTTP_PORT": "70000"}, "http_port", "65535"),
+    ("an area twice", "plugins: [roulette, roulette]\n", {}, "plugins[1]", "listed twice"),
+    ("an area twice (env)", None, {"PLUGINS": "ooo,ooo"}, "plugins[1]", "listed twice"),
+    ("an unknown area", "plugins: [roulette, nowhere]\n", {}, "plugins", "unknown feature area"),
+    ("an area without one it needs", "plugins: [leaderboard]\n", {}, "plugins", "needs metrics"),
+    (
+        "a schedule for no job",
+        "schedule: {nosuchjob: '0 1 * * *'}\n",
+        {},
+        "schedule.nosuchjob",
+        "no feature area has a job",
+    ),
+    ("a section not JSON (env)", None, {"ROULETTE": "notjson"}, "roulette", "ROULETTE is not JSON"),
     (
         "bad nested env",
         None,

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from babel.numbers import format_decimal
 from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.chat import CommandContext, Reply
 from bot.context import AppContext, PluginContext
@@ -129,11 +130,13 @@ def usage(_: Gettext) -> str:
 
 class BadgesPlugin(Plugin):
     name = "badges"
+    requires = ("metrics",)
     config_model = BadgesConfig
 
     def __init__(self, app: AppContext | PluginContext) -> None:
         super().__init__(app)
         self.now: Callable[[], datetime] = utcnow  # tests set the clock
+        self._seeded = False
 
     @property
     def awarded(self) -> Counter:
@@ -141,10 +144,19 @@ class BadgesPlugin(Plugin):
         return awarded_counter(self.app.metrics.registry)
 
     async def on_start(self) -> None:
-        """Seed the default badges and apply the ``badges:`` configuration."""
+        """Seed the default badges and apply the ``badges:`` configuration. A database
+        that does not answer yet must not stop the bot from starting (readiness says so):
+        the definitions are then seeded before the next evaluation."""
         self.awarded  # noqa: B018 - registered at start, so /metrics lists it from the first scrape
+        try:
+            await self._seed()
+        except (SQLAlchemyError, OSError) as e:
+            log.warning("badge definitions not seeded at start (%s); later", type(e).__name__)
+
+    async def _seed(self) -> None:
         async with self.app.sessions.begin() as session:
             await service.seed(session, BadgesConfig.of(self.app.settings))
+        self._seeded = True
 
     def today(self) -> date:
         """Today in ``schedule.timezone``."""
@@ -161,6 +173,8 @@ class BadgesPlugin(Plugin):
         except ValueError:
             today = self.today()
         day = today - timedelta(days=1)
+        if not self._seeded:
+            await self._seed()
         async with self.app.sessions.begin() as session:
             made = await service.evaluate(session, day, now=self.now())
         for award in made:

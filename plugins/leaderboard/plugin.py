@@ -164,6 +164,7 @@ def own_rank(entries: list[Entry], username: str, _: Gettext) -> str:
 
 class LeaderboardPlugin(Plugin):
     name = "leaderboard"
+    requires = ("metrics",)
 
     def __init__(self, app: AppContext | PluginContext) -> None:
         super().__init__(app)
