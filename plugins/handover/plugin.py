@@ -47,6 +47,7 @@ def _request_id(payload: Mapping[str, Any]) -> int | None:
 
 class HandoverPlugin(Plugin):
     name = "handover"
+    requires = ("roulette",)
     config_model = HandoverConfig
 
     def __init__(self, app: AppContext | PluginContext) -> None:
