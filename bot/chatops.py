@@ -75,9 +75,9 @@ class ChatOps:
         header = request.headers.get("Authorization", "")
         header = header if header.isascii() else ""  # non-UTF-8 bytes: no token at all
         token = form.get("token") or (header[6:] if header.startswith("Token ") else None)
-        if self.chat is None or not self.chat.token_ok(token):
-            return error_response(401, "unknown slash-command token")
         name = str(form.get("command", "")).strip().lstrip("/").lower()
+        if self.chat is None or not self.chat.token_ok(token, name):
+            return error_response(401, "unknown slash-command token")
         chat = self.chat
         user_id, user_name = str(form.get("user_id", "")), str(form.get("user_name", ""))
         handler = self.registry.commands.get(name)

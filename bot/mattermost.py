@@ -268,7 +268,10 @@ class Mattermost:
         self.username = ""
         self.server_version = ""
         self.state = "disconnected"
+        # Extra tokens the operator lists (commands made by hand): good for any command.
         self._tokens: set[str] = {t.get_secret_value() for t in settings.mattermost_command_tokens}
+        # The token of each command the bot registered, by trigger: good for that one only.
+        self._command_tokens: dict[str, str] = {}
         self._users: dict[str, tuple[float, ChatUser]] = {}
         self._channels: dict[tuple[str, str], str] = {}
         self._max_post_size: int | None = None  # the server's ``MaxPostSize``, once read
@@ -679,7 +682,7 @@ class Mattermost:
             found = by_trigger.get(command.trigger)
             if found is None:
                 created = await self.driver.client.post("/api/v4/commands", options=wanted)
-                self._tokens.add(str(created["token"]))
+                self._command_tokens[command.trigger] = str(created["token"])
                 log.info("registered /%s in team %s", command.trigger, team_name)
             elif found.get("url") != url and found.get("creator_id") != self.user_id:
                 log.warning(
@@ -691,13 +694,19 @@ class Mattermost:
                         f"/api/v4/commands/{found['id']}", options=found | wanted
                     )
                     log.info("updated /%s in team %s", command.trigger, team_name)
-                self._tokens.add(str(found["token"]))
+                self._command_tokens[command.trigger] = str(found["token"])
 
-    def token_ok(self, token: str | None) -> bool:
+    def token_ok(self, token: str | None, command: str) -> bool:
+        """Whether ``token`` may run ``/command``: the token Mattermost gave the command
+        the bot registered under that trigger, or one of ``MATTERMOST_COMMAND_TOKENS``
+        (commands an administrator made by hand). Compared in constant time; a command's
+        token does not run the others (each command has its own: PROTOCOLS.md A1)."""
         if not token:
             return False
         given = token.encode()
-        return any(hmac.compare_digest(given, known.encode()) for known in self._tokens)
+        own = self._command_tokens.get(command)
+        allowed = [*self._tokens, *([own] if own else [])]
+        return any(hmac.compare_digest(given, known.encode()) for known in allowed)
 
     # ----------------------------------------------------------------- users and posts
 

@@ -115,8 +115,9 @@ def test_button_props_have_mattermost_s_shape(chat: Mattermost) -> None:
 
 
 def test_configured_command_tokens_are_accepted(chat: Mattermost) -> None:
-    assert chat.token_ok("extra-1") and chat.token_ok("extra-2")
-    assert not chat.token_ok("extra-3") and not chat.token_ok("") and not chat.token_ok(None)
+    assert chat.token_ok("extra-1", "roulette") and chat.token_ok("extra-2", "ooo")
+    assert not chat.token_ok("extra-3", "roulette")
+    assert not chat.token_ok("", "roulette") and not chat.token_ok(None, "roulette")
 
 
 def _event(post: dict[str, object], **data: object) -> dict[str, object]:

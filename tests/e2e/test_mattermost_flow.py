@@ -171,6 +171,26 @@ async def test_an_unknown_token_is_refused(chat: Chat) -> None:
     assert chat.gitlab.notes(PROJECT, 1) == []
 
 
+async def test_a_commands_token_runs_that_command_only(chat: Chat) -> None:
+    """Each command has its own token: /ooo's does not run /roulette."""
+    tokens = {c["trigger"]: c["token"] for c in chat.mm.commands_in(TEAM)}
+    url = f"{chat.gitlab.base_url}/{PROJECT}/-/merge_requests/1"
+    form = {
+        "token": tokens["ooo"],
+        "command": "/roulette",
+        "text": url,
+        "user_id": chat.mm.user("alice")["id"],
+        "user_name": "alice",
+    }
+    refused = await chat.client.post("/mattermost/command", data=form)
+    assert refused.status == 401
+    assert chat.gitlab.merge_request(PROJECT, 1)["reviewers"] == []
+    allowed = await chat.client.post(
+        "/mattermost/command", data=form | {"token": tokens["roulette"], "text": "help"}
+    )
+    assert allowed.status == 200
+
+
 async def test_a_foreign_url_gets_a_clear_ephemeral_error(chat: Chat) -> None:
     body = await chat.slash(
         "alice", "/roulette https://elsewhere.example.com/a/b/-/merge_requests/1"
