@@ -210,3 +210,21 @@ def test_the_dm_of_an_extra_trainee_carries_the_mark(locale: str, expected: str)
     assert text == expected.format(url=MR.web_url)
     regular = reviewer_dm(MR, Pick("bob", "team", 100.0, 0), "alice", translator(locale))
     assert regular.endswith((" as team member.", " comme membre de l'équipe."))
+
+
+def test_every_list_of_the_note_keeps_one_item_a_line() -> None:
+    """Empty pools, problems and warnings are Markdown lists: two items never run together,
+    and the invisible marker stands on a line of its own."""
+    selection = plan().selection
+    empty = selection.__class__(
+        **{**selection.__dict__, "picks": (), "empty_pools": ("codeowner", "external")}
+    )
+    crowded = Plan(
+        MR, "backend", ("api/search.py",), None, empty, ("first problem", "second problem"), ()
+    )
+    note = reply_note(crowded, "delivery-1", explain=True, locale="en")
+    lines = note.splitlines()
+    assert "- _no available code owner for these files_" in lines
+    assert "- _no available reviewer outside the MR's team_" in lines
+    assert "> first problem" in lines and "> second problem" in lines
+    assert lines[-1].startswith("<!--") and lines[-1].endswith("-->")
