@@ -32,12 +32,13 @@ class Flags:
     help: bool = False
 
 
-def split_words(text: str) -> list[str]:
+def split_words(text: str, usage: str = USAGE) -> list[str]:
+    """``text`` split as a shell would; ``CommandError`` (with ``usage``) when it cannot be."""
     try:
         return shlex.split(text)
     except ValueError as e:
         raise CommandError(
-            "cannot read the options ({reason}); usage: {usage}", reason=str(e), usage=USAGE
+            "cannot read the options ({reason}); usage: {usage}", reason=str(e), usage=usage
         ) from None
 
 
@@ -53,7 +54,7 @@ def _usernames(flag: str, value: str) -> list[str]:
     return names
 
 
-def parse_flags(words: Sequence[str]) -> Flags:
+def parse_flags(words: Sequence[str], usage: str = USAGE) -> Flags:
     """Parse the words after ``/roulette`` (and after the MR URL in chat)."""
     values: dict[str, bool] = {}
     lists: dict[str, list[str]] = {"--include": [], "--exclude": []}
@@ -76,9 +77,9 @@ def parse_flags(words: Sequence[str]) -> Flags:
                 value = words[position]
             lists[flag] += _usernames(flag, value)
         elif word.startswith("-"):
-            raise CommandError("unknown option {option}; usage: {usage}", option=word, usage=USAGE)
+            raise CommandError("unknown option {option}; usage: {usage}", option=word, usage=usage)
         else:
-            raise CommandError("unexpected {word}; usage: {usage}", word=repr(word), usage=USAGE)
+            raise CommandError("unexpected {word}; usage: {usage}", word=repr(word), usage=usage)
         position += 1
     overlap = {n.lower() for n in lists["--include"]} & {n.lower() for n in lists["--exclude"]}
     if overlap:

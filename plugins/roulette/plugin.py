@@ -336,7 +336,7 @@ class RoulettePlugin(Plugin):
     )
     async def roulette_command(self, ctx: CommandContext) -> Reply:
         _ = translator(ctx.user.locale)
-        words = split_words(ctx.text)
+        words = split_words(ctx.text, CHAT_USAGE)
         if not words or words[0] in ("help", "--help", "-h"):
             return Reply(chat_usage(_))
         gitlab_url = self.app.settings.gitlab_url
@@ -348,7 +348,7 @@ class RoulettePlugin(Plugin):
             raise CommandError(
                 "{reason}. Usage: {usage}", reason=e.message, usage=CHAT_USAGE
             ) from None
-        flags = parse_flags(words[1:])
+        flags = parse_flags(words[1:], CHAT_USAGE)
         try:
             plan = await self.pick_and_announce(f"chat:{uuid.uuid4()}", ref, flags)
         except (GitLabNotFound, GitLabForbidden):

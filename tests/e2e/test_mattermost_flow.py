@@ -213,6 +213,21 @@ async def test_a_french_speaker_gets_french(chat: Chat) -> None:
     assert "relecteurs" in french["text"].lower()
 
 
+async def test_a_french_speaker_who_mistypes_gets_the_whole_answer_in_french(
+    chat: Chat,
+) -> None:
+    url = f"{chat.gitlab.base_url}/{PROJECT}/-/merge_requests/1"
+    not_a_url = (await chat.slash("carol", "/roulette not-a-url"))["text"]
+    assert not_a_url.startswith("ce n'est pas l'URL d'une merge request : not-a-url")
+    assert "Utilisation : /roulette MR_URL" in not_a_url
+    bogus = (await chat.slash("carol", f"/roulette {url} --bogus"))["text"]
+    assert bogus == (
+        "option inconnue --bogus ; utilisation : /roulette MR_URL [reroll] [--explain] [--force]"
+        " [--no-codeowner] [--include @user] [--exclude @user]"
+    )
+    assert chat.gitlab.merge_request(PROJECT, 1)["reviewers"] == []
+
+
 async def test_the_websocket_reconnects_and_answers_a_dm(chat: Chat) -> None:
     assert chat.mm.drop_websockets() >= 1
     await _until(lambda: chat.context.chat_.state != "connected", within=5)
