@@ -144,6 +144,12 @@ async def accept(sessions: Sessions, request_id: int, now: datetime) -> bool:
                 )
                 .values(first_response_at=now)
             )
+            review = select(ReviewerAssignment.review_id).where(ReviewerAssignment.id == assignment)
+            await session.execute(  # the review's first answer, as a comment would be
+                update(MrReview)
+                .where(MrReview.id == review.scalar_subquery(), MrReview.first_review_at.is_(None))
+                .values(first_review_at=now)
+            )
         return True
 
 

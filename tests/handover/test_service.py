@@ -56,7 +56,9 @@ async def test_accept_once_sets_the_first_response(sessions: Sessions) -> None:
     assert not await service.claim_pass(sessions, request, NOW, None)
     async with sessions() as session:
         row = await session.get(ReviewerAssignment, assignment)
-    assert row is not None and row.first_response_at == NOW + timedelta(hours=1)
+        assert row is not None and row.first_response_at == NOW + timedelta(hours=1)
+        review = await session.get(MrReview, row.review_id)
+    assert review is not None and review.first_review_at == NOW + timedelta(hours=1)
 
 
 async def test_an_earlier_first_response_stays(sessions: Sessions) -> None:
