@@ -205,6 +205,9 @@ async def test_pass_hands_over_once(world: World) -> None:
     assert len(world.requests_to(new)) == 1
     [post] = world.requests_to(passer)
     assert actions(post) == [] and f"@{new}" in post["message"]
+    registry = world.context.metrics.registry
+    assert registry.get_sample_value("review_handovers_total", {"reason": "passed"}) == 1
+    assert registry.get_sample_value("review_requests_answered_total", {"answer": "passed"}) == 1
 
 
 async def test_a_silent_reviewer_is_nudged_once_then_handed_over(world: World) -> None:
@@ -220,6 +223,11 @@ async def test_a_silent_reviewer_is_nudged_once_then_handed_over(world: World) -
     assert handed == (0, len(reviewers))
     assert await plugin.run_due(MONDAY + timedelta(days=1, hours=8)) == (0, 0)
     assert any("no answer after 16 working hours" in n for n in world.notes())
+    registry = world.context.metrics.registry
+    assert registry.get_sample_value("review_nudges_total") == len(reviewers)
+    assert registry.get_sample_value("review_handovers_total", {"reason": "no_answer"}) == len(
+        reviewers
+    )
 
 
 async def test_no_nudge_over_the_weekend_or_an_absence(world: World) -> None:
