@@ -115,22 +115,23 @@ async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[Async
 # ---------------------------------------------------------------- which real services ran
 
 _SERVICE_MARKERS = {"postgres": "PostgreSQL", "redis": "Redis"}
-_service_of: dict[str, list[str]] = {}
 _outcomes: Counter[tuple[str, str]] = Counter()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The Redis tests share one database number (and empty it): under pytest-xdist they
+    # run on one worker, one after the other (``--dist loadgroup``).
     for item in items:
-        names = [m.name for m in item.iter_markers() if m.name in _SERVICE_MARKERS]
-        if names:
-            _service_of[item.nodeid] = names
+        if item.get_closest_marker("redis") is not None:
+            item.add_marker(pytest.mark.xdist_group("redis"))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.nodeid not in _service_of:
-        return
-    if report.when == "call" or (report.when == "setup" and not report.passed):
-        for name in _service_of[report.nodeid]:
+    # ``report.keywords`` holds the markers, also in the reports pytest-xdist's workers
+    # send back, so the counts below are right with and without workers.
+    names = [name for name in _SERVICE_MARKERS if name in report.keywords]
+    if names and (report.when == "call" or (report.when == "setup" and not report.passed)):
+        for name in names:
             _outcomes[(name, report.outcome)] += 1
 
 
