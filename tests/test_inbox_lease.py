@@ -77,7 +77,7 @@ class FakeClock:
         return sum(1 for deadline, _ in self._sleepers if deadline > self._now) >= sleepers
 
 
-async def until(condition: Callable[[], Any], within: float = 15.0) -> None:
+async def until(condition: Callable[[], Any], within: float = 30.0) -> None:
     """Wait (real time, bounded) until ``condition()`` (sync or async) is true."""
     deadline = time.monotonic() + within
     while True:

@@ -228,7 +228,7 @@ class Live:
         return [m.text for m in self.received]
 
 
-async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
+async def _until(condition: Callable[[], bool], within: float = 30.0) -> None:
     """Wait for ``condition`` (polled), ``within`` seconds at most."""
     deadline = time.monotonic() + within
     while True:

@@ -161,7 +161,7 @@ class _Clock:
         return cls.moment.astimezone(tz) if tz else cls.moment
 
 
-async def _until(condition: Any, within: float = 10.0) -> None:
+async def _until(condition: Any, within: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + within
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"

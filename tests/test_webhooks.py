@@ -89,7 +89,7 @@ async def _rows(client: Client) -> list[WebhookDelivery]:
         return list((await session.scalars(select(WebhookDelivery))).all())
 
 
-async def _until(condition: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+async def _until(condition: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
     deadline = time.monotonic() + within
     while not await condition():
         assert time.monotonic() < deadline, "condition not met in time"

@@ -71,7 +71,7 @@ class Bot:
         async with self.context.sessions() as session:
             return list((await session.scalars(select(model))).all())
 
-    async def settled(self, within: float = 15.0) -> None:
+    async def settled(self, within: float = 30.0) -> None:
         """Wait until every stored delivery is done or dead."""
         deadline = time.monotonic() + within
         while True:

@@ -77,7 +77,7 @@ class Chat:
         ]
 
 
-async def _until(condition: Callable[[], bool | Awaitable[bool]], within: float = 10.0) -> None:
+async def _until(condition: Callable[[], bool | Awaitable[bool]], within: float = 30.0) -> None:
     deadline = time.monotonic() + within
     while True:
         result = condition()
