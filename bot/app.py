@@ -126,7 +126,7 @@ def create_app(
     one-shot commands) opens the resources without the webhook workers, the scheduler
     or the Mattermost websocket.
     """
-    context = AppContext(settings=settings)
+    context = AppContext(settings=settings, one_shot=one_shot)
     instances = (
         [cls(context) for cls in plugins]
         if plugins is not None

@@ -33,6 +33,7 @@ class AppContext:
     cache_: Cache | None = None
     gitlab_: GitLab | None = None  # None when GITLAB_URL is not configured
     chat_: Mattermost | None = None  # None when MATTERMOST_URL/TOKEN are not configured
+    one_shot: bool = False  # a one-shot command (run-job): resources open, nothing served
 
     @property
     def engine(self) -> AsyncEngine:
@@ -107,6 +108,11 @@ class PluginContext:
     def chat(self) -> Mattermost | None:
         """The Mattermost adapter, or None when chat is not configured."""
         return self._core.chat_
+
+    @property
+    def serving(self) -> bool:
+        """False in a one-shot command (``run-job``): no background work worth starting."""
+        return not self._core.one_shot
 
     def enabled(self, area: str) -> bool:
         """Whether the feature area ``area`` is enabled (``plugins:``)."""

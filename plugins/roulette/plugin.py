@@ -161,9 +161,10 @@ class RoulettePlugin(Plugin):
             await self.metrics.refresh_active(self.app.sessions)
         except Exception:  # a metric must not stop the bot from starting
             log.warning("could not count the active reviews at start", exc_info=True)
-        self._refresher = asyncio.create_task(
-            self._refresh_availability(), name="roulette-available-reviewers"
-        )
+        if self.app.serving:  # a one-shot command has no gauge worth refreshing
+            self._refresher = asyncio.create_task(
+                self._refresh_availability(), name="roulette-available-reviewers"
+            )
 
     async def on_stop(self) -> None:
         task, self._refresher = self._refresher, None
