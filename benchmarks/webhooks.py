@@ -457,13 +457,17 @@ async def fan_out(
 
 def warm_ups(model: Outgoing, count: int) -> list[Outgoing]:
     """``count`` ordinary (non-``/roulette``) comments shaped like ``model``."""
-    payload = json.loads(model.body)
-    payload["object_attributes"]["note"] = "Warming up."
-    body = json.dumps(payload).encode()
-    return [
-        Outgoing(f"warm-up-{i}", body, model.headers | {"Idempotency-Key": f"warm-up-{i}"})
-        for i in range(count)
-    ]
+    warm: list[Outgoing] = []
+    for i in range(count):
+        payload = json.loads(model.body)
+        # A comment is keyed by its note id (one comment, one answer): each warm-up is
+        # a comment of its own.
+        payload["object_attributes"]["note"] = "Warming up."
+        payload["object_attributes"]["id"] = 900_000_000 + i
+        body = json.dumps(payload).encode()
+        headers = model.headers | {"Idempotency-Key": f"warm-up-{i}"}
+        warm.append(Outgoing(f"warm-up-{i}", body, headers))
+    return warm
 
 
 def percentile(values: list[float], q: float) -> float:
