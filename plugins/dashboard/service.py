@@ -18,9 +18,9 @@ import pygal
 from pygal.style import Style
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from bot.models import MrReview, ReviewerAssignment, Team, User
+from bot.models import Team, User
+from bot.reviews import pending_reviews
 
 MAX_ID = 2**31 - 1  # users.id is INTEGER
 
@@ -93,44 +93,15 @@ class TeamPending:
 
 
 async def pending_by_team(session: AsyncSession, now: datetime) -> list[TeamPending]:
-    """Pending reviews (see the module) grouped by the MR's team, teams by name (those
-    without a team last), oldest trigger first. One query; rows (one per active reviewer)
-    are grouped here."""
-    author, reviewer = aliased(User), aliased(User)
-    rows = await session.execute(
-        select(
-            MrReview.id,
-            Team.name,
-            MrReview.title,
-            MrReview.web_url,
-            func.coalesce(author.mattermost_username, MrReview.author_username),
-            MrReview.triggered_at,
-            func.coalesce(reviewer.mattermost_username, reviewer.gitlab_username),
-        )
-        .join(ReviewerAssignment, ReviewerAssignment.review_id == MrReview.id)
-        .join(reviewer, reviewer.id == ReviewerAssignment.user_id)
-        .outerjoin(Team, Team.id == MrReview.team_id)
-        .outerjoin(author, author.id == MrReview.author_id)
-        .where(
-            MrReview.state == "open",
-            MrReview.approved_at.is_(None),
-            MrReview.merged_at.is_(None),
-            MrReview.closed_at.is_(None),
-            ReviewerAssignment.status == "active",
-        )
-        .order_by(MrReview.triggered_at, MrReview.id)
-    )
-    reviews: dict[int, tuple[str | None, str, str, str, datetime, list[str]]] = {}
-    for review_id, team, title, url, author_name, triggered, name in rows.all():
-        entry = reviews.setdefault(
-            review_id, (team, str(title or ""), str(url or ""), str(author_name), triggered, [])
-        )
-        entry[5].append(str(name))
+    """Pending reviews (``bot.reviews``: as the digest counts them) grouped by the MR's
+    team, teams by name (those without a team last), oldest trigger first."""
     teams: dict[str | None, list[Pending]] = {}
-    for group, title, url, author_name, triggered, names in reviews.values():
+    for review in await pending_reviews(session):
+        triggered = review.triggered_at
         waiting = max(0.0, (now - triggered).total_seconds() / 3600) if triggered else 0.0
-        teams.setdefault(group, []).append(
-            Pending(title, url, author_name, round(waiting, 1), tuple(sorted(names, key=str.lower)))
+        names = tuple(sorted((r.mattermost for r in review.reviewers), key=str.lower))
+        teams.setdefault(review.team, []).append(
+            Pending(review.title, review.web_url, review.author, round(waiting, 1), names)
         )
     order = sorted(teams, key=lambda t: (t is None, (t or "").lower()))
     return [TeamPending(team, tuple(teams[team])) for team in order]
