@@ -137,13 +137,10 @@ def _zone(value: str) -> str:
     return value
 
 
-Cron = Annotated[str, AfterValidator(_cron)]
-
-
 class ScheduleConfig(BaseModel):
     """``schedule:``: the zone of the crons (and of "a day"), and ``<job>: cron`` to
-    override the default cron a feature area's job declares (the scheduler warns at start
-    about an override no enabled area's job uses)."""
+    override the default cron a feature area's job declares (an override naming no area's
+    job is refused; one of an area turned off is logged at start and ignored)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
