@@ -61,6 +61,7 @@ from bot.context import AppContext
 from bot.db import utcnow
 from bot.hookshapes import shape_problem
 from bot.http import BadInput, error_response, json_response, parse_json_object
+from bot.inboxwake import InboxListener, notify_stored
 from bot.logs import bound_id
 from bot.models import WebhookDelivery
 from bot.plugins import GITLAB_EVENTS, Registry
@@ -79,7 +80,6 @@ _HEADER_TOKEN = re.compile(r"[\x21-\x7e]{1,200}")  # printable ASCII, no space
 _ACTION = re.compile(r"[a-z_]{1,32}")
 MAX_ERROR = 2000
 BATCH = 200  # deliveries written per intake transaction at most
-IDLE_POLL = 2.0  # seconds between looks at the inbox when nothing is due (other replicas)
 
 
 class SignatureError(Exception):
@@ -330,6 +330,7 @@ class Inbox:
         self.registry = registry
         settings = context.settings
         self.workers = settings.webhook_workers
+        self.idle_poll = settings.webhook_poll_seconds
         self.max_attempts = settings.webhook_max_attempts
         self.retry_seconds = settings.webhook_retry_seconds
         self.lease = timedelta(seconds=settings.webhook_lease_seconds)
@@ -342,6 +343,7 @@ class Inbox:
         self._slots = asyncio.Semaphore(self.workers)
         self._pending: list[tuple[dict[str, Any], asyncio.Future[int | None]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._listener: InboxListener | None = None
         registry_ = context.metrics.registry
         self.received = Counter(
             "webhook_deliveries_total",
@@ -471,14 +473,28 @@ class Inbox:
                 .returning(WebhookDelivery.id, WebhookDelivery.delivery_key)
             )
             result = await session.execute(statement, rows)
-            return {str(key): int(row_id) for row_id, key in result.all()}
+            stored = {str(key): int(row_id) for row_id, key in result.all()}
+            if stored and dialect == "postgresql":  # wake every replica's workers
+                await notify_stored(session)
+            return stored
 
     # ----------------------------------------------------------------- workers
 
     def start(self) -> None:
-        """Start the poll loop (``webhook_workers`` handlers at once at most)."""
+        """Start the workers: the poll loop (``webhook_workers`` handlers at once at most)
+        and, on PostgreSQL, the ``LISTEN`` session that wakes it when any replica stores
+        a delivery (:mod:`bot.inboxwake`). With ``webhook_workers`` 0 (a web-only
+        replica) nothing starts: deliveries are stored and acknowledged here and
+        processed by the replicas that have workers."""
         self._stopping = False
+        if self.workers == 0:
+            log.info("web-only replica: deliveries are stored here, processed elsewhere")
+            return
         self._loop_task = asyncio.create_task(self._run(), name="webhook-inbox")
+        url = self.context.settings.async_database_url
+        if url.get_backend_name() == "postgresql":
+            self._listener = InboxListener(url, self._wake.set)
+            self._listener.start()
 
     async def stop(self, grace: float) -> None:
         """Stop claiming, give running handlers ``grace`` seconds, then cancel them.
@@ -489,6 +505,9 @@ class Inbox:
         """
         self._stopping = True
         self._wake.set()
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
         if self._writer is not None:  # deliveries being stored are answered first
             await asyncio.gather(self._writer, return_exceptions=True)
         if self._loop_task is not None:
@@ -573,8 +592,8 @@ class Inbox:
         if len(due) == free:
             return 0.0
         if upcoming is not None:
-            return max(0.05, min(IDLE_POLL, (upcoming - self.clock.now()).total_seconds()))
-        return IDLE_POLL
+            return max(0.05, min(self.idle_poll, (upcoming - self.clock.now()).total_seconds()))
+        return self.idle_poll
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)

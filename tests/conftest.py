@@ -122,6 +122,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The Redis tests share one database number (and empty it): under pytest-xdist they
     # run on one worker, one after the other (``--dist loadgroup``).
     for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("database_url") == "postgresql":
+            item.add_marker(pytest.mark.postgres)  # also when parametrized indirectly
         if item.get_closest_marker("redis") is not None:
             item.add_marker(pytest.mark.xdist_group("redis"))
 
