@@ -1,6 +1,6 @@
 """The badges area's settings: the ``badges:`` list of extra or changed criteria.
 
-``badges:`` is a list (SPEC: ``badges: []``). Each entry is one criterion,
+``badges:`` is a list (empty by default: ``badges: []``). Each entry is one criterion,
 ``{name, metric, operator, value, period, min_reviews}`` with optional ``slug``,
 ``description`` and ``emoji``. An entry whose name (or slug) is a default badge's changes
 that badge; any other adds one. Validated at start with the rest of the settings: a bad

@@ -35,7 +35,8 @@ from plugins.metrics.models import ReviewMetric, ReviewMetricMonth
 PERIODS = ("day", "week", "month", "all")
 EPOCH = date(1970, 1, 1)
 
-# The engagement formula (SPEC: reviewer_engagement_score), per assignment.
+# The engagement formula (docs/metrics.md; the reviewer_engagement_score metric), per
+# assignment.
 POINTS_PER_COMMENT = 10.0
 CHARS_PER_POINT = 100.0
 FAST_RESPONSE = timedelta(hours=1)

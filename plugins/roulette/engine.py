@@ -4,7 +4,7 @@
 availability and load) and returns the picks with a full explanation. The service
 gathers the facts; the simulator feeds synthetic ones; both call this same function.
 
-Score (SPEC): ``100 - active * w.active_review - (recent ? w.recent_review : 0)
+Score: ``100 - active * w.active_review - (recent ? w.recent_review : 0)
 + (owns a changed file ? w.expertise : 0)``, plus a working-hours bonus. Picking fills
 one slot per pool in order (code owner, team member, external) with a random choice
 among the candidates within ``margin`` of the pool's best score, so equals share load.
@@ -120,7 +120,7 @@ class Candidate:
 @dataclass(frozen=True)
 class Exclusion:
     """Why ``username`` cannot be picked: ``reason`` is a stable code (``pick --json``'s
-    "reason", SPEC), ``detail`` the explanation shown by ``--explain``, a ``Message``
+    "reason"), ``detail`` the explanation shown by ``--explain``, a ``Message``
     rendered in the reader's language (``str(detail)`` is English, for the command line).
     """
 

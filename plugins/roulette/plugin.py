@@ -89,7 +89,7 @@ def command_arguments(body: str) -> str | None:
 
 
 class AvailableReviewers:
-    """The ``available_reviewers{team,role}`` gauge (SPEC): how many people can be picked
+    """The ``available_reviewers{team,role}`` gauge: how many people can be picked
     now, per team (``""`` for none) and role (``maintainer``, ``reviewer``, ``trainee``).
 
     ``update`` replaces every value at once: a label set that no longer has anyone

@@ -17,7 +17,7 @@ EMPTY_POOL: dict[Pool, str] = {
     "team": "no available member of the MR's team",
     "external": "no available reviewer outside the MR's team",
 }
-# SPEC: the reasons listed under "unavailable" in ``pick --json``.
+# The reasons ``pick --json`` may list under "unavailable" (a stable interface).
 UNAVAILABLE_REASONS = ("author", "ooo", "busy", "away", "capacity", "inactive")
 
 
@@ -26,7 +26,7 @@ def _score(value: float | None) -> float | None:
 
 
 def plan_json(plan: Plan, url: str) -> dict[str, Any]:
-    """Exactly SPEC's object: mr, owners, reviewers, unavailable."""
+    """The object ``pick --json`` prints: mr, owners, reviewers, unavailable."""
     selection = plan.selection
     scores = {c.username: c.score for c in selection.candidates}
     return {

@@ -44,7 +44,7 @@ from plugins.roulette.flags import Flags
 
 log = logging.getLogger("plugins.roulette")
 
-STATUS_TTL = 300.0  # SPEC: availability is cached for 5 minutes
+STATUS_TTL = 300.0  # a GitLab status is read at most every 5 minutes per person
 CODEOWNERS_TTL = 300.0
 MEMBERS_TTL = 300.0
 ROLE_ACCESS = {"developer": 30, "maintainer": 40, "owner": 50}

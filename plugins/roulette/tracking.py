@@ -45,7 +45,9 @@ TIME_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604
 
 
 class ReviewMetrics:
-    """The review metrics of SPEC, registered in the app's registry."""
+    """The review metrics on ``/metrics`` (triggers, completed and abandoned reviews, active
+    reviews, times to first review and to approval, comments), registered in the app's
+    registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.triggers = Counter(
