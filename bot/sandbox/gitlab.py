@@ -475,10 +475,14 @@ class GitLabStandIn:
         note = self._store_note(mr, self._user(author).id, body, system=system, internal=internal)
         return self._note_json(project, mr, note, self.base_url)
 
-    def set_reviewers(self, project_path: str, iid: int, usernames: Iterable[str]) -> JSON:
-        """Replace the MR's reviewers, as the bot's account would; returns the MR."""
+    def set_reviewers(
+        self, project_path: str, iid: int, usernames: Iterable[str], *, by: str | None = None
+    ) -> JSON:
+        """Replace the MR's reviewers, as ``by`` would in GitLab's sidebar (the bot's
+        account by default: the system note is theirs); returns the MR."""
         project, mr = self._mr(project_path, iid)
-        self._change_reviewers(mr, [self._user(u).id for u in usernames], self._bot_id)
+        actor = self._user(by).id if by else self._bot_id
+        self._change_reviewers(mr, [self._user(u).id for u in usernames], actor)
         return self._merge_request_json(project, mr, self.base_url)
 
     def approve(self, project_path: str, iid: int, username: str) -> JSON:

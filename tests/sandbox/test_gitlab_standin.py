@@ -530,6 +530,14 @@ async def test_note_as_form_and_query_and_activity_filter(url: str, standin: Git
             ]
 
 
+def test_reviewers_set_by_a_person_leave_their_system_note(standin: GitLabStandIn) -> None:
+    standin.set_reviewers("g/sub/p", 1, ["carol"], by="alice")
+    [note] = [n for n in standin.notes("g/sub/p", 1) if n["system"]]
+    assert note["author"]["username"] == "alice"
+    assert note["body"].startswith("requested review from @carol")
+    assert standin.merge_request("g/sub/p", 1)["reviewers"][0]["username"] == "carol"
+
+
 async def test_update_reviewer_ids(url: str, standin: GitLabStandIn) -> None:
     ids = {name: standin.user(name)["id"] for name in ("alice", "bob", "carol")}
 
