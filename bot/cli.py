@@ -1,4 +1,4 @@
-"""``roulette-bot``: the commands of SPEC.md, thin: parse, build, run.
+"""``roulette-bot``: the commands (listed in the README), thin: parse, build, run.
 
 Exit codes: 0 success; 1 a service is unreachable or the command failed; 2 bad
 configuration or usage. Failures print one line on stderr, never a traceback.
