@@ -21,7 +21,8 @@ RUN pip install --no-cache-dir /wheels/*.whl \
     && groupadd --system --gid 10001 roulette \
     && useradd --system --uid 10001 --gid roulette --home-dir /data --no-create-home roulette \
     && mkdir -p /data && chown roulette:roulette /data
-USER roulette
+# Numeric, so that Kubernetes can check runAsNonRoot without a runAsUser of its own.
+USER 10001:10001
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8080

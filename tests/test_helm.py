@@ -501,3 +501,23 @@ def test_a_bad_value_is_refused_naming_it(
 def test_an_autoscaler_with_min_above_max_is_refused(chart: helm.Chart) -> None:
     with pytest.raises(helm.HelmRenderError, match="minReplicas"):
         render(chart, {"web": {"autoscaling": {"minReplicas": 5, "maxReplicas": 3}}})
+
+
+def test_the_chart_matches_the_image(chart: helm.Chart) -> None:
+    # The Dockerfile's user, port, entrypoint and volume are what the pods assume.
+    instructions = [
+        line.split(maxsplit=1)
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line and not line.startswith((" ", "#"))
+    ]
+    last = {name: value for name, value in instructions}
+    docs = render(chart)
+    pod = web(docs)["spec"]["template"]["spec"]
+    user, _, group = last["USER"].partition(":")
+    assert int(user) == pod["securityContext"]["runAsUser"] == 10001
+    assert int(group) == pod["securityContext"]["runAsGroup"]
+    assert int(last["EXPOSE"]) == container(web(docs))["ports"][0]["containerPort"]
+    assert yaml.safe_load(last["ENTRYPOINT"]) == container(web(docs))["command"]
+    assert yaml.safe_load(last["VOLUME"]) == ["/data"]
+    mounts = {m["mountPath"] for m in container(web(docs))["volumeMounts"]}
+    assert {"/data", "/tmp"} <= mounts
