@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot import demo as demo_command  # its arguments; the demo itself loads when it runs
 from bot.errors import CommandFailed, one_line
 from bot.logs import SecretMasker, configure_logging
 from bot.plugins import Area, RegistryError, default_areas, find_areas
@@ -194,6 +195,7 @@ def _parser(areas: Sequence[Area]) -> argparse.ArgumentParser:
         "run-job", parents=[common], help="run one scheduled job now, once for its period"
     )
     run_job.add_argument("job", choices=jobs, metavar="JOB", help=", ".join(jobs) or "none")
+    demo_command.add_parser(commands)
     for area in areas:
         area.add_commands(Subcommands(commands, common))
     return parser
@@ -212,6 +214,18 @@ def _areas(config: str | None) -> tuple[Settings | ConfigError, list[Area]]:
         return settings, []
 
 
+def _demo(args: argparse.Namespace) -> None:
+    try:
+        demo_command.run(args)
+    except CommandFailed as e:
+        _fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as e:
+        log.debug("demo failed", exc_info=True)
+        _fail(f"demo failed: {type(e).__name__}: {one_line(e)}", 1)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     # Which areas' commands to offer depends on the configuration: read --config first
     # (leniently: the full parser below reports a malformed command line).
@@ -223,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = None
     loaded, areas = _areas(config)
     args = _parser(areas).parse_args(argv)
+    if args.command == "demo":  # reads no configuration at all (see bot/demo)
+        _demo(args)
+        return
     if isinstance(loaded, ConfigError):
         _fail_config(loaded)
     settings = loaded
