@@ -85,7 +85,7 @@ class Interrupted(CommandFailed):
 
 
 class Narrator:
-    """Prints the story: ``[3/12] what happens``, then what people see, indented."""
+    """Prints the story: ``[3/11] what happens``, then what people see, indented."""
 
     def __init__(self, out: TextIO, total: int = STEPS) -> None:
         self.out = out
@@ -113,9 +113,16 @@ class Narrator:
 # --------------------------------------------------------------------------- starting
 
 
-async def start(stack: contextlib.AsyncExitStack, port: int, folder: Path, say: Narrator) -> World:
+async def start(
+    stack: contextlib.AsyncExitStack,
+    port: int,
+    folder: Path,
+    say: Narrator,
+    log_level: str | None = None,
+) -> World:
     """The stand-ins, shaped; the bot on ``port`` (else a free one), migrated, its
-    organisation synced and its Mattermost websocket connected."""
+    organisation synced and its Mattermost websocket connected. With ``log_level``,
+    the logs go to stderr at that level, the demo's tokens masked."""
     gitlab = GitLabStandIn(secrets.token_urlsafe(16))
     shape_gitlab(gitlab)
     gitlab_url = await stack.enter_async_context(gitlab_sandbox.serve(gitlab, host=HOST))
@@ -143,12 +150,14 @@ async def start(stack: contextlib.AsyncExitStack, port: int, folder: Path, say: 
             "mattermost_url": mattermost_url,
             "mattermost_token": mattermost.bot_token,
             "mattermost_team": TEAM,
-            "log_level": os.environ.get("LOG_LEVEL") or "error",
+            "log_level": log_level or "error",
             "log_format": "console",
             "shutdown_timeout": 3,
             **organisation(),
         }
     )
+    if log_level is not None:
+        configure_logging(log_level, "console", settings.secret_values())
     say.line("Reviewer Roulette demo: a GitLab, a Mattermost and the bot, in this one process")
     say.note(f"database: {database} (a fresh SQLite file, removed at exit)")
     if taken:
@@ -509,8 +518,10 @@ class Story:
 # --------------------------------------------------------------------------- running
 
 
-async def demo(once: bool, port: int, out: TextIO) -> None:
-    """Start, play, then (without ``once``) serve until Ctrl-C or SIGTERM."""
+async def demo(once: bool, port: int, out: TextIO, log_level: str | None = None) -> None:
+    """Start, play, then (without ``once``) serve until Ctrl-C or SIGTERM. Raises
+    ``CommandFailed`` (one line) when a step does not happen in time, ``Interrupted``
+    when stopped before the story ended. ``log_level``: see ``start``."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -518,7 +529,7 @@ async def demo(once: bool, port: int, out: TextIO) -> None:
     say = Narrator(out)
     with tempfile.TemporaryDirectory(prefix="roulette-demo-") as folder:
         async with contextlib.AsyncExitStack() as stack:
-            story = asyncio.create_task(_start_and_play(stack, port, Path(folder), say))
+            story = asyncio.create_task(_start_and_play(stack, port, Path(folder), say, log_level))
             stopped = asyncio.create_task(stop.wait())
             await asyncio.wait({story, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if not story.done():
@@ -541,9 +552,9 @@ async def demo(once: bool, port: int, out: TextIO) -> None:
 
 
 async def _start_and_play(
-    stack: contextlib.AsyncExitStack, port: int, folder: Path, say: Narrator
+    stack: contextlib.AsyncExitStack, port: int, folder: Path, say: Narrator, log_level: str | None
 ) -> World:
-    world = await start(stack, port, folder, say)
+    world = await start(stack, port, folder, say, log_level)
     await Story(world, say).play()
     return world
 
@@ -561,10 +572,10 @@ def main(*, once: bool, port: int, out: TextIO | None = None) -> None:
     stream = out or sys.stdout
     if isinstance(stream, io.TextIOWrapper):  # a terminal without UTF-8 gets "?" instead
         stream.reconfigure(errors="replace")
-    level = os.environ.get("LOG_LEVEL") or "error"
+    level = (os.environ.get("LOG_LEVEL") or "error").strip().lower()
     try:
         configure_logging(level, "console")
     except ValueError as e:
         raise UsageError(str(e)) from None
     _no_proxy()
-    asyncio.run(demo(once, port, stream))
+    asyncio.run(demo(once, port, stream, level))
