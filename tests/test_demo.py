@@ -217,7 +217,7 @@ async def test_a_step_that_does_not_happen_stops_the_demo_with_one_line(
     out = io.StringIO()
     with pytest.raises(StepTimedOut) as raised:
         await story.demo(True, 0, out)
-    assert str(raised.value) == "the bot follows !1: not within 0.5 s"
+    assert str(raised.value) == "step 2/11: the bot follows !1: not within 0.5 s"
     assert out.getvalue().rstrip().splitlines()[-1].startswith("[2/11] earlier today")
 
 

@@ -37,6 +37,7 @@ from bot.demo.world import (
     TEAM,
     TEAMS,
     TOWN_SQUARE,
+    StepTimedOut,
     World,
     as_seen,
     button_id,
@@ -555,7 +556,10 @@ async def _start_and_play(
     stack: contextlib.AsyncExitStack, port: int, folder: Path, say: Narrator, log_level: str | None
 ) -> World:
     world = await start(stack, port, folder, say, log_level)
-    await Story(world, say).play()
+    try:
+        await Story(world, say).play()
+    except StepTimedOut as e:
+        raise StepTimedOut(f"step {say.number}/{say.total}: {e}") from None
     return world
 
 
