@@ -58,7 +58,9 @@ async def _gitlab(app: web.Application) -> AsyncIterator[None]:
     settings = context.settings
     if settings.gitlab_url:
         token = settings.gitlab_token.get_secret_value() if settings.gitlab_token else None
-        context.gitlab_ = GitLab(settings.gitlab_url, token)
+        context.gitlab_ = GitLab(
+            settings.gitlab_url, token, concurrency=settings.gitlab_concurrency
+        )
     yield
     if context.gitlab_ is not None:
         await context.gitlab_.close()

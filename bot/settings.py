@@ -195,6 +195,9 @@ class Settings(BaseSettings):
 
     gitlab_url: str | None = None
     gitlab_token: SecretStr | None = None
+    # GitLab calls in flight at once per process (threads and pooled connections): a roll
+    # makes its independent calls together, and the workers roll several MRs at once.
+    gitlab_concurrency: int = Field(default=32, ge=1, le=256)
     gitlab_webhook_secret: SecretStr | None = None
     gitlab_webhook_signing_token: SecretStr | None = None
     api_tokens: CommaList = []
@@ -219,11 +222,12 @@ class Settings(BaseSettings):
     # lasts unless its worker renews it (every third of it, while the handler runs: a
     # crashed worker's deliveries are taken over that long after its last renewal), and
     # how long a handler may run before it is cancelled and the attempt counted as failed.
+    # A worker spends most of a roll waiting for GitLab, so there are many (I/O, not CPU).
     # 0 makes a web-only replica: it stores and acknowledges deliveries, answers HTTP and
     # chat, and leaves the processing to replicas with workers. Workers look at the inbox
     # every ``webhook_poll_seconds`` when nothing wakes them (on PostgreSQL, a replica
     # storing a delivery wakes every replica's workers at once with NOTIFY).
-    webhook_workers: int = Field(default=2, ge=0, le=64)
+    webhook_workers: int = Field(default=16, ge=0, le=64)
     webhook_poll_seconds: float = Field(default=5.0, ge=0.1, le=300)
     webhook_max_attempts: int = Field(default=5, ge=1, le=50)
     webhook_retry_seconds: float = Field(default=2.0, gt=0, le=3600)

@@ -66,7 +66,7 @@ async def gitlab_directory(settings: Settings) -> AsyncIterator[GitLab | None]:
         yield None
         return
     token = settings.gitlab_token.get_secret_value() if settings.gitlab_token else None
-    gitlab = GitLab(settings.gitlab_url, token)
+    gitlab = GitLab(settings.gitlab_url, token, concurrency=settings.gitlab_concurrency)
     try:
         yield gitlab
     finally:

@@ -14,7 +14,7 @@ import logging
 import random
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -30,6 +30,7 @@ from bot.gitlab import (
     MergeRequestInfo,
     MergeRequestRef,
     draft_change,
+    gather_all,
     is_draft,
     parse_mr_url,
 )
@@ -50,7 +51,7 @@ from plugins.roulette.reply import (
     is_bot_reply,
     reply_note,
 )
-from plugins.roulette.service import Plan, RouletteService, Standing
+from plugins.roulette.service import Plan, Reads, RouletteService, Standing
 
 log = logging.getLogger("plugins.roulette")
 
@@ -226,7 +227,10 @@ class RoulettePlugin(Plugin):
                 return
             ref = MergeRequestRef(project_path, iid)
             project_id = int(project.get("id") or 0) or None
-            await self.roll(event.key, ref, arguments, project_id)
+            branch = mr.get("target_branch")
+            await self.roll(
+                event.key, ref, arguments, project_id, branch if isinstance(branch, str) else None
+            )
             return
         if not author:
             return
@@ -252,12 +256,39 @@ class RoulettePlugin(Plugin):
     # ----------------------------------------------------------------- the roulette
 
     async def roll(
-        self, key: str, ref: MergeRequestRef, text: str, project_id: int | None = None
+        self,
+        key: str,
+        ref: MergeRequestRef,
+        text: str,
+        project_id: int | None = None,
+        target_branch: str | None = None,
     ) -> None:
-        """Answer one ``/roulette``: pick, post the note, set the reviewers, record."""
+        """Answer one ``/roulette``: pick, post the note, set the reviewers, record.
+
+        ``project_id`` and ``target_branch`` are what the webhook said of the MR: with
+        them, every read the pick needs starts at once, with the check of whether this
+        delivery was already answered (see ``RouletteService.start_reads``).
+        """
+        reads = self.service.start_reads(ref, project_id=project_id, target_branch=target_branch)
+        try:
+            await self._roll(key, ref, text, project_id, reads)
+        finally:
+            await reads.close()
+
+    async def _roll(
+        self,
+        key: str,
+        ref: MergeRequestRef,
+        text: str,
+        project_id: int | None,
+        reads: Reads,
+    ) -> None:
         gitlab = self.app.gitlab
         try:
-            mr = await gitlab.merge_request(ref)
+            mr, notes = await gather_all(
+                reads.mr,
+                gitlab.recent_notes(project_id or ref.project, ref.iid, limit=RECENT_NOTES),
+            )
         except (GitLabNotFound, GitLabForbidden) as e:
             log.warning("roulette on %s: the bot cannot read the merge request (%s)", ref, e)
             self.metrics.triggers.labels("", "error").inc()
@@ -270,7 +301,6 @@ class RoulettePlugin(Plugin):
                 except GitLabError as again:
                     log.warning("cannot answer on %s either: %s", ref, again)
             return
-        notes = await gitlab.recent_notes(mr.project_id, mr.iid, limit=RECENT_NOTES)
         announced = find_reply([n.body for n in notes], key)
         if announced is not None:
             if mr.state != "opened":
@@ -295,29 +325,35 @@ class RoulettePlugin(Plugin):
             self.metrics.triggers.labels("", "ended").inc()
             return
         try:
-            await self.pick_and_announce(key, ref, flags)
+            await self.pick_and_announce(key, ref, flags, reads)
         except (GitLabNotFound, GitLabForbidden) as e:
             refused = Message("GitLab refused to show what it needs ({error})", {"error": e})
             await gitlab.post_note(mr.project_id, mr.iid, error_note(refused, key, self.locale))
             self.metrics.triggers.labels("", "error").inc()
 
-    async def pick_and_announce(self, key: str, ref: MergeRequestRef, flags: Flags) -> Plan:
+    async def pick_and_announce(
+        self, key: str, ref: MergeRequestRef, flags: Flags, reads: Reads | None = None
+    ) -> Plan:
         """Pick, post the note on the MR, set its reviewers, record, notify: one roulette.
 
-        Raises ``tracking.ReviewEnded`` (before posting anything) when the MR is merged or
+        ``reads``: the GitLab reads already started for this MR (``roll``). Raises
+        ``tracking.ReviewEnded`` (before posting anything) when the MR is merged or
         closed: nobody is assigned on it.
         """
-        plan = await self.service.plan(ref, flags, rng=random.Random(key))
+        plan = await self.service.plan(ref, flags, rng=random.Random(key), reads=reads)
         self.available.update(plan.standings)  # from what the plan read: no extra call
         mr = plan.mr
         if mr.state != "opened":
             raise tracking.ReviewEnded(str(ref), mr.state)
-        await self.app.gitlab.post_note(
-            mr.project_id, mr.iid, reply_note(plan, key, explain=flags.explain, locale=self.locale)
-        )
+        note = reply_note(plan, key, explain=flags.explain, locale=self.locale)
         picks = plan.selection.picks
         new = [(p.username, p.role) for p in picks if not p.kept]
-        await self._apply(mr, plan.team, new, [p.username for p in picks if p.kept], flags)
+        kept = [p.username for p in picks if p.kept]
+
+        async def announce() -> None:
+            await self.app.gitlab.post_note(mr.project_id, mr.iid, note)
+
+        await self._apply(mr, plan.team, new, kept, flags, announce)
         status = "ok" if picks else "nobody"
         self.metrics.triggers.labels(plan.team or "", status).inc()
         log.info(
@@ -425,17 +461,29 @@ class RoulettePlugin(Plugin):
         picks: Sequence[tuple[str, str]],
         kept: Sequence[str],
         flags: Flags,
+        announce: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """Set the reviewers in GitLab (``assign_in_gitlab``) while ``announce`` posts the
+        note, then record the roll.
+
+        The two writes go together (one round trip, not two): each is safe alone. A note
+        whose reviewers were not set is finished by the retry, which finds the note's
+        marker (``_apply_announced``); reviewers set without their note are kept in their
+        slots by the retry's new pick (the engine keeps the MR's current reviewers), which
+        announces them.
+        """
         chosen = [name for name, _ in picks] + list(kept)
         replace = flags.force or flags.reroll
         released = [
             r for r in mr.reviewers if replace and r.lower() not in {c.lower() for c in chosen}
         ]
+        writes: list[Awaitable[Any]] = [announce()] if announce is not None else []
         if self.config.assign_in_gitlab and chosen:
             reviewers = chosen if replace else list(dict.fromkeys([*mr.reviewers, *chosen]))
             ids = await self._gitlab_ids(reviewers)
             if set(ids) != set(mr.reviewer_ids):
-                await self.app.gitlab.set_reviewers(mr.project_id, mr.iid, ids)
+                writes.append(self.app.gitlab.set_reviewers(mr.project_id, mr.iid, ids))
+        await gather_all(*writes)
         recorded = await tracking.record_roll(self.app.sessions, mr, team, picks, kept, released)
         if recorded.missing:
             log.warning("picked users missing from the database: %s", ", ".join(recorded.missing))
