@@ -60,7 +60,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Literal
 
 __all__ = [
@@ -616,430 +615,717 @@ class GitLabScan:
 # index, the highest number among the entries found to match.
 _EXCLUDED = 1 << 40
 _Best = dict[int, int]
-_Vector = tuple[int, ...]  # a best map as a tuple: section index -> number, -1 if none
 _Pair = tuple[int, int]  # (section, gid)
-_Test = Callable[[str], object]  # a compiled regex's fullmatch
-_Needle = tuple[str | None, int, int]  # (text the path must end with, section, gid)
+_Test = Callable[[str], object]  # true if a name (or a directory) passes
 _EMPTY: frozenset[Owner] = frozenset()
 _NONE: frozenset[int] = frozenset()
 _CACHE_LIMIT = 200_000
+_GLOB_SPLIT_RE = re.compile(r"(\*+|\?)")
 
 
-def _literal(item: _Item) -> str | None:
-    """The text of a segment made of one literal (``""`` for an empty segment)."""
-    if isinstance(item, str):
-        return None
-    if not item:
-        return ""
-    if len(item) == 1 and isinstance(item[0], _Lit):
-        return item[0].text
-    return None
+def _best_of(pairs: Iterable[_Pair]) -> _Best:
+    best: _Best = {}
+    for section, gid in pairs:
+        if best.get(section, -1) < gid:
+            best[section] = gid
+    return best
 
 
-def _star_suffix(item: _Item) -> str | None:
-    """``".md"`` for the segment ``*.md``; ``""`` for ``*``; else None."""
-    if isinstance(item, str) or not item or not isinstance(item[0], _Star):
-        return None
-    if len(item) == 1:
-        return ""
-    if len(item) == 2 and isinstance(item[1], _Lit):
-        return item[1].text
-    return None
+def _merge(best: _Best, more: _Best) -> None:
+    """Fold ``more`` into ``best``: the higher number per section."""
+    for section, gid in more.items():
+        if best.get(section, -1) < gid:
+            best[section] = gid
 
 
-def _merge(best: _Best, section: int, gid: int) -> None:
-    if best.get(section, -1) < gid:
-        best[section] = gid
+class _Lazy:
+    """A regex compiled on its first use: most of a big file's globs are never reached."""
+
+    __slots__ = ("match", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.match: Callable[[str], re.Match[str] | None] | None = None
+
+    def __call__(self, text: str) -> bool:
+        match = self.match
+        if match is None:
+            match = self.match = re.compile(self.source).fullmatch
+        return match(text) is not None
 
 
-class _Trigger:
-    """The globs sharing one directory part ``H``, and what a directory matching it adds:
-    a match for every file below (``H/**/*``), a basename check for every file below
-    (``H/**/L``) or for the files directly in it (``H/L``)."""
+class _Seg:
+    """One segment of a pattern (what stands between two ``/``), as the index sees it:
+    ``text`` if it is literal; else ``prefix`` and ``suffix``, its literal ends, and
+    ``simple`` if it is just ``prefix*suffix``. ``key`` tells segments apart (equal keys,
+    equal segments)."""
 
-    __slots__ = ("below", "checks_below", "checks_here", "test")
+    __slots__ = ("_atoms", "_pieces", "_test", "key", "prefix", "simple", "suffix", "text")
 
-    def __init__(self, test: _Test) -> None:
+    def __init__(
+        self,
+        key: str,
+        text: str | None,
+        prefix: str,
+        suffix: str,
+        simple: bool,
+        pieces: list[str] | None = None,
+        atoms: _Segment | None = None,
+    ) -> None:
+        self.key = key
+        self.text = text
+        self.prefix = prefix
+        self.suffix = suffix
+        self.simple = simple
+        self._pieces = pieces
+        self._atoms = atoms
+        self._test: _Test | None = None
+
+    @classmethod
+    def written(cls, raw: str) -> _Seg:
+        """A segment written without ``[`` or ``\\``: literal text, ``*`` and ``?``."""
+        if "*" not in raw and "?" not in raw:
+            return cls(raw, raw, raw, raw, False)
+        pieces = _GLOB_SPLIT_RE.split(raw)  # literal, glob, literal, ..., literal
+        simple = len(pieces) == 3 and pieces[1][0] == "*"
+        return cls(raw, None, pieces[0], pieces[-1], simple, pieces=pieces)
+
+    @classmethod
+    def parsed(cls, atoms: _Segment) -> _Seg:
+        """A segment from :func:`_parse_pattern` (escapes and classes)."""
+        if not atoms:
+            return cls("", "", "", "", False)
+        first, last = atoms[0], atoms[-1]
+        if len(atoms) == 1 and isinstance(first, _Lit):
+            return cls(first.text, first.text, first.text, first.text, False)
+        prefix = first.text if isinstance(first, _Lit) else ""
+        suffix = last.text if isinstance(last, _Lit) else ""
+        stars = [atom for atom in atoms if not isinstance(atom, _Lit)]
+        simple = len(stars) == 1 and isinstance(stars[0], _Star) and len(atoms) <= 3
+        return cls("\0" + _segment_regex(atoms), None, prefix, suffix, simple, atoms=atoms)
+
+    def source(self) -> str:
+        """The regex of the segment."""
+        if self._atoms is not None:
+            return _segment_regex(self._atoms)
+        if self._pieces is None:
+            return re.escape(self.key)
+        out: list[str] = []
+        for number, piece in enumerate(self._pieces):
+            if number % 2 == 0:
+                out.append(re.escape(piece))
+            else:
+                out.append("[^/]*" if piece[0] == "*" else "[^/]")
+        return "".join(out)
+
+    @property
+    def star(self) -> bool:
+        """The segment is ``*``: any name."""
+        return self.simple and not self.prefix and not self.suffix
+
+    def test(self) -> _Test | None:
+        """A test of a name against the segment; None for ``*`` (every name passes)."""
+        if self._test is None and not self.star:
+            self._test = _segment_test(self)
+        return self._test
+
+
+def _segment_test(seg: _Seg) -> _Test:
+    text = seg.text
+    if text is not None:
+        return text.__eq__
+    if not seg.simple:
+        return _Lazy(seg.source())
+    prefix, suffix = seg.prefix, seg.suffix
+    size = len(prefix) + len(suffix)
+    if not suffix:
+        return lambda name: name.startswith(prefix)
+    if not prefix:
+        return lambda name: name.endswith(suffix)
+    return lambda name: len(name) >= size and name.startswith(prefix) and name.endswith(suffix)
+
+
+_Part = _Seg | str  # str is always _GLOBSTAR
+
+
+_Active = dict[str, list[tuple[str, int, "_Rules"]]]
+
+
+class _Rules:
+    """What a directory condition gives when a directory meets it: a best map for every
+    file below it (``below``, ``X/**/*``) or directly in it (``level``, ``X/*``), and
+    basename checks -- entry numbers, kept when the file's name passes the entry's last
+    segment -- for the files below it (``checks_below``, ``X/**/L``) or in it
+    (``checks_here``, ``X/L``). Filled as lists, then frozen by :meth:`freeze`."""
+
+    __slots__ = ("activate", "below", "checks_below", "checks_here", "level", "lists", "pairs")
+
+    def __init__(self) -> None:
+        # for heads "/a/b/**/c/d": last name "d" -> ("/c/d", shortest directory, rules)
+        self.activate: _Active | None = None
+        self.pairs: tuple[list[_Pair], list[_Pair]] = ([], [])  # below, at the level
+        self.lists: tuple[list[int], list[int]] = ([], [])  # checks below, checks here
+        self.below: _Best = {}
+        self.level: _Best = {}
+        self.checks_below: frozenset[int] = _NONE
+        self.checks_here: frozenset[int] = _NONE
+
+    def add(self, below: bool, pair: _Pair, check: bool) -> None:
+        """Add an entry: for the files below or in the directory; a check or a match."""
+        if check:
+            self.lists[0 if below else 1].append(pair[1])
+        else:
+            self.pairs[0 if below else 1].append(pair)
+
+    def freeze(self) -> None:
+        below, level = self.pairs
+        checks_below, checks_here = self.lists
+        self.below = _best_of(below)
+        self.level = _best_of(level)
+        self.checks_below = frozenset(checks_below)
+        self.checks_here = frozenset(checks_here)
+
+
+class _Group:
+    """The entries sharing one last segment ``L``: those that are just ``**/L`` (a best map
+    for any file named so) and those that check ``L`` after their directory part matched
+    (their numbers, in :class:`_Base` ``hits``)."""
+
+    __slots__ = ("best", "checks", "gids", "pairs", "test")
+
+    def __init__(self, test: _Test | None) -> None:
         self.test = test
-        self.below: list[_Pair] = []
-        self.checks_below: list[int] = []
-        self.checks_here: list[int] = []
+        self.pairs: list[_Pair] = []
+        self.gids: list[int] = []
+        self.best: _Best = {}
+        self.checks: frozenset[int] = _NONE
+
+    def freeze(self) -> None:
+        self.best = _best_of(self.pairs)
+        self.checks = frozenset(self.gids)
+
+
+class _Head:
+    """A directory part that is a real glob: literal-or-glob segments anchored at the root
+    (``prefix``), a ``**`` (unless ``fixed``), segments at the end (``suffix``); anything
+    else (several ``**`` with segments between them) is a regex, compiled when first
+    needed. Tested only at directories that have the name it is filed under."""
+
+    __slots__ = ("fixed", "parts", "prefix", "regex", "rules", "suffix")
+
+    def __init__(self, parts: list[_Part]) -> None:
+        self.parts = parts
+        self.rules = _Rules()
+        self.regex: _Lazy | None = None
+        stars = [number for number, part in enumerate(parts) if part == _GLOBSTAR]
+        segments = [part for part in parts if isinstance(part, _Seg)]
+        self.fixed = not stars
+        if self.fixed:
+            self.prefix, self.suffix = segments, []
+        else:
+            self.prefix = [p for p in parts[: stars[0]] if isinstance(p, _Seg)]
+            self.suffix = [p for p in parts[stars[-1] + 1 :] if isinstance(p, _Seg)]
+            if len(self.prefix) + len(self.suffix) != len(segments):
+                self.regex = _Lazy(_parts_regex(parts))
+
+    def rooted(self) -> tuple[str, str] | None:
+        """``("/a/b", "/c/d")`` for ``/a/b/**/c/d``: literal names at both ends."""
+        if self.fixed or self.regex is not None or not self.prefix or not self.suffix:
+            return None
+        if any(s.text is None for s in (*self.prefix, *self.suffix)):
+            return None
+        return "".join(f"/{s.text}" for s in self.prefix), "".join(
+            f"/{s.text}" for s in self.suffix
+        )
+
+    def keys(self) -> list[tuple[bool, int, str]]:
+        """Where it can be filed: ``(False, i, name)``: the ``i``-th name of the directory
+        is ``name``; ``(True, j, name)``: the ``j``-th name from the end."""
+        keys = [(False, i, s.text) for i, s in enumerate(self.prefix) if s.text is not None]
+        last = len(self.prefix) - 1 if self.fixed else len(self.suffix) - 1
+        ends = self.prefix if self.fixed else self.suffix
+        keys += [(True, last - j, s.text) for j, s in enumerate(ends) if s.text is not None]
+        return keys
+
+    def matches(self, directory: str, names: list[str]) -> bool:
+        """``directory`` (``/a/b``, split into ``names``) matches the head."""
+        if self.regex is not None:
+            return self.regex(directory)
+        count = len(names)
+        prefix, suffix = self.prefix, self.suffix
+        if self.fixed:
+            if count != len(prefix):
+                return False
+        elif count < len(prefix) + len(suffix):
+            return False
+        for name, seg in zip(names, prefix, strict=False):
+            test = seg.test()
+            if test is not None and not test(name):
+                return False
+        if suffix:
+            for name, seg in zip(names[count - len(suffix) :], suffix, strict=True):
+                test = seg.test()
+                if test is not None and not test(name):
+                    return False
+        return True
+
+
+def _parts_regex(parts: Sequence[_Part]) -> str:
+    out = ["/"]
+    last = len(parts) - 1
+    for index, part in enumerate(parts):
+        if isinstance(part, str):
+            out.append("(?:[^/]*/)*")
+        else:
+            out.append(part.source())
+            if index != last:
+                out.append("/")
+    return "".join(out)
+
+
+_Checks = tuple[frozenset[int], ...]  # sets of entry numbers, kept as they come (no copy)
 
 
 class _Dir:
     """A directory's state: ``inherited``/``inherited_checks`` hold for every file in or
-    below it, ``best``/``checks`` for the files directly in it. ``checks`` are the globs
-    whose directory part matched and that still need a basename check. ``below`` is the
-    state of a subdirectory that adds nothing (itself, unless this directory has rules for
-    its own files only), so that such subdirectories share one object."""
+    below it, ``best``/``checks`` for the files directly in it (``checks`` are sets of
+    entry numbers waiting for a basename check). ``below`` is the state of a subdirectory
+    that adds nothing (itself, unless this directory has rules for its own files only),
+    so that such subdirectories share one object. ``active`` are the heads ``P/**/S``
+    with a literal ``P`` at or above the directory: its subdirectories look ``S`` up."""
 
-    __slots__ = ("below", "best", "checks", "inherited", "inherited_checks", "sid", "vector")
+    __slots__ = ("active", "below", "best", "checks", "inherited", "inherited_checks")
 
-    def __init__(self, inherited: _Best, inherited_checks: frozenset[int]) -> None:
+    def __init__(
+        self,
+        inherited: _Best,
+        inherited_checks: _Checks,
+        best: _Best | None = None,
+        checks: _Checks | None = None,
+        below: _Dir | None = None,
+        active: tuple[_Active, ...] = (),
+    ) -> None:
+        self.active = active  # heads "/a/**/b" whose "/a" is this directory or above
         self.inherited = inherited
         self.inherited_checks = inherited_checks
-        self.best = inherited
-        self.checks = inherited_checks
-        self.below = self
-        self.sid = -1  # set, with vector, once a file is looked up in this directory
-        self.vector: _Vector = ()
+        self.best = inherited if best is None else best
+        self.checks = inherited_checks if checks is None else checks
+        self.below = self if below is None else below
 
 
 class _Base:
-    """A basename's state: the entries it matches wherever it is (``vector``), the tails
-    left to check, and the globs whose basename check it passes (``hits``)."""
+    """A basename's state: the entries it matches wherever it is (``best``) and the
+    entries whose basename check it passes (``hits``)."""
 
-    __slots__ = ("hits", "sid", "tails", "vector")
+    __slots__ = ("best", "hits")
 
-    def __init__(
-        self, vector: _Vector, sid: int, tails: tuple[_Needle, ...], hits: frozenset[int]
-    ) -> None:
-        self.vector = vector
-        self.sid = sid
-        self.tails = tails
+    def __init__(self, best: _Best, hits: frozenset[int]) -> None:
+        self.best = best
         self.hits = hits
+
+
+# Where a pattern is filed (see _Index): its kind, key, and whether it holds for every
+# file below its directory part; the last segment (None for "*": any name).
+_EXACT, _ROOT, _DIR, _NEEDLE, _HEAD, _NAME = range(6)
+_Shape = tuple[int, str, bool, _Seg | None, list[_Part] | None]
 
 
 class _Index:
     """Every entry filed by the shape of its pattern, so that a path only looks at the
-    entries that can match it (``D`` = the path's directory, ``B`` = its basename):
+    entries that can match it. A pattern is a directory part ``H`` and a last segment
+    ``L``, either for the files in ``H`` (``H/L``) or for those at any depth below it
+    (``H/**/L``). ``H`` is filed by what can be known of it without a regex:
 
-    ======================  ==========================================================
-    ``/a/b/c``              exact: dict by path
-    ``/a/b/*``              one level: dict by ``D``
-    ``/a/b/``               anchored directory: dict by each directory prefix of ``D``
-    ``b/``, ``a/b/``        directory at any depth: dict by directory name (then ``D``
-                            must end with ``/a/b`` there)
-    ``c.md``, ``b/c.md``    tail: dict by ``B`` (then the path must end with ``/b/c.md``)
-    ``*.md``, ``*``         dict by suffix of ``B`` (only the suffix lengths in use)
-    real globs              split into a directory part and a basename part (below)
-    ======================  ==========================================================
+    ==============================  ====================================================
+    ``/a/b/c``                      exact: dict by path
+    ``/a/b/L``, ``/a/b/**/L``       dict by directory ``/a/b``
+    ``a/b/L``, ``a/b/**/L``         dict by directory name ``b`` (then the directory must
+                                    end with ``/a/b``)
+    ``L``, ``**/L``                 just a test of the basename (below)
+    any other ``H``                 a :class:`_Head`, filed under the rarest literal name
+                                    it gives at a fixed position from the start or the end
+                                    of the directory (else its depth, else everywhere)
+    ==============================  ====================================================
 
-    A real glob is ``H/**/*``, ``H/**/L`` or ``H/L`` (``L`` its last segment). ``H`` is
-    tested once per directory, when the directory is first seen, and only at directories
-    that can match it: for ``H`` of a fixed depth, the one directory ``H`` if it is all
-    literal, else those with ``H``'s literal parent, or ``H``'s last name, or ``H``'s
-    literal grandparent, or the rarest name ``H`` has at that position; for ``H`` with a
-    ``**``, those named like ``H``'s last segment; failing all that, every directory. A
-    directory matching ``H`` gives a match to every file below it (``H/**/*``), or a
-    basename check ``L`` to every file below (``H/**/L``) or in it (``H/L``). Which checks
-    a basename passes is worked out once per basename (indexed by the literal prefix or
-    suffix of ``L``); a path then intersects its directory's checks with its basename's,
-    in C. A glob with no directory part, ``**/L``, is just a test of the basename.
+    A directory's state is built once, from its parent's: the entries whose ``H`` it meets
+    give a match to the files in or below it when ``L`` is ``*``, else a basename check.
+    A basename's state is built once too: the entries that are just ``L`` (dict by name,
+    by ``*suffix``, else a test indexed by ``L``'s literal prefix or suffix) and the checks
+    it passes, worked out per distinct ``L``. A path's winners are its directory's, its
+    basename's, its exact entries, and the checks that both its directory waits for and
+    its basename passes (a set intersection, in C).
 
-    Directory states are built from the parent's state and cached; basename states too.
-    Per section the highest matching entry wins: each state keeps its best entry per
-    section as a tuple, and a path's winners are ``map(max, directory's, basename's)``.
-    When nothing path-specific is involved, the owners depend only on the pair of states,
-    which is cached as well.
+    Regexes are compiled when first needed (most of a big file's globs never are);
+    ``prefix*suffix`` segments are tested with ``startswith``/``endswith``. Per section
+    the highest matching entry wins.
     """
 
     def __init__(self, sections: Sequence[Section]) -> None:
-        self.exact: dict[str, list[_Pair]] = {}
-        self.by_dir: dict[str, tuple[list[_Pair], list[_Pair]]] = {}  # anchored, one level
-        self.by_name: dict[str, tuple[list[_Pair], dict[str, _Trigger]]] = {}
-        self.dir_tail: dict[str, list[_Needle]] = {}
-        self.tail: dict[str, list[_Needle]] = {}
-        self.suffix: dict[str, list[_Pair]] = {}
-        self.base_globs: list[tuple[_Test, int, int]] = []  # "**/L"
-        self.by_depth: dict[tuple[int, int, str], dict[str, _Trigger]] = {}
-        self.depths: dict[int, set[int]] = {}  # depth -> positions used in by_depth
-        self.by_parent: dict[str, dict[str, _Trigger]] = {}  # by "/a/b" or, exactly, "/a/b/"
-        self.by_grandparent: dict[str, dict[str, _Trigger]] = {}
-        self.anywhere: dict[str, _Trigger] = {}
-        self.root_checks: list[int] = []  # "/L": files at the root
-        # The basename checks: regex -> (test, gids), indexed by the literal ends of "L".
-        self.checks: dict[str, tuple[_Test, list[int]]] = {}
-        self.check_prefix: dict[str, list[tuple[_Test, list[int]]]] = {}
-        self.check_suffix: dict[str, list[tuple[_Test, list[int]]]] = {}
-        self.check_other: list[tuple[_Test, list[int]]] = []
+        self.exact: dict[str, _Best] = {}
+        self.by_dir: dict[str, _Rules] = {}
+        # last name -> name before it ("/" if none needed) -> (needle if longer, rules)
+        self.by_name: dict[str, dict[str, list[tuple[str | None, _Rules]]]] = {}
+        self.heads: dict[str, _Head] = {}
+        self.start: list[dict[str, list[_Head]]] = []  # i -> i-th name -> heads
+        self.end: list[dict[str, list[_Head]]] = []  # j -> j-th name from the end -> heads
+        self.by_depth: dict[int, list[_Head]] = {}
+        self.fixed: dict[int, list[tuple[int, dict[str, list[_Head]]]]] = {}
+        self.anywhere: list[_Head] = []
+        self.at_depth: dict[int, list[_Rules]] = {}  # depth -> rules met at that depth
+        self.from_depth: list[tuple[int, _Rules]] = []  # rules met from that depth on
+        self.literal: dict[str, _Group] = {}  # L literal: dict by basename
+        self.globs: dict[str, _Group] = {}  # the other L, by key
+        self.ends_with: dict[str, _Group] = {}  # L = *suffix
+        self.starts_with: dict[str, list[_Group]] = {}  # other L, by literal prefix
+        self.tested_end: dict[str, list[_Group]] = {}  # other L, by literal suffix
+        self.others: list[_Group] = []
         self.sections = len(sections)
         self.section_of: list[int] = []  # gid (without the exclusion offset) -> section
         self.owner_sets: list[frozenset[Owner]] = []
         self.entries: list[Entry] = []
-        parsed: list[tuple[list[_Item], int, int]] = []
+        exact: dict[str, list[_Pair]] = {}
+        needles: dict[str, _Rules] = {}
+        shapes: dict[str, _Shape | None] = {}
+        segments: dict[str, _Seg] = {}
         for number, section in enumerate(sections):
             for entry in section.entries:
                 gid = len(self.entries) + (_EXCLUDED if entry.exclusion else 0)
                 self.entries.append(entry)
                 self.section_of.append(number)
                 self.owner_sets.append(frozenset(entry.owners))
-                items = _pattern_items(entry.pattern)
-                if items is not None:  # else the pattern never matches
-                    parsed.append((items, number, gid))
-        # How many patterns name each directory: a glob is filed under its rarest name.
-        self.frequency: dict[str, int] = {}
-        for items, _, _ in parsed:
-            for text in {_literal(item) for item in items[:-1]}:
-                if text is not None:
-                    self.frequency[text] = self.frequency.get(text, 0) + 1
-        for items, number, gid in parsed:
-            self._add(items, number, gid)
-        self.suffix_lengths = sorted({len(s) for s in self.suffix})
-        self.prefix_lengths = sorted({len(s) for s in self.check_prefix})
-        self.check_suffix_lengths = sorted({len(s) for s in self.check_suffix})
+                pattern = entry.pattern
+                if pattern in shapes:
+                    shape = shapes[pattern]
+                else:
+                    shape = shapes[pattern] = _shape(pattern, segments)
+                if shape is None:  # the pattern never matches
+                    continue
+                kind, key, below, last, parts = shape
+                pair = (number, gid)
+                if kind == _EXACT:
+                    exact.setdefault(key, []).append(pair)
+                    continue
+                if kind == _NAME:
+                    assert last is not None
+                    self._group(last).pairs.append(pair)
+                    continue
+                if kind == _DIR:
+                    rules = self.by_dir.get(key)
+                    if rules is None:
+                        rules = self.by_dir[key] = _Rules()
+                elif kind == _NEEDLE:
+                    rules = needles.get(key)
+                    if rules is None:
+                        rules = needles[key] = _Rules()
+                        names = key.split("/")  # "", ..., parent, name
+                        inner = self.by_name.setdefault(names[-1], {})
+                        before = names[-2] if len(names) > 2 else "/"
+                        needle = key if len(names) > 3 else None
+                        inner.setdefault(before, []).append((needle, rules))
+                else:
+                    head = self.heads.get(key)
+                    if head is None:
+                        assert parts is not None
+                        head = self.heads[key] = _Head(parts)
+                    rules = head.rules
+                if last is not None:
+                    self._group(last).gids.append(gid)
+                rules.add(below, pair, last is not None)
+        self.exact = {path: _best_of(pairs) for path, pairs in exact.items()}
+        for rules in self.by_dir.values():
+            rules.freeze()
+        for rules in needles.values():
+            rules.freeze()
+        self._file_heads()
+        for group in (*self.literal.values(), *self.globs.values()):
+            group.freeze()
+        self.ends_with_lengths = sorted({len(s) for s in self.ends_with})
+        self.starts_with_lengths = sorted({len(s) for s in self.starts_with})
+        self.tested_end_lengths = sorted({len(s) for s in self.tested_end})
         self._reset()
 
+    def _group(self, last: _Seg) -> _Group:
+        """The group of the entries whose last segment is ``last``, filed by its shape."""
+        if last.text is not None:
+            group = self.literal.get(last.text)
+            if group is None:
+                group = self.literal[last.text] = _Group(None)
+            return group
+        group = self.globs.get(last.key)
+        if group is not None:
+            return group
+        if last.simple and not last.prefix:  # "*.md", "*"
+            group = self.ends_with.get(last.suffix)
+            if group is None:
+                group = self.ends_with[last.suffix] = _Group(None)
+        elif last.prefix:
+            group = _Group(last.test())
+            self.starts_with.setdefault(last.prefix, []).append(group)
+        elif last.suffix:
+            group = _Group(last.test())
+            self.tested_end.setdefault(last.suffix, []).append(group)
+        else:
+            group = _Group(last.test())
+            self.others.append(group)
+        self.globs[last.key] = group
+        return group
+
+    def _file_heads(self) -> None:
+        """File each head: ``/a/**/b`` under ``/a``; one of a fixed depth under its depth
+        and its rarest literal name there; others under their rarest literal name at a
+        position from the start or the end (rarest: the fewest heads give that name)."""
+        count: dict[str, int] = {}
+        keyed = [(head, head.keys()) for head in self.heads.values()]
+        for _, keys in keyed:
+            for _, _, name in keys:
+                count[name] = count.get(name, 0) + 1
+        fixed: dict[int, dict[int, dict[str, list[_Head]]]] = {}
+        for head, keys in keyed:
+            head.rules.freeze()
+            rooted = head.rooted()
+            if rooted is not None:
+                prefix, suffix = rooted
+                rules = self.by_dir.get(prefix)
+                if rules is None:
+                    rules = self.by_dir[prefix] = _Rules()
+                    rules.freeze()
+                if rules.activate is None:
+                    rules.activate = {}
+                last = suffix[suffix.rfind("/") + 1 :]
+                entry = (suffix, len(prefix) + len(suffix), head.rules)
+                rules.activate.setdefault(last, []).append(entry)
+            elif head.fixed and head.regex is None and keys:
+                from_end, position, name = min(keys, key=lambda k: (count[k[2]], k[0], k[1]))
+                if from_end:  # the same name, counted from the start
+                    position = len(head.prefix) - 1 - position
+                at = fixed.setdefault(len(head.prefix), {})
+                at.setdefault(position, {}).setdefault(name, []).append(head)
+            elif keys:
+                from_end, position, name = min(keys, key=lambda k: (count[k[2]], k[0], k[1]))
+                index = self.end if from_end else self.start
+                while len(index) <= position:
+                    index.append({})
+                index[position].setdefault(name, []).append(head)
+            elif head.regex is None and all(s.star for s in (*head.prefix, *head.suffix)):
+                depth = len(head.prefix) + len(head.suffix)  # "/*/*/L", "*/L": no test
+                if head.fixed:
+                    self.at_depth.setdefault(depth, []).append(head.rules)
+                else:
+                    self.from_depth.append((depth, head.rules))
+            elif head.fixed and head.regex is None:
+                self.by_depth.setdefault(len(head.prefix), []).append(head)
+            else:
+                self.anywhere.append(head)
+        self.fixed = {depth: sorted(at.items()) for depth, at in fixed.items()}
+        self.start_items = [(i, index) for i, index in enumerate(self.start) if index]
+        self.end_items = [(j, index) for j, index in enumerate(self.end) if index]
+        self.tested = bool(
+            self.start_items
+            or self.end_items
+            or self.fixed
+            or self.by_depth
+            or self.anywhere
+            or self.at_depth
+            or self.from_depth
+        )
+
     def _reset(self) -> None:
-        root = _Dir({}, _NONE)
-        level = self.by_dir.get("", ((), ()))[1]
-        if level or self.root_checks:
-            root.below = _Dir({}, _NONE)
-            root.best = {}
-            for section, gid in level:
-                _merge(root.best, section, gid)
-            root.checks = frozenset(self.root_checks)
+        root = _Dir({}, ())
+        rules = self.by_dir.get("")
+        if rules is not None and (rules.level or rules.checks_here):
+            root = _Dir({}, (), dict(rules.level), (rules.checks_here,), root)
         self._dirs: dict[str, _Dir] = {"": root}
         self._bases: dict[str, _Base] = {}
-        self._sids: dict[_Vector, int] = {}
-        self._results: dict[tuple[int, int], frozenset[Owner]] = {}
-        self._owners_by_vector: dict[_Vector, frozenset[Owner]] = {}
-
-    # ----------------------------------------------------------------- building
-
-    def _add(self, items: list[_Item], section: int, gid: int) -> None:
-        pair = (section, gid)
-        anchored = items[0] != _GLOBSTAR
-        body = items if anchored else items[1:]
-        literal = [t for t in map(_literal, body) if t is not None]
-        globstar = _GLOBSTAR in body
-        suffix = _star_suffix(body[-1])
-        if not globstar and len(literal) == len(body):  # "/a/b/c" or "c.md", "b/c.md"
-            path = "/" + "/".join(literal)
-            if anchored:
-                self.exact.setdefault(path, []).append(pair)
-            else:
-                needle = path if len(body) > 1 else None
-                self.tail.setdefault(literal[-1], []).append((needle, section, gid))
-        elif not globstar and anchored and suffix == "" and len(literal) == len(body) - 1:
-            key = "".join("/" + t for t in literal)
-            self.by_dir.setdefault(key, ([], []))[1].append(pair)
-        elif (
-            len(body) >= 2
-            and body[-2] == _GLOBSTAR
-            and suffix == ""
-            and len(literal) == len(body) - 2
-        ):  # "/a/b/" or "a/b/" (the only globstar being the one a trailing "/" adds)
-            if anchored:
-                self.by_dir.setdefault("/" + "/".join(literal), ([], []))[0].append(pair)
-            else:
-                if len(literal) == 1:
-                    self.by_name.setdefault(literal[-1], ([], {}))[0].append(pair)
-                else:  # "a/b/c/": dict by "b/c", then the directory must end with "/a/b/c"
-                    needle = "/" + "/".join(literal) if len(literal) > 2 else None
-                    key = "/".join(literal[-2:])
-                    self.dir_tail.setdefault(key, []).append((needle, section, gid))
-        elif not anchored and len(body) == 1 and suffix is not None:  # "*.md", "*"
-            self.suffix.setdefault(suffix, []).append(pair)
-        else:
-            self._add_glob(items, section, gid)
-
-    def _add_glob(self, items: list[_Item], section: int, gid: int) -> None:
-        last = items[-1]
-        assert not isinstance(last, str)
-        below = len(items) >= 2 and items[-2] == _GLOBSTAR
-        head = items[:-2] if below else items[:-1]
-        if below and not head:
-            self.base_globs.append((re.compile(_segment_regex(last)).fullmatch, section, gid))
-            return
-        if not below or _star_suffix(last) != "":
-            # Basename checks sharing a regex are tested together, once per basename.
-            source = _segment_regex(last)
-            group = self.checks.get(source)
-            if group is None:
-                group = self.checks[source] = (re.compile(source).fullmatch, [])
-                start = last[0].text if last and isinstance(last[0], _Lit) else ""
-                end = last[-1].text if len(last) > 1 and isinstance(last[-1], _Lit) else ""
-                if start or end:
-                    index = self.check_prefix if len(start) >= len(end) else self.check_suffix
-                    index.setdefault(max(start, end, key=len), []).append(group)
-                else:
-                    self.check_other.append(group)
-            group[1].append(gid)
-            if not head:
-                self.root_checks.append(gid)
-                return
-        regex = _items_regex(head)
-        texts = [_literal(item) for item in head]
-        bucket = self.anywhere
-        if _GLOBSTAR not in head:  # a fixed depth: the directories to test are known by...
-            known = len(texts) - texts.index(None) if None in texts else 0
-            if known == 0:  # ... themselves
-                key = "".join("/" + t for t in texts if t is not None)
-                bucket = self.by_parent.setdefault(key + "/", {})
-            elif known == 1:  # ... their parent directory
-                key = "".join("/" + t for t in texts[:-1] if t is not None)
-                bucket = self.by_parent.setdefault(key, {})
-            elif texts[-1] is not None:  # ... their name
-                bucket = self.by_name.setdefault(texts[-1], ([], {}))[1]
-            elif known == 2:  # ... their grandparent directory
-                key = "".join("/" + t for t in texts[:-2] if t is not None)
-                bucket = self.by_grandparent.setdefault(key, {})
-            elif named := [(p, t) for p, t in enumerate(texts) if t is not None]:
-                # ... the rarest name they have at some position
-                position, text = min(named, key=lambda n: (self.frequency[n[1]], -n[0]))
-                bucket = self.by_depth.setdefault((len(head), position, text), {})
-                self.depths.setdefault(len(head), set()).add(position)
-        elif texts[-1] is not None:
-            bucket = self.by_name.setdefault(texts[-1], ([], {}))[1]
-        trigger = bucket.get(regex)
-        if trigger is None:
-            trigger = bucket[regex] = _Trigger(re.compile(regex).fullmatch)
-        if not below:
-            trigger.checks_here.append(gid)
-        elif _star_suffix(last) != "":
-            trigger.checks_below.append(gid)
-        else:
-            trigger.below.append((section, gid))
+        self._results: dict[tuple[_Dir, _Base], frozenset[Owner]] = {}
+        # (the parent's state for its subdirectories, the rules met) -> the state
+        self._derived: dict[tuple[object, ...], _Dir] = {}
 
     # ----------------------------------------------------------------- states
-
-    def _vector(self, best: _Best) -> tuple[_Vector, int]:
-        """``best`` as a tuple, and a number shared by equal tuples."""
-        vector = tuple(map(best.get, range(self.sections), repeat(-1)))
-        sid = self._sids.get(vector)
-        if sid is None:
-            sid = self._sids[vector] = len(self._sids)
-        return vector, sid
 
     def _dir(self, directory: str) -> _Dir:
         """The state of ``directory`` (``"/a/b"``), built from its parent's."""
         cut = directory.rfind("/")
-        up = directory.rfind("/", 0, cut) if cut > 0 else -1
+        up = directory[:cut]
+        parent = (self._dirs.get(up) or self._dir(up)).below
+        fired: list[_Rules] = []
+        rules = self.by_dir.get(directory)
+        if rules is not None:
+            fired.append(rules)
         name = directory[cut + 1 :]
-        parent = self._dirs.get(directory[:cut]) or self._dir(directory[:cut])
-        anchored, level = self.by_dir.get(directory) or ((), ())
-        named, triggers = self.by_name.get(name) or ((), None)
-        needles = self.dir_tail.get(directory[up + 1 :]) if up >= 0 else None
-        fired = [t for t in triggers.values() if t.test(directory)] if triggers else []
-        for found in (
-            self.by_parent.get(directory + "/"),
-            self.by_parent.get(directory[:cut]),
-            self.by_grandparent.get(directory[:up]) if up >= 0 else None,
-        ):
-            if found:
-                fired.extend(t for t in found.values() if t.test(directory))
-        if self.depths and (depth := directory.count("/")) in self.depths:
+        named = self.by_name.get(name)
+        if named is not None:
+            for _needle, rules in named.get("/", ()):
+                fired.append(rules)
+            if cut > 0:
+                for needle, rules in named.get(up[up.rfind("/") + 1 :], ()):
+                    if needle is None or directory.endswith(needle):
+                        fired.append(rules)
+        for active in parent.active:
+            for suffix, shortest, rules in active.get(name, ()):
+                if len(directory) >= shortest and directory.endswith(suffix):
+                    fired.append(rules)
+        if self.tested:
             names = directory[1:].split("/")
-            for position in self.depths[depth]:
-                bucket = self.by_depth.get((depth, position, names[position]))
-                if bucket:
-                    fired.extend(t for t in bucket.values() if t.test(directory))
-        if self.anywhere:
-            fired.extend(t for t in self.anywhere.values() if t.test(directory))
-        if not (anchored or named or needles or fired or level):
-            state = self._dirs[directory] = parent.below
-            return state
-        inherited, inherited_checks = parent.inherited, parent.inherited_checks
-        if anchored or named or needles or fired:
-            inherited = dict(inherited)
-            for section, gid in anchored:
-                _merge(inherited, section, gid)
-            for section, gid in named:
-                _merge(inherited, section, gid)
-            for needle, section, gid in needles or ():
-                if needle is None or directory.endswith(needle):
-                    _merge(inherited, section, gid)
-        here: list[int] = []
-        for trigger in fired:
-            for section, gid in trigger.below:
-                _merge(inherited, section, gid)
-            if trigger.checks_below:
-                inherited_checks = inherited_checks.union(trigger.checks_below)
-            here.extend(trigger.checks_here)
-        if inherited is parent.inherited and inherited_checks is parent.inherited_checks:
-            state = parent.below
-        else:
-            state = _Dir(inherited, inherited_checks)
-        if level or here:
-            below, state = state, _Dir(inherited, inherited_checks)
-            state.below = below
-            if level:
-                state.best = dict(inherited)
-                for section, gid in level:
-                    _merge(state.best, section, gid)
-            if here:
-                state.checks = inherited_checks.union(here)
+            count = len(names)
+            for position, index in self.fixed.get(count, ()):
+                heads = index.get(names[position])
+                if heads:
+                    fired.extend([h.rules for h in heads if h.matches(directory, names)])
+            for position, index in self.start_items:
+                if position >= count:
+                    break
+                heads = index.get(names[position])
+                if heads:
+                    fired.extend([h.rules for h in heads if h.matches(directory, names)])
+            for position, index in self.end_items:
+                if position >= count:
+                    break
+                heads = index.get(names[count - 1 - position])
+                if heads:
+                    fired.extend([h.rules for h in heads if h.matches(directory, names)])
+            heads = self.by_depth.get(count)
+            if heads:
+                fired.extend([h.rules for h in heads if h.matches(directory, names)])
+            if self.anywhere:
+                fired.extend([h.rules for h in self.anywhere if h.matches(directory, names)])
+            found = self.at_depth.get(count)
+            if found:
+                fired.extend(found)
+            for depth, rules in self.from_depth:
+                if count >= depth:
+                    fired.append(rules)
+        if not fired:
+            self._dirs[directory] = parent
+            return parent
+        # Directories that meet the same rules below the same state share their state.
+        key = (parent, *fired)
+        state = self._derived.get(key)
+        if state is None:
+            state = self._derived[key] = self._derive(parent, fired)
         self._dirs[directory] = state
         return state
 
-    def _file_dir(self, directory: str) -> _Dir:
-        state = self._dirs.get(directory) or self._dir(directory)
-        if state.sid < 0:
-            state.vector, state.sid = self._vector(state.best)
-        return state
+    @staticmethod
+    def _derive(parent: _Dir, fired: list[_Rules]) -> _Dir:
+        """The state of a directory below ``parent`` that meets the rules ``fired``."""
+        inherited, chain, active = parent.inherited, parent.inherited_checks, parent.active
+        level: _Best | None = None
+        here: _Checks = ()
+        for rules in fired:
+            if rules.activate:
+                active = (*active, rules.activate)
+            if rules.below:
+                if inherited is parent.inherited:
+                    inherited = dict(inherited)
+                _merge(inherited, rules.below)
+            if rules.checks_below:
+                chain = (*chain, rules.checks_below)
+            if rules.level:
+                if level is None:
+                    level = dict(rules.level)
+                else:
+                    _merge(level, rules.level)
+            if rules.checks_here:
+                here = (*here, rules.checks_here)
+        if (
+            inherited is parent.inherited
+            and chain is parent.inherited_checks
+            and active is parent.active
+        ):
+            below = parent
+        else:
+            below = _Dir(inherited, chain, active=active)
+        if level is None and not here:
+            return below
+        best = inherited
+        if level is not None:
+            best = dict(inherited)
+            _merge(best, level)
+        return _Dir(inherited, chain, best, (*chain, *here), below, active)
 
-    def _base(self, base: str) -> _Base:
+    def _base(self, name: str) -> _Base:
+        """The state of a basename."""
         best: _Best = {}
-        size = len(base)
-        for length in self.suffix_lengths:
+        hits: list[frozenset[int]] = []
+        found: list[_Group] = []
+        group = self.literal.get(name)
+        if group is not None:
+            found.append(group)
+        size = len(name)
+        ends_with = self.ends_with
+        for length in self.ends_with_lengths:
             if length > size:
                 break
-            for section, gid in self.suffix.get(base[size - length :], ()):
-                _merge(best, section, gid)
-        tails: list[_Needle] = []
-        for needle, section, gid in self.tail.get(base, ()):
-            if needle is None:
-                _merge(best, section, gid)
-            else:
-                tails.append((needle, section, gid))
-        for test, section, gid in self.base_globs:
-            if test(base):
-                _merge(best, section, gid)
-        candidates = list(self.check_other)
-        for length in self.prefix_lengths:
+            group = ends_with.get(name[size - length :])
+            if group is not None:
+                found.append(group)
+        for length in self.starts_with_lengths:
             if length > size:
                 break
-            candidates.extend(self.check_prefix.get(base[:length], ()))
-        for length in self.check_suffix_lengths:
+            for group in self.starts_with.get(name[:length], ()):
+                if group.test is None or group.test(name):
+                    found.append(group)
+        for length in self.tested_end_lengths:
             if length > size:
                 break
-            candidates.extend(self.check_suffix.get(base[size - length :], ()))
-        hits: set[int] = set()
-        for test, gids in candidates:
-            if test(base):
-                hits.update(gids)
-        state = _Base(*self._vector(best), tuple(tails), frozenset(hits))
-        self._bases[base] = state
+            for group in self.tested_end.get(name[size - length :], ()):
+                if group.test is None or group.test(name):
+                    found.append(group)
+        for group in self.others:
+            if group.test is None or group.test(name):
+                found.append(group)
+        for group in found:
+            if group.best:
+                _merge(best, group.best)
+            if group.checks:
+                hits.append(group.checks)
+        state = self._bases[name] = _Base(best, _NONE.union(*hits))
         return state
 
     # ----------------------------------------------------------------- matching
 
     def _trim(self) -> None:
         """Start afresh once the caches hold too much (a long-lived bot process)."""
-        if len(self._dirs) + len(self._bases) + len(self._results) > _CACHE_LIMIT:
+        sizes = len(self._dirs) + len(self._bases) + len(self._results) + len(self._derived)
+        if sizes > _CACHE_LIMIT:
             self._reset()
+
+    def _winners(self, state: _Dir, base: _Base) -> _Best:
+        """The best map of a file in ``state`` named ``base`` (its exact entries aside)."""
+        if not base.best:
+            best = state.best
+        elif not state.best:
+            best = base.best
+        else:
+            best = dict(state.best)
+            _merge(best, base.best)
+        if state.checks and base.hits:
+            copied = False
+            section_of = self.section_of
+            for checks in state.checks:
+                for gid in checks & base.hits:
+                    if not copied:
+                        best = dict(best)
+                        copied = True
+                    section = section_of[gid % _EXCLUDED]
+                    if best.get(section, -1) < gid:
+                        best[section] = gid
+        return best
 
     def best(self, path: str) -> _Best:
         """Section index -> number of its highest matching entry, for a normalised path."""
         self._trim()
         cut = path.rfind("/")
-        directory = self._file_dir(path[:cut])
+        state = self._dirs.get(path[:cut]) or self._dir(path[:cut])
         name = path[cut + 1 :]
         base = self._bases.get(name) or self._base(name)
-        vector = list(map(max, directory.vector, base.vector))
-        for section, gid in self._extra(path, directory, base):
-            vector[section] = max(vector[section], gid)
-        return {section: gid for section, gid in enumerate(vector) if gid >= 0}
+        best = dict(self._winners(state, base))
+        _merge(best, self.exact.get(path, {}))
+        return best
 
-    def _extra(self, path: str, directory: _Dir, base: _Base) -> list[_Pair]:
-        """The exact, tail and glob matches of ``path``."""
-        found = list(self.exact.get(path, ()))
-        for needle, section, gid in base.tails:
-            if path.endswith(needle or ""):
-                found.append((section, gid))
-        if not directory.checks.isdisjoint(base.hits):
-            section_of = self.section_of
-            found.extend((section_of[gid % _EXCLUDED], gid) for gid in directory.checks & base.hits)
-        return found
-
-    def owners(self, vector: _Vector) -> frozenset[Owner]:
-        owners = self._owners_by_vector.get(vector)
-        if owners is None:
-            sets = self.owner_sets
-            owners = _EMPTY.union(*[sets[gid] for gid in vector if 0 <= gid < _EXCLUDED])
-            self._owners_by_vector[vector] = owners
-        return owners
+    def owners(self, best: _Best) -> frozenset[Owner]:
+        sets = self.owner_sets
+        return _EMPTY.union(*[sets[gid] for gid in best.values() if gid < _EXCLUDED])
 
     def owners_of_paths(self, paths: Iterable[str]) -> dict[str, frozenset[Owner]]:
         self._trim()
@@ -1048,28 +1334,74 @@ class _Index:
         for original in paths:
             path = original if original[:1] == "/" else "/" + original
             cut = path.rfind("/")
+            state = dirs.get(path[:cut]) or self._dir(path[:cut])
             name = path[cut + 1 :]
-            directory = dirs.get(path[:cut])
-            if directory is None or directory.sid < 0:
-                directory = self._file_dir(path[:cut])
             base = bases.get(name) or self._base(name)
-            if base.tails or path in exact or not directory.checks.isdisjoint(base.hits):
-                extra = self._extra(path, directory, base)
-                if extra:
-                    vector = list(map(max, directory.vector, base.vector))
-                    for section, gid in extra:
-                        if vector[section] < gid:
-                            vector[section] = gid
-                    result[original] = self.owners(tuple(vector))
-                    continue
-            key = (directory.sid, base.sid)
+            if path in exact:
+                best = dict(self._winners(state, base))
+                _merge(best, exact[path])
+                result[original] = self.owners(best)
+                continue
+            key = (state, base)
             owners = results.get(key)
             if owners is None:
-                pairs = zip(directory.vector, base.vector, strict=True)
-                owners = self.owners(tuple([d if d > b else b for d, b in pairs]))
-                results[key] = owners
+                owners = results[key] = self.owners(self._winners(state, base))
             result[original] = owners
         return result
+
+
+def _shape(pattern: str, segments: dict[str, _Seg]) -> _Shape | None:
+    """Where ``pattern`` is filed in the index; None if it never matches."""
+    parts: list[_Part] = []
+    if "[" in pattern or "\\" in pattern:
+        items = _pattern_items(pattern)
+        if items is None:
+            return None
+        for item in items:
+            parts.append(item if isinstance(item, str) else _Seg.parsed(item))
+    else:
+        if not pattern.startswith("/"):
+            pattern = "/**/" + pattern
+        if pattern.endswith("/"):
+            pattern += "**/*"
+        written = pattern[1:].split("/")
+        final = len(written) - 1
+        for number, raw in enumerate(written):
+            if raw == "**" and number < final:
+                if not parts or parts[-1] != _GLOBSTAR:
+                    parts.append(_GLOBSTAR)
+                continue
+            seg = segments.get(raw)
+            if seg is None:
+                seg = segments[raw] = _Seg.written(raw)
+            parts.append(seg)
+    tail = parts[-1]
+    assert isinstance(tail, _Seg)
+    head = parts[:-1]
+    below = bool(head) and head[-1] == _GLOBSTAR
+    if below:
+        head.pop()
+    names = [part.text if isinstance(part, _Seg) else None for part in head]
+    literal = None not in names
+    last = None if tail.star else tail
+    if not head:
+        if below:  # "**/L": any file named so
+            return (_NAME, "", False, tail, None)
+        if tail.text is not None:
+            return (_EXACT, "/" + tail.text, False, None, None)
+        return (_DIR, "", False, last, None)  # "/L": the root's files
+    if literal:
+        directory = "".join(f"/{name}" for name in names)
+        if not below and tail.text is not None:
+            return (_EXACT, f"{directory}/{tail.text}", False, None, None)
+        return (_DIR, directory, below, last, None)
+    if head[0] == _GLOBSTAR and None not in names[1:]:
+        needle = "".join(f"/{name}" for name in names[1:])
+        if not needle:  # "**/L" again
+            return (_NAME, "", False, tail, None)
+        return (_NEEDLE, needle, below, last, None)
+    key = "\1".join(part.key if isinstance(part, _Seg) else "\2" for part in head)
+    return (_HEAD, key, below, last, head)
 
 
 # --------------------------------------------------------------------------- CodeOwners
