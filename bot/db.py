@@ -7,10 +7,13 @@ PostgreSQL gets pre-ping so that a restarted server costs one retry, not an erro
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
+import psycopg
 from sqlalchemy import MetaData, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -109,3 +112,47 @@ async def ping(engine: AsyncEngine) -> None:
     """Raise if the database does not answer ``SELECT 1``."""
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
+
+
+#: SQLSTATE classes of a database that cannot serve now but will again: connection
+#: exceptions (08), insufficient resources (53: too many connections, disk full), operator
+#: intervention (57: shutdown, crash recovery, "cannot connect now"), and a read-only
+#: transaction (25006: a standby not promoted yet). PostgreSQL, Appendix A.
+_UNAVAILABLE_SQLSTATES: Final = ("08", "53", "57", "25006")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached or cannot serve right now.
+
+    True for a connection that failed, was refused, dropped or timed out (SQLAlchemy's
+    ``OperationalError``, ``InterfaceError``, ``DisconnectionError``, ``TimeoutError`` on
+    pool checkout, a ``DBAPIError`` whose connection was invalidated; psycopg's and
+    sqlite3's ``OperationalError``: a server shut down, in recovery, out of connections,
+    an SQLite file that cannot be opened or stays locked), for a PostgreSQL error of a
+    SQLSTATE class listed in :data:`_UNAVAILABLE_SQLSTATES`, checked along the chain of
+    ``raise ... from`` causes. False for anything else (a constraint, a bad
+    statement, a socket error of another service such as GitLab): a defect or another
+    outage, not the database's.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(
+            current,
+            sa_exc.OperationalError
+            | sa_exc.InterfaceError
+            | sa_exc.DisconnectionError
+            | sa_exc.TimeoutError
+            | psycopg.OperationalError
+            | psycopg.InterfaceError
+            | sqlite3.OperationalError,
+        ):
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        state = getattr(current, "sqlstate", None)
+        if isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        current = current.__cause__
+    return False

@@ -10,6 +10,7 @@ lock is always granted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 
@@ -39,24 +40,41 @@ class Leadership:
         waiting_logged = False
         while True:
             try:
-                connection = await self.engine.connect()
-                granted = await connection.scalar(
-                    text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
-                )
-                await connection.commit()
+                if await self.try_acquire():
+                    log.info("this replica now leads %s", self.name)
+                    return
             except Exception as e:
                 log.warning("cannot ask for %s leadership: %s", self.name, type(e).__name__)
-                granted, connection = False, None
-            if granted and connection is not None:
-                self._connection = connection
-                log.info("this replica now leads %s", self.name)
-                return
-            if connection is not None:
-                await connection.close()
             if not waiting_logged:
                 log.info("another replica leads %s; standing by", self.name)
                 waiting_logged = True
             await asyncio.sleep(self.poll)
+
+    async def try_acquire(self) -> bool:
+        """Take the lock if it is free; False at once when another process holds it.
+
+        Always True on SQLite (one process). Raises the database's error when it cannot
+        be asked (``bot.db.is_unavailable`` tells an outage); :meth:`release` gives it back.
+        """
+        if not self.shared:
+            return True
+        if self._connection is not None:
+            return True
+        connection = await self.engine.connect()
+        try:
+            granted = await connection.scalar(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
+            )
+            await connection.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):  # a dead connection may not close cleanly
+                await connection.close()
+            raise
+        if not granted:
+            await connection.close()
+            return False
+        self._connection = connection
+        return True
 
     async def still_held(self) -> bool:
         """Whether the lock's connection is alive (so the lock is still ours)."""
