@@ -189,6 +189,15 @@ class Settings(BaseSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: SecretStr | None = None
+    # Redis is a cache: while it is down, /readiness answers 200 "degraded" unless this
+    # is true (then 503, the strict behaviour for operators who want it).
+    redis_required: bool = False
+    # Where webhook deliveries wait while the database is down (the append-only journal;
+    # with REDIS_URL, a Redis stream comes first and the journal is the fallback), and
+    # how many bytes the spool may hold (per spool) before deliveries get 503 with
+    # Retry-After; 0 turns the spool off.
+    spool_dir: str = "spool"
+    spool_max_bytes: int = Field(default=64 * 1024 * 1024, ge=0, le=2**40)
     http_host: str = "0.0.0.0"  # noqa: S104 - the bot is a server
     http_port: int = Field(default=8080, ge=0, le=65535)
     public_url: str = "http://localhost:8080"

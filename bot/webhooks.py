@@ -16,6 +16,14 @@
    (:func:`inbox_key`), so the same comment or MR event delivered by a project hook, a
    group hook and a system hook, or resent, is stored once; a key already stored is
    acknowledged and not processed again. Other events are acknowledged and ignored.
+4. When the inbox cannot be written (the database is down, or does not commit within
+   :data:`STORE_TIMEOUT` seconds), the delivery goes to a durable spool instead
+   (:mod:`bot.spool`: a Redis stream, else an fsync'd journal on the replica's volume)
+   and is acknowledged with 202 ``spooled``; once the database answers, the spool is
+   drained into the inbox under the same key, so it is processed once like any other.
+   When no spool can take it (full, or unwritable), the answer is 503 with
+   ``Retry-After``. After a failed write, this replica keeps spooling until the spool has
+   been drained, so that spooled deliveries reach the inbox before later ones.
 
 Workers then process the rows: a row is claimed with a conditional update (so two
 replicas never process it together), handed to the plugins' ``@on_gitlab`` handlers,
@@ -43,7 +51,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -58,13 +66,15 @@ from sqlalchemy.sql.elements import ColumnElement
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from bot.context import AppContext
-from bot.db import utcnow
+from bot.db import is_unavailable, ping, utcnow
 from bot.hookshapes import shape_problem
 from bot.http import BadInput, error_response, json_response, parse_json_object
 from bot.inboxwake import InboxListener, notify_stored
+from bot.leader import Leadership
 from bot.logs import bound_id
 from bot.models import WebhookDelivery
 from bot.plugins import GITLAB_EVENTS, Registry
+from bot.spool import Spool, SpoolDrainer, SpooledDelivery, SpoolError, build_spools
 
 log = logging.getLogger("bot.webhooks")
 
@@ -80,6 +90,14 @@ _HEADER_TOKEN = re.compile(r"[\x21-\x7e]{1,200}")  # printable ASCII, no space
 _ACTION = re.compile(r"[a-z_]{1,32}")
 MAX_ERROR = 2000
 BATCH = 200  # deliveries written per intake transaction at most
+#: Seconds the intake waits for the inbox's commit before spooling the delivery instead
+#: (the pool's checkout included): an acknowledgement is never held for long.
+STORE_TIMEOUT = 2.0
+#: Seconds GitLab is asked to wait (``Retry-After``) when no spool can take a delivery.
+RETRY_AFTER = 30
+#: What :meth:`Inbox._store` returns for a delivery written to a spool.
+SPOOLED: Literal["spooled"] = "spooled"
+Stored = int | Literal["spooled"] | None
 
 
 class SignatureError(Exception):
@@ -341,9 +359,16 @@ class Inbox:
         self._loop_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.workers)
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[int | None]]] = []
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[Stored]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._listener: InboxListener | None = None
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        self.spools: list[Spool] = build_spools(
+            settings.spool_dir, settings.spool_max_bytes, redis_url
+        )
+        self._drainer: SpoolDrainer | None = None
+        # Set after a failed write: deliveries go to the spool until it has been drained.
+        self._spool_first = False
         registry_ = context.metrics.registry
         self.received = Counter(
             "webhook_deliveries_total",
@@ -381,11 +406,37 @@ class Inbox:
             ["event"],
             registry=registry_,
         )
+        self.spooled = Counter(
+            "webhook_spooled_total",
+            "Deliveries acknowledged from a spool because the inbox could not be written,"
+            " by spool (redis, journal).",
+            ["spool"],
+            registry=registry_,
+        )
+        self.spool_depth = Gauge(
+            "webhook_spool_depth",
+            "Deliveries waiting in a spool for the database, by spool (redis, journal).",
+            ["spool"],
+            registry=registry_,
+        )
+        self.refused = Counter(
+            "webhook_refused_total",
+            "Deliveries answered 503 with Retry-After: the inbox could not be written and"
+            " no spool could take them (spool_full, spool_unavailable).",
+            ["reason"],
+            registry=registry_,
+        )
+        for spool in self.spools:
+            self.spooled.labels(spool.name)
+            self.spool_depth.labels(spool.name).set(0)
+        for reason in ("spool_full", "spool_unavailable"):
+            self.refused.labels(reason)
 
     # ----------------------------------------------------------------- intake
 
     async def receive(self, request: web.Request) -> web.Response:
-        """``POST /webhook/gitlab``: 401, 400, 413, or 200 ``accepted|duplicate|ignored``.
+        """``POST /webhook/gitlab``: 401, 400, 413, 200 ``accepted|duplicate|ignored``,
+        202 ``spooled``, or 503 with ``Retry-After`` (nothing could store it).
 
         See the module's docstring for the order of the checks.
         """
@@ -424,7 +475,22 @@ class Inbox:
             return error_response(400, f"not a GitLab {kind} event: {problem}")
 
         key = inbox_key(kind, payload, request.headers, body)
-        row_id = await self._store(key, kind, payload)
+        try:
+            row_id = await self._store(key, kind, payload)
+        except SpoolError as refusal:
+            self.refused.labels(refusal.reason).inc()
+            self.received.labels(kind, hook, "refused").inc()
+            log.warning("delivery %s refused with 503: %s", key, refusal)
+            return error_response(
+                503,
+                "the bot cannot store the delivery now (its database is unavailable and"
+                " its spool cannot take it); retry later",
+                **{"Retry-After": str(RETRY_AFTER)},
+            )
+        if row_id == SPOOLED:
+            self.received.labels(kind, hook, "spooled").inc()
+            log.info("delivery %s spooled (%s, %s hook)", key, kind, hook)
+            return json_response({"status": "spooled", "delivery": key}, status=202)
         if row_id is None:
             self.received.labels(kind, hook, "duplicate").inc()
             log.info("delivery %s already received; not processed again", key)
@@ -433,16 +499,26 @@ class Inbox:
         log.info("delivery %s stored (%s, %s hook)", key, kind, hook, extra={"delivery": key})
         return json_response({"status": "accepted", "delivery": key, "id": row_id})
 
-    async def _store(self, key: str, kind: str, payload: dict[str, Any]) -> int | None:
-        """Store one delivery; its id, or None when the key was already stored.
+    async def _store(self, key: str, kind: str, payload: dict[str, Any]) -> Stored:
+        """Store one delivery: its inbox id, None when the key was already stored, or
+        :data:`SPOOLED` when it went to a spool.
 
         Deliveries arriving together are written in one transaction (group commit): one
         transaction per request would queue every acknowledgement behind the others'
         commits (and, on SQLite, behind its single write lock). Each request still gets
-        its answer only once its row is committed.
+        its answer only once its row is committed, or its spool record written.
+
+        Raises:
+            SpoolError: the inbox could not be written and no spool could take it.
         """
-        done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self._pending.append(({"delivery_key": key, "event_type": kind, "payload": payload}, done))
+        done: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        values = {
+            "delivery_key": key,
+            "event_type": kind,
+            "payload": payload,
+            "received_at": utcnow(),
+        }
+        self._pending.append((values, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_pending(), name="webhook-intake")
         return await done
@@ -450,17 +526,135 @@ class Inbox:
     async def _write_pending(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
-            try:
-                stored = await self._insert([values for values, _ in batch])
-            except Exception as e:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(e)
+            stored: dict[str, int] | None = None
+            if not self._spool_first:
+                try:
+                    async with asyncio.timeout(STORE_TIMEOUT):
+                        stored = await self._insert([values for values, _ in batch])
+                except Exception as e:
+                    if not (isinstance(e, TimeoutError) or is_unavailable(e)):
+                        for _, done in batch:
+                            if not done.done():
+                                done.set_exception(e)
+                        continue
+                    log.warning(
+                        "the inbox cannot be written (%s); deliveries go to the spool until"
+                        " the database answers",
+                        f"no commit within {STORE_TIMEOUT:g} s"
+                        if isinstance(e, TimeoutError)
+                        else type(e).__name__,
+                    )
+                    self._spool_first = True
+            if stored is None:
+                await self._spool(batch)
                 continue
             for values, done in batch:
                 if not done.done():
                     done.set_result(stored.pop(values["delivery_key"], None))
             self._wake.set()
+
+    async def _spool(self, batch: list[tuple[dict[str, Any], asyncio.Future[Stored]]]) -> None:
+        """Write ``batch`` to the first spool that takes it, and answer each delivery.
+
+        When a batch does not fit as a whole, its deliveries are tried one by one (the
+        ones that fit are acknowledged). A delivery no spool takes gets the
+        :class:`~bot.spool.SpoolError` of the last refusal (a full spool before an
+        unavailable one), which :meth:`receive` answers with 503.
+        """
+        deliveries = [
+            SpooledDelivery(
+                key=values["delivery_key"],
+                kind=values["event_type"],
+                payload=values["payload"],
+                received_at=values["received_at"],
+            )
+            for values, _ in batch
+        ]
+        outcomes: list[SpoolError | None] = [None] * len(batch)
+        try:
+            await self._append(deliveries)
+        except SpoolError as whole:
+            outcomes = [whole] * len(batch)
+            if len(batch) > 1 and whole.reason == "spool_full":
+                outcomes = []
+                for delivery in deliveries:
+                    try:
+                        await self._append([delivery])
+                        outcomes.append(None)
+                    except SpoolError as one:
+                        outcomes.append(one)
+        for (_, done), outcome in zip(batch, outcomes, strict=True):
+            if done.done():
+                continue
+            if outcome is None:
+                done.set_result(SPOOLED)
+            else:
+                done.set_exception(outcome)
+        if self._drainer is not None and None in outcomes:
+            self._drainer.wake()
+
+    async def _append(self, deliveries: list[SpooledDelivery]) -> None:
+        """Append to the first spool that takes all of ``deliveries``, counting them.
+
+        Raises:
+            SpoolError: the last refusal, a :class:`~bot.spool.SpoolFull` preferred (or a
+                ``SpoolUnavailable`` when spooling is off: ``SPOOL_MAX_BYTES=0``).
+        """
+        refusal: SpoolError | None = None
+        for spool in self.spools:
+            try:
+                await spool.append(deliveries)
+            except SpoolError as e:
+                log.warning(
+                    "the %s spool refused %d deliveries: %s", spool.name, len(deliveries), e
+                )
+                if refusal is None or refusal.reason != "spool_full":
+                    refusal = e
+                continue
+            self.spooled.labels(spool.name).inc(len(deliveries))
+            return
+        raise refusal if refusal is not None else SpoolError("spooling is off (SPOOL_MAX_BYTES=0)")
+
+    async def _store_spooled(self, deliveries: Sequence[SpooledDelivery]) -> None:
+        """Insert spooled deliveries into the inbox (the drainer's ``store``), in order,
+        keeping their keys and arrival times; a key already there is left as it is."""
+        rows = [
+            {
+                "delivery_key": d.key,
+                "event_type": d.kind,
+                "payload": d.payload,
+                "received_at": d.received_at,
+            }
+            for d in deliveries
+        ]
+        stored = await self._insert(rows)
+        log.info(
+            "%d spooled deliveries stored in the inbox, %d already there",
+            len(stored),
+            len({d.key for d in deliveries}) - len(stored),
+        )
+        if stored:
+            self._wake.set()
+
+    def _spool_settled(self) -> None:
+        """The spools are empty (or cannot be drained for a defect): write to the
+        inbox directly again."""
+        if self._spool_first:
+            log.info("the spool is drained; deliveries are stored in the inbox again")
+        self._spool_first = False
+
+    async def spool_check(self) -> None:
+        """Raise :class:`~bot.spool.SpoolError` unless some spool can take a delivery now
+        (``/readiness?scope=web`` while the database is down)."""
+        refusal: SpoolError = SpoolError("spooling is off (SPOOL_MAX_BYTES=0)")
+        for spool in self.spools:
+            try:
+                await spool.check()
+            except SpoolError as e:
+                refusal = e
+                continue
+            return
+        raise refusal
 
     async def _insert(self, rows: list[dict[str, Any]]) -> dict[str, int]:
         """INSERT ... ON CONFLICT DO NOTHING; the ids of the rows really inserted, by key."""
@@ -485,8 +679,24 @@ class Inbox:
         and, on PostgreSQL, the ``LISTEN`` session that wakes it when any replica stores
         a delivery (:mod:`bot.inboxwake`). With ``webhook_workers`` 0 (a web-only
         replica) nothing starts: deliveries are stored and acknowledged here and
-        processed by the replicas that have workers."""
+        processed by the replicas that have workers.
+
+        The spool drainer (:class:`~bot.spool.SpoolDrainer`) starts on every replica,
+        web-only ones included: deliveries spooled while the database was down are moved
+        into the inbox once it answers."""
         self._stopping = False
+        if self._drainer is None and self.spools:
+            engine = self.context.engine
+            self._drainer = SpoolDrainer(
+                self.spools,
+                self._store_spooled,
+                probe=lambda: ping(engine),
+                lock=Leadership(engine, "webhook-spool-drain"),
+                depth=self.spool_depth,
+                unhandled=self.context.metrics.unhandled_errors.labels("webhook_spool").inc,
+                on_settled=self._spool_settled,
+            )
+            self._drainer.start()
         if self.workers == 0:
             log.info("web-only replica: deliveries are stored here, processed elsewhere")
             return
@@ -510,6 +720,11 @@ class Inbox:
             self._listener = None
         if self._writer is not None:  # deliveries being stored are answered first
             await asyncio.gather(self._writer, return_exceptions=True)
+        if self._drainer is not None:
+            await self._drainer.stop()
+            self._drainer = None
+        for spool in self.spools:
+            await spool.close()
         if self._loop_task is not None:
             await self._loop_task
             self._loop_task = None
@@ -525,9 +740,12 @@ class Inbox:
             self._wake.clear()
             try:
                 delay = await self._dispatch_due()
-            except Exception:  # the database may be away: try again shortly
-                log.exception("webhook inbox poll failed")
-                self.context.metrics.unhandled_errors.labels("webhook_inbox").inc()
+            except Exception as e:  # the database may be away: try again shortly
+                if is_unavailable(e):  # an outage, not a defect: no traceback, not counted
+                    log.warning("webhook inbox poll failed: the database is unavailable")
+                else:
+                    log.exception("webhook inbox poll failed")
+                    self.context.metrics.unhandled_errors.labels("webhook_inbox").inc()
                 delay = 5.0
             if self._stopping:
                 break
