@@ -19,7 +19,7 @@ from bot.chatops import ChatOps
 from bot.context import AppContext
 from bot.db import create_engine, create_sessionmaker
 from bot.gitlab import GitLab
-from bot.http import CONTEXT, CORE_ROUTES, MAX_BODY, add_core_routes, observe
+from bot.http import CONTEXT, CORE_ROUTES, MAX_BODY, SPOOL_CHECK, add_core_routes, observe
 from bot.leader import Leadership
 from bot.mattermost import CommandDefinition, Mattermost
 from bot.plugins import Plugin, Registry, load_plugins
@@ -141,6 +141,7 @@ def create_app(
     app[REGISTRY] = registry
     app[SCHEDULER] = Scheduler(context, registry)
     app[INBOX] = inbox = Inbox(context, registry)
+    app[SPOOL_CHECK] = inbox.spool_check
     app[CHATOPS] = chatops = ChatOps(context, registry)
     add_core_routes(app)
     app.router.add_post("/webhook/gitlab", inbox.receive)

@@ -32,6 +32,8 @@ from bot.logs import bound_id
 log = logging.getLogger("bot.http")
 
 CONTEXT = web.AppKey("context", AppContext)
+#: Raises unless a webhook spool can take a delivery now (set by the app factory).
+SPOOL_CHECK = web.AppKey[Callable[[], Awaitable[None]]]("spool_check")
 READINESS_TIMEOUT = 2.0
 MAX_BODY = 1024 * 1024
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -337,12 +339,34 @@ async def _check(name: str, probe: Awaitable[None]) -> tuple[str, str]:
 
 
 async def readiness(request: web.Request) -> web.Response:
+    """``GET /readiness[?scope=web]``: can this process do its work now?
+
+    200 ``ready`` when the database answers (and Redis, where configured) within
+    :data:`READINESS_TIMEOUT` seconds each. Redis is a cache: when it is down the answer
+    is 200 ``degraded`` with ``checks.redis = "down"``, unless ``REDIS_REQUIRED`` makes
+    it a 503. The database down is a 503 ``unavailable``, except with ``scope=web``
+    while a webhook spool can take deliveries (``checks.spool = "ok"``): then 200
+    ``degraded``, so that a pod acknowledging GitLab's deliveries through the spool stays
+    in its Service. The Mattermost websocket's state is listed, never failing. Any other
+    ``scope`` is a 400.
+    """
     context = request.app[CONTEXT]
+    scope = request.query.get("scope", "")
+    if scope not in ("", "web"):
+        return error_response(400, "scope must be web, or absent")
     probes = [_check("database", ping_database(context.engine))]
     if context.cache.backend == "redis":
         probes.append(_check("redis", context.cache.ping()))
     checks = dict(await asyncio.gather(*probes))
-    failed = sorted(name for name, state in checks.items() if state != "ok")
+    if checks.get("redis", "ok") != "ok":
+        checks["redis"] = "down"
+    degraded = sorted(name for name, state in checks.items() if state != "ok")
+    failed = [n for n in degraded if n == "database" or context.settings.redis_required]
+    spool_check = request.app.get(SPOOL_CHECK)
+    if scope == "web" and "database" in failed and spool_check is not None:
+        checks["spool"] = (await _check("spool", spool_check()))[1]
+        if checks["spool"] == "ok":
+            failed.remove("database")
     if context.chat_ is not None:
         # Reported, never failing readiness: the webhook side works without chat.
         checks["mattermost"] = context.chat_.state
@@ -357,6 +381,9 @@ async def readiness(request: web.Request) -> web.Response:
             },
             status=503,
         )
+    if degraded:
+        log.warning("degraded: %s", ", ".join(f"{n} ({checks[n]})" for n in degraded))
+        return json_response({"status": "degraded", "checks": checks})
     return json_response({"status": "ready", "checks": checks})
 
 

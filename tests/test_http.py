@@ -191,15 +191,60 @@ async def test_readiness_checks_redis_when_configured(
     assert (await response.json())["checks"] == {"database": "ok", "redis": "ok"}
 
 
-async def test_readiness_is_503_naming_redis_when_redis_is_down(
+async def test_readiness_is_200_degraded_when_redis_is_down(
     migrated_url: Any, aiohttp_client: MakeClient
 ) -> None:
+    # Every replica shares one Redis: a 503 would take them all out of service at once,
+    # although the bot works without its cache.
     settings = settings_for(migrated_url, redis_url="redis://:pw@127.0.0.1:1/0")
+    client = await aiohttp_client(create_app(settings))
+    response = await client.get("/readiness")
+    assert response.status == 200
+    body = await response.json()
+    assert body == {"status": "degraded", "checks": {"database": "ok", "redis": "down"}}
+    assert "pw@" not in await response.text()
+    assert (await client.get("/health")).status == 200
+
+
+async def test_readiness_is_503_naming_redis_when_redis_is_required_and_down(
+    migrated_url: Any, aiohttp_client: MakeClient
+) -> None:
+    settings = settings_for(
+        migrated_url, redis_url="redis://:pw@127.0.0.1:1/0", redis_required=True
+    )
     client = await aiohttp_client(create_app(settings))
     response = await client.get("/readiness")
     assert response.status == 503
     body = await response.json()
     assert body["failed"] == ["redis"]
-    assert body["checks"]["database"] == "ok"
+    assert body["checks"] == {"database": "ok", "redis": "down"}
     assert "pw@" not in await response.text()
-    assert (await client.get("/health")).status == 200
+
+
+async def test_web_readiness_stays_200_while_the_spool_takes_deliveries(
+    aiohttp_client: MakeClient, tmp_path: Any
+) -> None:
+    url = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+    client = await aiohttp_client(create_app(settings_for(url, spool_dir=str(tmp_path))))
+    strict = await client.get("/readiness")
+    assert strict.status == 503  # the process cannot do all of its work
+    web_scope = await client.get("/readiness?scope=web")
+    assert web_scope.status == 200  # but it acknowledges GitLab's deliveries
+    body = await web_scope.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["spool"] == "ok" and body["checks"]["database"] != "ok"
+    assert (await client.get("/readiness?scope=everything")).status == 400
+
+
+async def test_web_readiness_is_503_when_no_spool_can_take_deliveries(
+    aiohttp_client: MakeClient, tmp_path: Any
+) -> None:
+    url = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    client = await aiohttp_client(create_app(settings_for(url, spool_dir=str(blocked))))
+    response = await client.get("/readiness?scope=web")
+    assert response.status == 503
+    body = await response.json()
+    assert body["failed"] == ["database"]
+    assert body["checks"]["spool"] == "SpoolUnavailable"
