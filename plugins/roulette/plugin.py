@@ -187,10 +187,16 @@ class RoulettePlugin(Plugin):
         return True
 
     async def _refresh_availability(self) -> None:
-        """This replica's gauge, refreshed every ``refresh_interval`` seconds until
-        ``on_stop`` cancels it (not a scheduled job: every replica keeps its own)."""
+        """This replica's gauges (``available_reviewers``, ``active_reviews``), refreshed
+        every ``refresh_interval`` seconds until ``on_stop`` cancels it (not a scheduled
+        job: every replica keeps its own, a web-only one included, whose rolls and
+        events are processed elsewhere)."""
         while True:
             await self.refresh_available()
+            try:
+                await self.metrics.refresh_active(self.app.sessions)
+            except Exception:  # a metric must never stop the bot
+                log.warning("could not count the active reviews", exc_info=True)
             await asyncio.sleep(self.refresh_interval)
 
     async def bot_username(self) -> str | None:

@@ -155,7 +155,7 @@ async def test_lifecycle_comment_approval_merge(bot: Bot) -> None:
     assert "review_ttfr_seconds_count 1.0" in metrics
     assert "review_time_to_approval_seconds_count 1.0" in metrics
     assert "review_comment_length_count 1.0" in metrics
-    assert "active_reviews 0.0" in metrics
+    assert 'active_reviews{team="backend"} 0.0' in metrics
 
 
 async def _user_id(bot: Bot, name: str) -> int:
@@ -282,7 +282,7 @@ async def test_roulette_on_a_merged_mr_assigns_nobody_and_keeps_the_record(bot: 
     assert review.state == "merged" and review.merged_at is not None
     assert await bot.assignments() == completed
     metrics = await (await bot.client.get("/metrics")).text()
-    assert "active_reviews 0.0" in metrics
+    assert 'active_reviews{team="backend"} 0.0' in metrics
     assert 'roulette_triggers_total{status="ended",team=""} 1.0' in metrics
 
 

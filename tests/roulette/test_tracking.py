@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -310,3 +311,41 @@ async def test_ids_past_32_bits_are_stored_and_followed(
         review = await session.scalar(select(MrReview).where(MrReview.mr_id == 2**62))
         assert review is not None
         assert (review.project_id, review.mr_iid, review.state) == (2**40 + 5, 2**33, "merged")
+
+
+# --------------------------------------------------------------- the active_reviews gauge
+
+
+async def test_active_reviews_are_counted_per_team_and_drop_to_zero(
+    gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn
+) -> None:
+    registry = CollectorRegistry()
+    metrics = tracking.ReviewMetrics(registry)
+
+    await _roll(gitlab, sessions)  # bob and dave, on a backend MR
+    await metrics.refresh_active(sessions)
+    assert registry.get_sample_value("active_reviews", {"team": "backend"}) == 2
+    standin.merge(PROJECT, 1)
+    await tracking.merge_request_event(sessions, metrics, _event(standin, "merge"))
+    await metrics.refresh_active(sessions)
+    # Set to 0, not left at its last count.
+    assert registry.get_sample_value("active_reviews", {"team": "backend"}) == 0
+
+
+async def test_counts_asked_together_fold_into_one_more_count(
+    gitlab: GitLab, sessions: Sessions
+) -> None:
+    registry = CollectorRegistry()
+    metrics = tracking.ReviewMetrics(registry)
+    await _roll(gitlab, sessions)
+    counted = 0
+
+    def counting() -> AsyncSession:
+        nonlocal counted
+        counted += 1
+        return sessions()
+
+    asked = [metrics.refresh_active(counting) for _ in range(10)]  # type: ignore[arg-type]
+    await asyncio.gather(*asked)
+    assert counted == 2  # the first, and one more for the nine that came while it ran
+    assert registry.get_sample_value("active_reviews", {"team": "backend"}) == 2
