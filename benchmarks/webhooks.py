@@ -2,6 +2,7 @@
 
     python -m benchmarks.webhooks [--database-url URL] [--standin inline|process]
                                   [--deliveries 600] [--mrs 100] [--senders 32] [--workers N]
+                                  [--gitlab-latency 50ms] [--gitlab-jitter 10ms] [--json PATH]
 
 The app (``create_app``) serves on a localhost port through ``web.AppRunner``, against a
 freshly migrated database: a temporary SQLite file, or with ``--database-url`` a
@@ -129,14 +130,19 @@ def organisation() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return teams, users
 
 
-def build_world(mrs: int, comments: int) -> tuple[GitLabStandIn, list[tuple[str, int, str]]]:
+def build_world(
+    mrs: int, comments: int, latency: float = 0.0, jitter: float = 0.0
+) -> tuple[GitLabStandIn, list[tuple[str, int, str]], tuple[str, int, str]]:
     """The stand-in with its users, groups, projects, MRs and the ``/roulette`` comments.
 
     Deterministic: the child process and the parent build the same world (same ids).
-    Returns the comments as ``(project, iid, author)`` in the order they were added.
+    Returns the comments as ``(project, iid, author)`` in the order they were added, and
+    the probe: one more ``/roulette`` comment on an MR of its own, rolled alone before
+    the burst to count the GitLab calls one roll waits for in sequence. ``latency`` and
+    ``jitter`` (seconds) are added to every GitLab answer.
     """
     rng = random.Random(SEED)
-    gl = GitLabStandIn(TOKEN, bot_username=BOT)
+    gl = GitLabStandIn(TOKEN, bot_username=BOT, latency=latency, jitter=jitter)
     _, users = organisation()
     names = [u["gitlab"] for u in users]
     for name in names:
@@ -168,7 +174,15 @@ def build_world(mrs: int, comments: int) -> tuple[GitLabStandIn, list[tuple[str,
             author = rng.choice(names)
             gl.add_note(project, iid, author, "/roulette")
             said.append((project, iid, author))
-    return gl, said
+    probe = gl.add_merge_request(
+        PROJECTS[0],
+        author=names[0],
+        title="The probe",
+        labels=["team::backend"],
+        changes=list(PATHS[:6]),
+    )
+    gl.add_note(PROJECTS[0], int(probe["iid"]), names[-1], "/roulette")
+    return gl, said, (PROJECTS[0], int(probe["iid"]), names[-1])
 
 
 def marker_counts(gl: GitLabStandIn, mrs: Sequence[tuple[str, int]]) -> dict[str, Any]:
@@ -236,6 +250,10 @@ class GitLabSide(abc.ABC):
     async def load(self) -> tuple[int, float]:
         """(requests served, seconds spent in the stand-in's handlers) so far."""
 
+    @abc.abstractmethod
+    async def timeline(self) -> list[tuple[float, float]]:
+        """(start, end) of every request served so far (``time.monotonic``)."""
+
 
 class InlineGitLab(GitLabSide):
     mode = "inline: on the app's event loop"
@@ -249,14 +267,21 @@ class InlineGitLab(GitLabSide):
     async def load(self) -> tuple[int, float]:
         return self.meter.snapshot()
 
+    async def timeline(self) -> list[tuple[float, float]]:
+        return list(self.gl.timeline)
 
-def _standin_child(conn: Connection, mrs: int, comments: int) -> None:
+
+def _standin_child(
+    conn: Connection, mrs: int, comments: int, latency: float, jitter: float
+) -> None:
     """The child process: the same world, served, answering the parent's questions."""
-    asyncio.run(_standin_serve(conn, mrs, comments))
+    asyncio.run(_standin_serve(conn, mrs, comments, latency, jitter))
 
 
-async def _standin_serve(conn: Connection, mrs: int, comments: int) -> None:
-    gl, said = build_world(mrs, comments)
+async def _standin_serve(
+    conn: Connection, mrs: int, comments: int, latency: float, jitter: float
+) -> None:
+    gl, said, _ = build_world(mrs, comments, latency, jitter)
     refs = list(dict.fromkeys((project, iid) for project, iid, _ in said))
     meter = Meter()
     stop = asyncio.Event()
@@ -271,6 +296,8 @@ async def _standin_serve(conn: Connection, mrs: int, comments: int) -> None:
             conn.send(marker_counts(gl, refs))
         elif command == "load":
             conn.send(meter.snapshot())
+        elif command == "timeline":
+            conn.send(list(gl.timeline))
         else:
             stop.set()
 
@@ -285,31 +312,17 @@ async def _standin_serve(conn: Connection, mrs: int, comments: int) -> None:
 class ProcessGitLab(GitLabSide):
     mode = "child process"
 
-    def __init__(self, mrs: int, comments: int) -> None:
+    def __init__(self, mrs: int, comments: int, latency: float, jitter: float) -> None:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.process = context.Process(
-            target=_standin_child, args=(child, mrs, comments), daemon=True
+            target=_standin_child, args=(child, mrs, comments, latency, jitter), daemon=True
         )
         self.process.start()
         child.close()
 
     async def _ask(self, command: str | None) -> Any:
-        if command is not None:
-            self.conn.send(command)
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        loop.add_reader(self.conn.fileno(), readable)
-        try:
-            await asyncio.wait_for(ready, timeout=60)
-        finally:
-            loop.remove_reader(self.conn.fileno())
-        return self.conn.recv()
+        return await _ask(self.conn, command)
 
     async def start(self) -> None:
         self.url = str(await self._ask(None))
@@ -322,6 +335,10 @@ class ProcessGitLab(GitLabSide):
         requests, busy = await self._ask("load")
         return int(requests), float(busy)
 
+    async def timeline(self) -> list[tuple[float, float]]:
+        result: list[tuple[float, float]] = await self._ask("timeline")
+        return result
+
     def stop(self) -> None:
         with contextlib.suppress(OSError):
             self.conn.send("stop")
@@ -330,6 +347,80 @@ class ProcessGitLab(GitLabSide):
             self.process.terminate()
             self.process.join(timeout=5)
         self.conn.close()
+
+
+def _worker_child(conn: Connection, values: dict[str, Any]) -> None:
+    """A worker replica (``--split``): the app with its inbox workers, no HTTP site."""
+    asyncio.run(_worker_serve(conn, values))
+
+
+async def _worker_serve(conn: Connection, values: dict[str, Any]) -> None:
+    logging.disable(logging.WARNING)  # the parent counts the web side's log lines
+    runner = web.AppRunner(create_app(Settings(**values)), handle_signals=False)
+    await runner.setup()  # database, cache, GitLab, the workers and their LISTEN
+    stop = asyncio.Event()
+
+    def answer() -> None:
+        try:
+            command = conn.recv()
+        except EOFError:
+            stop.set()
+            return
+        if command == "rss":
+            conn.send(rss_mb())
+        else:
+            stop.set()
+
+    loop = asyncio.get_running_loop()
+    loop.add_reader(conn.fileno(), answer)
+    conn.send("ready")
+    await stop.wait()
+    loop.remove_reader(conn.fileno())
+    await runner.cleanup()
+
+
+class WorkerReplica:
+    """``--split``: the inbox workers in a process of their own, as the chart's worker
+    Deployment runs them beside web-only replicas (``WEBHOOK_WORKERS=0``), woken by the
+    web side's NOTIFY."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_child, args=(child, values), daemon=True)
+        self.process.start()
+        child.close()
+
+    async def ask(self, command: str | None) -> Any:
+        return await _ask(self.conn, command)
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send("stop")
+        self.process.join(timeout=15)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=5)
+        self.conn.close()
+
+
+async def _ask(conn: Connection, command: str | None) -> Any:
+    """Send ``command`` (None: nothing) to a child and wait (60 s at most) for its answer."""
+    if command is not None:
+        conn.send(command)
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(conn.fileno(), readable)
+    try:
+        await asyncio.wait_for(ready, timeout=60)
+    finally:
+        loop.remove_reader(conn.fileno())
+    return conn.recv()
 
 
 @contextlib.asynccontextmanager
@@ -341,7 +432,7 @@ async def gitlab_side(
         async with serve_metered(world, meter) as url:
             yield InlineGitLab(world, url, refs, meter)
         return
-    side = ProcessGitLab(len(refs), comments)
+    side = ProcessGitLab(len(refs), comments, world.latency, world.jitter)
     try:
         await side.start()
         yield side
@@ -510,6 +601,13 @@ class Result:
     strangers: int
     states: dict[str, int]
     retried: int
+    probe_calls: int  # GitLab calls of one roll alone, before the burst
+    probe_sequential: int  # of them, the most made one after another
+    probe_seconds: float  # first call's start -> last call's end
+    rss_mb_idle: float
+    rss_mb_after: float
+    worker_rss_mb_idle: float | None  # --split: the worker replica's
+    worker_rss_mb_after: float | None
 
 
 async def run(args: argparse.Namespace) -> bool:
@@ -518,12 +616,31 @@ async def run(args: argparse.Namespace) -> bool:
         raise SystemExit("--deliveries must be a multiple of --mrs")
     tally = LogTally()
     logging.getLogger().addHandler(tally)
-    world, said = build_world(mrs, comments)
+    world, said, probe = build_world(mrs, comments, args.gitlab_latency, args.gitlab_jitter)
     refs = list(dict.fromkeys((project, iid) for project, iid, _ in said))
     with temporary_database(args.database_url) as (url, database):
         async with gitlab_side(args.standin, world, refs, comments) as gitlab:
-            result = await measure(args, url, database, gitlab, world, said)
+            result = await measure(args, url, database, gitlab, world, said, probe)
     return report(args, result, tally)
+
+
+def sequential_round_trips(calls: Sequence[tuple[float, float]]) -> int:
+    """The most calls in ``calls`` (start, end) of which each began after the previous
+    one ended: the GitLab round trips one roll waited for one after another. (Earliest
+    end first is the classic greedy for the largest set of non-overlapping intervals.)"""
+    count, free_at = 0, float("-inf")
+    for start, end in sorted(calls, key=lambda call: call[1]):
+        if start >= free_at:
+            count, free_at = count + 1, end
+    return count
+
+
+def rss_mb() -> float:
+    """This process's resident memory (MiB), from ``/proc/self/status`` (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 async def inbox_states(app: web.Application) -> dict[str, int]:
@@ -541,18 +658,26 @@ async def measure(
     gitlab: GitLabSide,
     world: GitLabStandIn,
     said: list[tuple[str, int, str]],
+    probe: tuple[str, int, str],
 ) -> Result:
     teams, users = organisation()
-    settings = Settings(
-        database_url=url.render_as_string(hide_password=False),
-        teams=teams,
-        users=users,
-        gitlab_url=gitlab.url,
-        gitlab_token=TOKEN,
-        gitlab_webhook_secret=SECRET,
-        webhook_workers=args.workers,
-        shutdown_timeout=5,
-    )
+    values: dict[str, Any] = {
+        "database_url": url.render_as_string(hide_password=False),
+        "teams": teams,
+        "users": users,
+        "gitlab_url": gitlab.url,
+        "gitlab_token": TOKEN,
+        "gitlab_webhook_secret": SECRET,
+        "webhook_workers": args.workers,
+        "shutdown_timeout": 5,
+    }
+    settings = Settings(**values)
+    worker: WorkerReplica | None = None
+    if args.split:  # this process only acknowledges; a replica of its own processes
+        settings = Settings(**(values | {"webhook_workers": 0}))
+        worker = WorkerReplica(values)
+        if await worker.ask(None) != "ready":
+            raise SystemExit("the worker replica did not start")
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
     await runner.setup()  # opens the database, the cache, GitLab; starts the inbox workers
@@ -596,6 +721,17 @@ async def measure(
                 await asyncio.sleep(0.02)  # the rows are in the database: poll it
             async with context.sessions.begin() as db:
                 await db.execute(delete(WebhookDelivery))
+            # The probe: one roll alone, its GitLab calls and how many came in sequence.
+            [probing] = deliveries(world, [probe], gitlab.url, f"{base}/webhook/gitlab")
+            before = len(await gitlab.timeline())
+            await fan_out(sessions[:1], [probing], post_hook)
+            while (await inbox_states(app)).get("done", 0) < 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            probe_calls = (await gitlab.timeline())[before:]
+            async with context.sessions.begin() as db:
+                await db.execute(delete(WebhookDelivery))
+            rss_idle = rss_mb()
+            worker_rss_idle = await worker.ask("rss") if worker is not None else None
             health = await fan_out(sessions, range(len(outgoing)), get_health)
             load_before = await gitlab.load()
             wall_start = time.time()
@@ -624,8 +760,12 @@ async def measure(
             last: datetime | None = await db.scalar(select(func.max(WebhookDelivery.processed_at)))
             retried = await db.scalar(select(func.count()).where(WebhookDelivery.attempts > 1))
         load_end = await gitlab.load()
+        rss_after = rss_mb()
+        worker_rss_after = await worker.ask("rss") if worker is not None else None
     finally:
         await runner.cleanup()
+        if worker is not None:
+            worker.stop()
 
     counts: dict[str, int] = found["counts"]
     return Result(
@@ -650,6 +790,17 @@ async def measure(
         strangers=sum(n for tag, n in counts.items() if tag not in expected),
         states=states,
         retried=int(retried or 0),
+        probe_calls=len(probe_calls),
+        probe_sequential=sequential_round_trips(probe_calls),
+        probe_seconds=(
+            max(end for _, end in probe_calls) - min(start for start, _ in probe_calls)
+            if probe_calls
+            else 0.0
+        ),
+        rss_mb_idle=rss_idle,
+        rss_mb_after=rss_after,
+        worker_rss_mb_idle=worker_rss_idle,
+        worker_rss_mb_after=worker_rss_after,
     )
 
 
@@ -675,9 +826,15 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
         f"load:        {n} distinct /roulette Note Hook deliveries ({n // args.mrs} per MR,"
         f" shuffled), {args.senders} concurrent senders with a keep-alive connection each"
     )
+    replicas = (
+        "a web-only replica here, a worker replica in its own process (NOTIFY between them)"
+        if args.split
+        else "one process: web and workers"
+    )
+    print(f"replicas:    {replicas}")
     print(
-        f"settings:    webhook_workers={settings.webhook_workers}"
-        f"{' (default)' if settings.webhook_workers == DEFAULT_WORKERS else ''},"
+        f"settings:    webhook_workers={args.workers}"
+        f"{' (default)' if args.workers == DEFAULT_WORKERS else ''},"
         f" webhook_retry_seconds={settings.webhook_retry_seconds},"
         f" webhook_max_attempts={settings.webhook_max_attempts}, cache={r.cache}"
     )
@@ -721,6 +878,23 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
         f"inbox:       {dict(sorted(r.states.items()))} (want {{'done': {n}}});"
         f" {r.retried} rows took more than one attempt"
     )
+    print(
+        f"one roll:    {r.probe_calls} GitLab calls, {r.probe_sequential} of them one after"
+        f" another, {r.probe_seconds * 1000:.0f} ms from the first call to the last"
+        f" (alone, before the burst, GitLab latency {args.gitlab_latency * 1000:.0f} ms"
+        f" + up to {args.gitlab_jitter * 1000:.0f} ms)"
+    )
+    inline = " (the stand-in included: inline)" if args.standin == "inline" else ""
+    side = " (web-only replica)" if args.split else ""
+    print(
+        f"memory:      {r.rss_mb_idle:.0f} MB resident before the burst,"
+        f" {r.rss_mb_after:.0f} MB after{side}{inline}"
+    )
+    if r.worker_rss_mb_idle is not None and r.worker_rss_mb_after is not None:
+        print(
+            f"             worker replica: {r.worker_rss_mb_idle:.0f} MB before,"
+            f" {r.worker_rss_mb_after:.0f} MB after"
+        )
     for message, count in tally.counts.most_common(5):
         print(f"app log:     {count} x {message}")
     ack_ok = p99 < TARGET_P99_MS and all_2xx
@@ -731,7 +905,57 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
     )
     ok = ack_ok and exactly_once
     print("PASS" if ok else "FAIL")
+    if args.json:
+        figures = {
+            "database": r.database,
+            "standin": args.standin,
+            "gitlab_latency_ms": args.gitlab_latency * 1000,
+            "gitlab_jitter_ms": args.gitlab_jitter * 1000,
+            "webhook_workers": settings.webhook_workers,
+            "deliveries": n,
+            "ack_p50_ms": round(p50, 2),
+            "ack_p99_ms": round(p99, 2),
+            "ack_max_ms": round(worst, 2),
+            "health_p50_ms": round(h50, 2),
+            "health_p99_ms": round(h99, 2),
+            "accepted_per_s": round(n / r.hooks.seconds, 1),
+            "rolls_per_s": round(n / r.processing, 1),
+            "gitlab_calls_per_roll": round(r.api_requests / n, 2),
+            "sequential_gitlab_round_trips": r.probe_sequential,
+            "probe_gitlab_calls": r.probe_calls,
+            "probe_ms": round(r.probe_seconds * 1000, 1),
+            "split": args.split,
+            # The largest bot process (with --split, the larger of web and worker).
+            "rss_mb_idle": round(max(r.rss_mb_idle, r.worker_rss_mb_idle or 0), 1),
+            "rss_mb_after": round(max(r.rss_mb_after, r.worker_rss_mb_after or 0), 1),
+            "rss_mb_web": [round(r.rss_mb_idle, 1), round(r.rss_mb_after, 1)],
+            "rss_mb_worker": (
+                [round(r.worker_rss_mb_idle or 0, 1), round(r.worker_rss_mb_after or 0, 1)]
+                if args.split
+                else None
+            ),
+            "exactly_once": exactly_once,
+            "pass": ok,
+        }
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return ok
+
+
+def seconds(text: str) -> float:
+    """A duration for ``--gitlab-latency``: seconds (``0.05``) or ``50ms``/``0.05s``."""
+    value = text.strip().lower()
+    scale = 1.0
+    if value.endswith("ms"):
+        value, scale = value[:-2], 0.001
+    elif value.endswith("s"):
+        value = value[:-1]
+    try:
+        result = float(value) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a duration such as 0.05 or 50ms") from None
+    if not 0 <= result <= 10:
+        raise argparse.ArgumentTypeError(f"{text!r}: between 0 and 10 s")
+    return result
 
 
 def main() -> None:
@@ -743,7 +967,25 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=32)
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--timeout", type=float, default=90.0, help="processing deadline (s)")
+    parser.add_argument(
+        "--gitlab-latency",
+        type=seconds,
+        default=0.0,
+        help="added to every GitLab answer: seconds or e.g. 50ms (default 0)",
+    )
+    parser.add_argument(
+        "--gitlab-jitter", type=seconds, default=0.0, help="plus a uniform draw up to this"
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as one JSON object")
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="acknowledge in a web-only replica (WEBHOOK_WORKERS=0) and process in a worker"
+        " replica of its own process, as the Helm chart runs them (PostgreSQL only)",
+    )
     args = parser.parse_args()
+    if args.split and not args.database_url:
+        parser.error("--split needs --database-url (replicas share a PostgreSQL database)")
     sys.exit(0 if asyncio.run(run(args)) else 1)
 
 

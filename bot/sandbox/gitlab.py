@@ -45,7 +45,9 @@ import hmac
 import html
 import itertools
 import json
+import random
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -221,13 +223,26 @@ class GitLabStandIn:
         relative_url_root: str = "",
         bot_username: str = "roulette-bot",
         premium: bool = True,
+        latency: float = 0.0,
+        jitter: float = 0.0,
     ) -> None:
         """``bot_username`` is the account the token belongs to (``GET /user``, the author
         of notes posted through the API); it is created here, as a bot user with an id of
         its own range so that the ids of users added later do not move. ``premium=False``
         answers ``/approvals`` as GitLab Free does (no ``approvals_required``/``_left``).
+
+        ``latency`` (seconds) is added to every answer, plus a uniform draw from
+        ``[0, jitter)``: a real GitLab answers in tens of milliseconds per call, the
+        network and the Rails request together. Both can be changed while serving.
         """
+        if latency < 0 or jitter < 0:
+            raise ValueError("latency and jitter are seconds, zero or more")
         self.token = token
+        self.latency = latency
+        self.jitter = jitter
+        #: (monotonic start, monotonic end) of every request answered, in order of start:
+        #: which calls overlapped, which waited for another.
+        self.timeline: list[tuple[float, float]] = []
         self.premium = premium
         self.relative_url_root = relative_url_root.rstrip("/")
         #: The URL GitLab believes it lives at (web_url fields); ``serve`` sets it.
@@ -587,9 +602,18 @@ class GitLabStandIn:
     # --- dispatch ----------------------------------------------------------------------
 
     async def _dispatch(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
+        try:
+            return await self._answer(request)
+        finally:
+            self.timeline.append((started, time.monotonic()))
+
+    async def _answer(self, request: web.Request) -> web.Response:
         raw = request.raw_path
         path = raw.partition("?")[0]
         self.requests.append((request.method, raw))
+        if self.latency or self.jitter:
+            await asyncio.sleep(self.latency + random.uniform(0.0, self.jitter))
         delay = _take(self._delays, request.method, raw)
         if delay is not None and not delay.after:
             await asyncio.sleep(delay.seconds)

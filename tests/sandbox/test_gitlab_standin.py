@@ -739,3 +739,33 @@ def test_model_api_for_merge_request_life() -> None:
         s.notes("g/p", 9)
     with pytest.raises(ValueError, match="already exists"):
         s.add_user("roulette-bot")
+
+
+async def test_latency_is_added_to_every_answer_and_calls_are_timed(
+    url: str, standin: GitLabStandIn
+) -> None:
+    standin.latency, standin.jitter = 0.03, 0.01
+    gl = client(url)
+    await in_thread(lambda: gl.http_get("/projects/g%2Fsub%2Fp"))
+    await in_thread(lambda: gl.http_get("/users", query_data={"username": "alice"}))
+    assert len(standin.timeline) == 2
+    first, second = standin.timeline
+    assert all(end - start >= 0.03 for start, end in standin.timeline)
+    assert second[0] >= first[1]  # one after the other: the second waited for the first
+
+
+def test_latency_cannot_be_negative() -> None:
+    with pytest.raises(ValueError, match="latency"):
+        GitLabStandIn(TOKEN, latency=-0.01)
+
+
+def test_sequential_round_trips_counts_the_longest_chain_of_calls() -> None:
+    from benchmarks.webhooks import sequential_round_trips
+
+    assert sequential_round_trips([]) == 0
+    together = [(0.0, 1.0), (0.1, 1.1), (0.2, 0.9)]
+    assert sequential_round_trips(together) == 1
+    # MR and notes together, then diffs and CODEOWNERS together, then the note.
+    waves = [(0.0, 1.0), (0.0, 1.0), (1.1, 2.0), (1.1, 2.1), (2.2, 3.0)]
+    assert sequential_round_trips(waves) == 3
+    assert sequential_round_trips([(float(n), n + 0.5) for n in range(11)]) == 11
