@@ -60,25 +60,40 @@ async def away_days(session: AsyncSession, username: str, start: date, end: date
     username, any case) spends in a recorded out-of-office period (not cancelled); days
     are the person's own calendar days, as the periods are. Empty for an unknown user or
     reversed dates."""
-    if end < start:
-        return set()
+    return (await away_days_of(session, {username: (start, end)})).get(username, set())
+
+
+async def away_days_of(
+    session: AsyncSession, spans: Mapping[str, tuple[date, date]]
+) -> dict[str, set[date]]:
+    """``away_days`` for several people in one query: ``spans`` maps a GitLab username
+    (any case) to its (start, end) dates, both included; the answer has every key of
+    ``spans``, each with the days of its own span that person is away (empty for an
+    unknown user or reversed dates)."""
+    result: dict[str, set[date]] = {name: set() for name in spans}
+    wanted = {name.lower(): name for name, (start, end) in spans.items() if start <= end}
+    if not wanted:
+        return result
+    first_day = min(spans[name][0] for name in wanted.values())
+    last_day = max(spans[name][1] for name in wanted.values())
     rows = await session.execute(
-        select(OooStatus.start_date, OooStatus.end_date)
+        select(User.gitlab_username, OooStatus.start_date, OooStatus.end_date)
         .join(User, User.id == OooStatus.user_id)
         .where(
-            func.lower(User.gitlab_username) == username.lower(),
+            func.lower(User.gitlab_username).in_(sorted(wanted)),
             OooStatus.cancelled_at.is_(None),
-            OooStatus.start_date <= end,
-            OooStatus.end_date >= start,
+            OooStatus.start_date <= last_day,
+            OooStatus.end_date >= first_day,
         )
     )
-    days: set[date] = set()
-    for first, last in rows.all():
+    for username, first, last in rows.all():
+        name = wanted[str(username).lower()]
+        start, end = spans[name]
         day = max(first, start)
         while day <= min(last, end):
-            days.add(day)
+            result[name].add(day)
             day += timedelta(days=1)
-    return days
+    return result
 
 
 class Refused(ValueError):

@@ -571,16 +571,24 @@ class RouletteService:
         """
         window = worktime.working_window(self.settings)
         away: dict[str, set[date]] = {name: set() for name in timezones}
-        if self.with_ooo and self.sessions is not None and timezones:
+        asking = dict(timezones)
+        if ooo_today is not None:  # at work now and not away today: nothing to look up
+            asking = {
+                name: zone
+                for name, zone in timezones.items()
+                if name in ooo_today or worktime.next_at_work(now, zone, window) is not None
+            }
+        if self.with_ooo and self.sessions is not None and asking:
+            spans = {}
+            for name, zone in asking.items():
+                start = worktime.local_date(now, zone)
+                spans[name] = (start, start + timedelta(days=worktime.HORIZON_DAYS))
             try:
-                async with self.sessions() as session:
-                    for name, zone in timezones.items():
-                        start = worktime.local_date(now, zone)
-                        end = start + timedelta(days=worktime.HORIZON_DAYS)
-                        away[name] = await ooo_api.away_days(session, name, start, end)
+                async with self.sessions() as session:  # one query for them all
+                    away.update(await ooo_api.away_days_of(session, spans))
             except SQLAlchemyError as e:
                 log.warning("no out-of-office days: %s", type(e).__name__)
-                for name, zone in timezones.items():
+                for name, zone in asking.items():
                     if ooo_today and name in ooo_today:
                         away[name] = {worktime.local_date(now, zone)}
         result: dict[str, datetime] = {}

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.models import MrReview, ReviewerAssignment, User
 from plugins.handover import service
 from plugins.handover.config import HandoverConfig
-from plugins.ooo.api import away_days
+from plugins.ooo.api import away_days, away_days_of
 from plugins.ooo.models import OooStatus
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -164,3 +164,16 @@ async def test_away_days(sessions: Sessions) -> None:
         }
         assert await away_days(session, "bob", date(2026, 12, 9), date(2026, 12, 8)) == set()
         assert await away_days(session, "eve", date(2026, 12, 1), date(2026, 12, 31)) == set()
+        # Several people in one query, each within their own span.
+        spans = {
+            "BOB": (date(2026, 12, 9), date(2026, 12, 20)),
+            "alice": (date(2026, 12, 1), date(2026, 12, 31)),
+            "eve": (date(2026, 12, 1), date(2026, 12, 31)),
+            "bob": (date(2026, 12, 10), date(2026, 12, 1)),  # reversed: nothing
+        }
+        assert await away_days_of(session, spans) == {
+            "BOB": {date(2026, 12, 9)},
+            "alice": set(),
+            "eve": set(),
+            "bob": set(),
+        }
