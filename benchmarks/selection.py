@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import random
 import statistics
 import sys
@@ -154,7 +155,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def measure(runs: int) -> bool:
+async def measure(runs: int, json_path: str | None = None) -> bool:
     rng = random.Random(5)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
@@ -201,14 +202,28 @@ async def measure(runs: int) -> bool:
     print(f"warm / cold ratio:      {p50 / cold:8.3f}")
     ok = p99 < TARGET_P99_MS
     print("PASS" if ok else "FAIL")
+    if json_path:
+        figures = {
+            "people": PEOPLE,
+            "changed_files": FILES,
+            "cold_ms": round(cold, 2),
+            "cold_gitlab_calls": cold_calls,
+            "warm_p50_ms": round(p50, 2),
+            "warm_p99_ms": round(p99, 2),
+            "warm_gitlab_calls": warm_calls,
+            "engine_p50_ms": round(statistics.median(engine_times), 3),
+            "pass": ok,
+        }
+        Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
     return ok
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as one JSON object")
     args = parser.parse_args()
-    sys.exit(0 if asyncio.run(measure(args.runs)) else 1)
+    sys.exit(0 if asyncio.run(measure(args.runs, args.json)) else 1)
 
 
 if __name__ == "__main__":

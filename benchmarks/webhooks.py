@@ -77,6 +77,7 @@ PROJECTS = ("acme/shop", "acme/billing", "acme/search", "acme/portal")
 TEAMS = ("backend", "frontend", "platform")
 PEOPLE_PER_TEAM = 10
 DEFAULT_WORKERS: int = Settings.model_fields["webhook_workers"].default
+DEFAULT_GITLAB_CONCURRENCY: int = Settings.model_fields["gitlab_concurrency"].default
 MARKER = re.compile(r"<!-- roulette-bot delivery=([0-9a-f]{32})")
 
 CODEOWNERS = """\
@@ -669,6 +670,7 @@ async def measure(
         "gitlab_token": TOKEN,
         "gitlab_webhook_secret": SECRET,
         "webhook_workers": args.workers,
+        "gitlab_concurrency": args.gitlab_concurrency,
         "shutdown_timeout": 5,
     }
     settings = Settings(**values)
@@ -835,6 +837,7 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
     print(
         f"settings:    webhook_workers={args.workers}"
         f"{' (default)' if args.workers == DEFAULT_WORKERS else ''},"
+        f" gitlab_concurrency={args.gitlab_concurrency},"
         f" webhook_retry_seconds={settings.webhook_retry_seconds},"
         f" webhook_max_attempts={settings.webhook_max_attempts}, cache={r.cache}"
     )
@@ -911,7 +914,8 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
             "standin": args.standin,
             "gitlab_latency_ms": args.gitlab_latency * 1000,
             "gitlab_jitter_ms": args.gitlab_jitter * 1000,
-            "webhook_workers": settings.webhook_workers,
+            "webhook_workers": args.workers,
+            "gitlab_concurrency": args.gitlab_concurrency,
             "deliveries": n,
             "ack_p50_ms": round(p50, 2),
             "ack_p99_ms": round(p99, 2),
@@ -966,6 +970,12 @@ def main() -> None:
     parser.add_argument("--mrs", type=int, default=100)
     parser.add_argument("--senders", type=int, default=32)
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument(
+        "--gitlab-concurrency",
+        type=int,
+        default=DEFAULT_GITLAB_CONCURRENCY,
+        help="GitLab calls in flight at once (GITLAB_CONCURRENCY)",
+    )
     parser.add_argument("--timeout", type=float, default=90.0, help="processing deadline (s)")
     parser.add_argument(
         "--gitlab-latency",
