@@ -214,7 +214,8 @@ async def measure(runs: int, json_path: str | None = None) -> bool:
             "engine_p50_ms": round(statistics.median(engine_times), 3),
             "pass": ok,
         }
-        Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
+        text = json.dumps(figures, indent=2) + "\n"
+        await asyncio.to_thread(Path(json_path).write_text, text)
     return ok
 
 
