@@ -372,9 +372,10 @@ async def _upsert(
 
 def criterion_from(definition: Mapping[str, Any]) -> BadgeCriterion:
     """A definition given to the API, validated; ``ValueError`` with one line naming the
-    field at fault (``operator: ...``)."""
+    field at fault (``operator: ...``). JSON types are strict, as the API's document says:
+    ``"5"`` is not a number, ``true`` not an integer (the YAML configuration stays lax)."""
     try:
-        return BadgeCriterion.model_validate(dict(definition))
+        return BadgeCriterion.model_validate(dict(definition), strict=True)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "definition"

@@ -12,6 +12,20 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 API_PREFIX = "/api/"
+# The badges area's vocabulary (``plugins.badges.config``), repeated so the document does
+# not import an area that may be disabled; tests/test_schemathesis.py keeps them equal.
+BADGE_METRICS = (
+    "reviews_completed",
+    "reviews_other_teams",
+    "comments",
+    "avg_ttfr_hours",
+    "avg_approval_hours",
+    "avg_comments_per_review",
+    "avg_comment_length",
+    "engagement",
+)
+BADGE_OPERATORS = ("<", "<=", ">", ">=", "==", "top")
+BADGE_PERIODS = ("day", "week", "month", "all")
 VERSION = "1.0.0"
 
 
@@ -162,18 +176,38 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "BadgeDefinition": {
         "type": "object",
-        "required": ["slug"],
+        "description": "A badge is awarded to whoever's metric over the period passes "
+        "'operator value' with at least min_reviews completed reviews (operator top: among "
+        "the value best). Without a slug, it is made from the name (ASCII letters and digits, "
+        "accents dropped, dashes between words), and a default badge's name changes that badge.",
+        "required": ["name", "metric", "operator", "value"],
         "properties": {
-            "slug": {"type": "string"},
-            "name": {"type": "string"},
-            "description": {"type": "string"},
-            "emoji": {"type": "string"},
-            "metric": {"type": "string"},
-            "operator": {"type": "string"},
+            "slug": {
+                "type": ["string", "null"],
+                "pattern": "^[a-z0-9][a-z0-9-]{0,63}$",
+            },
+            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "description": {"type": ["string", "null"], "maxLength": 500},
+            "emoji": {"type": ["string", "null"], "maxLength": 64},
+            "metric": {"enum": list(BADGE_METRICS)},
+            "operator": {"enum": list(BADGE_OPERATORS)},
             "value": {"type": "number"},
-            "period": {"type": "string"},
-            "min_reviews": {"type": "integer"},
+            "period": {"enum": list(BADGE_PERIODS), "default": "month"},
+            "min_reviews": {"type": "integer", "minimum": 0, "maximum": 100_000, "default": 0},
         },
+        "additionalProperties": False,
+        "allOf": [
+            {
+                # No slug: the name must give one.
+                "if": {"required": ["slug"], "properties": {"slug": {"type": "string"}}},
+                "else": {"properties": {"name": {"pattern": "[A-Za-z0-9]"}}},
+            },
+            {
+                # top: a whole number of places, at least 1.
+                "if": {"required": ["operator"], "properties": {"operator": {"const": "top"}}},
+                "then": {"properties": {"value": {"multipleOf": 1, "minimum": 1}}},
+            },
+        ],
     },
     "OooRequest": {
         "type": "object",
