@@ -20,6 +20,12 @@ opened with the click's ``trigger_id``. Never a 5xx.
 
 A direct message to the bot, or a message that mentions it, reaches the same command
 handlers (``@roulette roulette MR_URL``, ``help``).
+
+While the database is unavailable (:func:`bot.db.is_unavailable`), a command, a dialog
+submission or a click that needed it is answered "the bot's database is unavailable; try
+again in a minute" in the user's language (logged as a warning, not counted as a
+defect), and no dialog is opened: the database is asked first (within
+:data:`DIALOG_CHECK_TIMEOUT`), since what the dialog collects could not be saved.
 """
 
 from __future__ import annotations
@@ -45,9 +51,10 @@ from bot.chat import (
     Reply,
 )
 from bot.context import AppContext
+from bot.db import is_unavailable, ping
 from bot.errors import CommandError
 from bot.http import BadInput, error_response, json_response, parse_json_object, read_form
-from bot.i18n import translator
+from bot.i18n import Translator, translator
 from bot.logs import bound_id
 from bot.mattermost import ChatMessage, Mattermost
 from bot.plugins import Registry
@@ -55,6 +62,8 @@ from bot.plugins import Registry
 log = logging.getLogger("bot.chatops")
 
 ANSWER_WITHIN = 2.0  # seconds before "working on it" and a later answer
+#: Seconds the database may take to answer before a dialog opens (a trigger id lives 3 s).
+DIALOG_CHECK_TIMEOUT = 0.8
 _MATTERMOST_ID = re.compile(r"[a-z0-9]{26}")
 
 
@@ -127,7 +136,10 @@ class ChatOps:
                 reply = await func(ctx)
             except CommandError as e:
                 return Reply(e.render(_))
-            except Exception:
+            except Exception as e:
+                if is_unavailable(e):
+                    log.warning("/%s: the database is unavailable (%s)", ctx.command, _kind(e))
+                    return Reply(database_unavailable(_))
                 log.exception("/%s failed", ctx.command)
                 self.context.metrics.unhandled_errors.labels("chat").inc()
                 return Reply(_("Something went wrong; the team running the bot has the details."))
@@ -152,6 +164,8 @@ class ChatOps:
         """
         if reply.dialog is None or self.chat is None:
             return reply
+        if not await self._database_answers(f"the /{ctx.command} dialog"):
+            return Reply(database_unavailable(translator(ctx.user.locale)))
         try:
             await self.chat.open_dialog(ctx.trigger_id, ctx.user.id, reply.dialog)
         except Exception as e:  # an expired trigger id, Mattermost refusing the dialog...
@@ -160,6 +174,16 @@ class ChatOps:
             failed = _("The form could not be opened; please try again.")
             return Reply(reply.dialog.fallback or failed)
         return reply
+
+    async def _database_answers(self, what: str) -> bool:
+        """Whether the database answers within :data:`DIALOG_CHECK_TIMEOUT` seconds."""
+        try:
+            async with asyncio.timeout(DIALOG_CHECK_TIMEOUT):
+                await ping(self.context.engine)
+        except Exception as e:  # TimeoutError included: not opened, said so
+            log.warning("%s not opened: the database is unavailable (%s)", what, _kind(e))
+            return False
+        return True
 
     def _known_user(self, user_id: str, username: str) -> ChatUser:
         """The user as far as known without I/O: cached, else as the request names them,
@@ -217,8 +241,11 @@ class ChatOps:
             )
         except CommandError as e:
             return json_response({"error": e.render(_)})
-        except Exception:
+        except Exception as e:
             # Mattermost shows ``error`` above the dialog: a sentence, never a traceback.
+            if is_unavailable(e):
+                log.warning("dialog %s: the database is unavailable (%s)", callback_id, _kind(e))
+                return json_response({"error": database_unavailable(_)})
             log.exception("dialog %s failed", callback_id)
             self.context.metrics.unhandled_errors.labels("chat").inc()
             failed = _("Something went wrong; the team running the bot has the details.")
@@ -274,11 +301,17 @@ class ChatOps:
                 result = await handler.func(ctx)
             except CommandError as e:
                 result = ActionResult(ephemeral=e.render(_))
-            except Exception:
-                log.exception("action %s failed", signed.action)
-                self.context.metrics.unhandled_errors.labels("chat").inc()
-                failed = _("Something went wrong; the team running the bot has the details.")
-                result = ActionResult(ephemeral=failed)
+            except Exception as e:
+                if is_unavailable(e):
+                    log.warning(
+                        "action %s: the database is unavailable (%s)", signed.action, _kind(e)
+                    )
+                    result = ActionResult(ephemeral=database_unavailable(_))
+                else:
+                    log.exception("action %s failed", signed.action)
+                    self.context.metrics.unhandled_errors.labels("chat").inc()
+                    failed = _("Something went wrong; the team running the bot has the details.")
+                    result = ActionResult(ephemeral=failed)
         if not isinstance(result, ActionResult):
             result = ActionResult()
         if result.dialog is not None:
@@ -297,6 +330,10 @@ class ChatOps:
         """Open ``dialog`` with the click's trigger id; when it cannot open, the clicker
         reads its ``fallback`` (or a short apology) instead."""
         assert self.chat is not None
+        if not await self._database_answers(f"the {dialog.callback_id} dialog"):
+            return replace(
+                result, ephemeral=database_unavailable(translator(ctx.user.locale)), dialog=None
+            )
         try:
             await self.chat.open_dialog(ctx.trigger_id, ctx.user.id, dialog)
         except Exception as e:  # an expired trigger id, Mattermost refusing the dialog...
@@ -354,6 +391,18 @@ class ChatOps:
             reply = await self._run(handler.func, ctx)
         root = message.root_id if message.channel_type != "D" else None
         await chat.post(message.channel_id, reply.text, root_id=root, locale=user.locale)
+
+
+def database_unavailable(_: Translator) -> str:
+    """What a user reads when the bot's database cannot be reached, in ``_``'s language."""
+    return _("The bot's database is unavailable; try again in a minute.")
+
+
+def _kind(error: BaseException) -> str:
+    """The error's class and, for a wrapped driver error, the driver's (never its text,
+    which may quote a connection string)."""
+    cause = error.__cause__
+    return f"{type(error).__name__} from {type(cause).__name__}" if cause else type(error).__name__
 
 
 def _text(value: object) -> str:
