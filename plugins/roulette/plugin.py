@@ -483,12 +483,14 @@ class RoulettePlugin(Plugin):
         released = [
             r for r in mr.reviewers if replace and r.lower() not in {c.lower() for c in chosen}
         ]
-        writes: list[Awaitable[Any]] = [announce()] if announce is not None else []
+        ids: list[int] | None = None
         if self.config.assign_in_gitlab and chosen:
             reviewers = chosen if replace else list(dict.fromkeys([*mr.reviewers, *chosen]))
             ids = await self._gitlab_ids(reviewers)
-            if set(ids) != set(mr.reviewer_ids):
-                writes.append(self.app.gitlab.set_reviewers(mr.project_id, mr.iid, ids))
+        # Made only now: a coroutine made before a lookup that raises is never awaited.
+        writes: list[Awaitable[Any]] = [announce()] if announce is not None else []
+        if ids is not None and set(ids) != set(mr.reviewer_ids):
+            writes.append(self.app.gitlab.set_reviewers(mr.project_id, mr.iid, ids))
         await gather_all(*writes)
         recorded = await tracking.record_roll(self.app.sessions, mr, team, picks, kept, released)
         if recorded.missing:
