@@ -33,6 +33,8 @@ import cachetools
 import redis.asyncio as redis
 import redis.exceptions as redis_errors
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 __all__ = [
     "Cache",
@@ -282,7 +284,10 @@ class RedisCache(Cache):
     :meth:`get_json_many` is one ``MGET``. After a failure the circuit opens: calls are
     answered as misses without touching the network for ``retry_after`` seconds, then a
     single call probes Redis again. ``op_timeout`` bounds each call end to end, client
-    retries included. Warnings are rate limited and never quote the URL.
+    retries included. A command that fails on a broken connection is sent once more on
+    a new one (after Redis restarts, every pooled connection is broken: without it each
+    would reopen the circuit once, and the cache would come back only after as many
+    ``retry_after`` periods). Warnings are rate limited and never quote the URL.
     """
 
     backend = "redis"
@@ -306,6 +311,8 @@ class RedisCache(Cache):
             socket_connect_timeout=0.5,
             socket_timeout=1.0,
             health_check_interval=30,
+            retry=Retry(NoBackoff(), retries=1),
+            retry_on_error=[redis_errors.ConnectionError],
         )
         self.key_prefix = key_prefix
         self.retry_after = retry_after

@@ -46,6 +46,8 @@ from typing import Any, Final, Protocol
 import redis.asyncio as redis
 import redis.exceptions as redis_errors
 from prometheus_client import Gauge
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from bot.db import is_unavailable
 from bot.leader import Leadership
@@ -497,8 +499,12 @@ class RedisStreamSpool:
     def __init__(
         self, url: str, max_bytes: int, *, key_prefix: str = "roulette:", timeout: float = 2.0
     ) -> None:
-        self._client: redis.Redis = redis.from_url(
-            url, socket_connect_timeout=0.5, socket_timeout=timeout
+        self._client: redis.Redis = redis.from_url(  # one retry: a restart breaks the pool
+            url,
+            socket_connect_timeout=0.5,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), retries=1),
+            retry_on_error=[redis_errors.ConnectionError],
         )
         self.max_bytes = max_bytes
         self.timeout = timeout
