@@ -75,7 +75,7 @@ class MemoryGitLab:
             reviewer_ids=(),
         )
 
-    async def changed_paths(self, project_id: int, iid: int) -> list[str]:
+    async def changed_paths(self, project: int | str, iid: int) -> list[str]:
         self.calls += 1
         return list(self.paths)
 

@@ -92,6 +92,20 @@ class Reads:
         await asyncio.gather(*self.futures(), return_exceptions=True)
 
 
+#: Someone away today, as the selection sees them (only that: their reason stays theirs).
+OUT_OF_OFFICE = engine.Availability(ooo=True, detail=Message("out of office today"))
+
+
+def _out_of_office(
+    fetched: Mapping[str, engine.Availability], ooo: frozenset[str]
+) -> dict[str, engine.Availability]:
+    """``fetched`` (statuses read before the database said who is away) with everyone in
+    ``ooo`` marked out of office, as ``RouletteService.availability`` would have it."""
+    return {name: OUT_OF_OFFICE if name in ooo else value for name, value in fetched.items()} | {
+        name: OUT_OF_OFFICE for name in ooo
+    }
+
+
 # No merge request: the engine's rules for "unavailable" without the MR-specific ones
 # (author, --exclude), for the organisation-wide view (``api.availability``, the gauge).
 NO_MR = engine.MergeRequestFacts(author="", team=None)
@@ -454,7 +468,7 @@ class RouletteService:
                 owner_names = await self.resolve_owners(
                     codeowners.parsed.all_owners(paths), mr.project_id, warnings
                 )
-            await reads.statuses  # into the cache: ``availability`` below finds them there
+            fetched: dict[str, engine.Availability] = await reads.statuses
             history = await pending_history
         finally:
             if not pending_history.done():
@@ -463,10 +477,21 @@ class RouletteService:
         people = list(history.people)
         team = self.team_of(mr, people)
         candidates = [p for p in people if p.active and p.username.lower() != mr.author.lower()]
-        availability = await self.availability(candidates, history.ooo)
-        # The author's own status only as far as the cache knows it: no extra GitLab call.
+        # Statuses read with the MR (``start_reads``), out of office as the database says;
+        # the few candidates they missed (stored, not configured) asked now.
+        known = _out_of_office(fetched, history.ooo)
+        availability = {p.username: known[p.username] for p in candidates if p.username in known}
+        missed = [p for p in candidates if p.username not in known]
+        availability |= await self.availability(missed, history.ooo)
+        # The others (the author) only as far as already known: no extra GitLab call.
         others = [p for p in people if p.active and p.username not in availability]
-        everyone = availability | await self.availability(others, history.ooo, ask=False)
+        everyone = (
+            availability
+            | {p.username: known[p.username] for p in others if p.username in known}
+            | await self.availability(
+                [p for p in others if p.username not in known], history.ooo, ask=False
+            )
+        )
         facts = engine.MergeRequestFacts(
             author=mr.author,
             team=team,
@@ -750,12 +775,8 @@ class RouletteService:
         A status missing from the cache is asked of GitLab when ``ask`` (and GitLab is
         configured), else that person counts as available (``engine.Availability()``).
         """
-        result = {
-            # Only that they are away today: the reason they gave stays theirs.
-            p.username: engine.Availability(ooo=True, detail=Message("out of office today"))
-            for p in people
-            if p.username in ooo
-        }
+        # Only that they are away today: the reason they gave stays theirs.
+        result = {p.username: OUT_OF_OFFICE for p in people if p.username in ooo}
         asking = [p.username for p in people if p.username not in ooo]
         cached = await self.cache.get_json_many([_status_key(name) for name in asking])
         missing = []
