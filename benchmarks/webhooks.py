@@ -35,6 +35,7 @@ import gc
 import json
 import logging
 import multiprocessing
+import os
 import random
 import re
 import statistics
@@ -77,7 +78,12 @@ PROJECTS = ("acme/shop", "acme/billing", "acme/search", "acme/portal")
 TEAMS = ("backend", "frontend", "platform")
 PEOPLE_PER_TEAM = 10
 DEFAULT_WORKERS: int = Settings.model_fields["webhook_workers"].default
-DEFAULT_GITLAB_CONCURRENCY: int = Settings.model_fields["gitlab_concurrency"].default
+# A bot older than GITLAB_CONCURRENCY (measured as a baseline) ran its GitLab calls in
+# asyncio's default executor: min(32, cores + 4) threads.
+_CONCURRENCY = Settings.model_fields.get("gitlab_concurrency")
+DEFAULT_GITLAB_CONCURRENCY: int = (
+    _CONCURRENCY.default if _CONCURRENCY is not None else min(32, (os.cpu_count() or 1) + 4)
+)
 MARKER = re.compile(r"<!-- roulette-bot delivery=([0-9a-f]{32})")
 
 CODEOWNERS = """\
@@ -670,9 +676,10 @@ async def measure(
         "gitlab_token": TOKEN,
         "gitlab_webhook_secret": SECRET,
         "webhook_workers": args.workers,
-        "gitlab_concurrency": args.gitlab_concurrency,
         "shutdown_timeout": 5,
     }
+    if _CONCURRENCY is not None:
+        values["gitlab_concurrency"] = args.gitlab_concurrency
     settings = Settings(**values)
     worker: WorkerReplica | None = None
     if args.split:  # this process only acknowledges; a replica of its own processes
