@@ -44,7 +44,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -291,6 +291,21 @@ async def _standin_serve(
     gl, said, _ = build_world(mrs, comments, latency, jitter)
     refs = list(dict.fromkeys((project, iid) for project, iid, _ in said))
     meter = Meter()
+    async with serve_metered(gl, meter) as url:
+        answers: dict[str, Callable[[], Any]] = {
+            "count": lambda: marker_counts(gl, refs),
+            "load": meter.snapshot,
+            "timeline": lambda: list(gl.timeline),
+        }
+        await answer_parent(conn, url, answers)
+
+
+async def answer_parent(
+    conn: Connection, greeting: Any, answers: Mapping[str, Callable[[], Any]]
+) -> None:
+    """A child's side of the pipe: send ``greeting``, then answer each command the parent
+    sends with ``answers[command]()``, until ``stop`` (or any other word, or the pipe
+    closing)."""
     stop = asyncio.Event()
 
     def answer() -> None:
@@ -299,20 +314,17 @@ async def _standin_serve(
         except EOFError:
             stop.set()
             return
-        if command == "count":
-            conn.send(marker_counts(gl, refs))
-        elif command == "load":
-            conn.send(meter.snapshot())
-        elif command == "timeline":
-            conn.send(list(gl.timeline))
+        if command in answers:
+            conn.send(answers[command]())
         else:
             stop.set()
 
-    async with serve_metered(gl, meter) as url:
-        loop = asyncio.get_running_loop()
-        loop.add_reader(conn.fileno(), answer)
-        conn.send(url)
+    loop = asyncio.get_running_loop()
+    loop.add_reader(conn.fileno(), answer)
+    conn.send(greeting)
+    try:
         await stop.wait()
+    finally:
         loop.remove_reader(conn.fileno())
 
 
@@ -365,25 +377,10 @@ async def _worker_serve(conn: Connection, values: dict[str, Any]) -> None:
     logging.disable(logging.WARNING)  # the parent counts the web side's log lines
     runner = web.AppRunner(create_app(Settings(**values)), handle_signals=False)
     await runner.setup()  # database, cache, GitLab, the workers and their LISTEN
-    stop = asyncio.Event()
-
-    def answer() -> None:
-        try:
-            command = conn.recv()
-        except EOFError:
-            stop.set()
-            return
-        if command == "rss":
-            conn.send(rss_mb())
-        else:
-            stop.set()
-
-    loop = asyncio.get_running_loop()
-    loop.add_reader(conn.fileno(), answer)
-    conn.send("ready")
-    await stop.wait()
-    loop.remove_reader(conn.fileno())
-    await runner.cleanup()
+    try:
+        await answer_parent(conn, "ready", {"rss": rss_mb})
+    finally:
+        await runner.cleanup()
 
 
 class WorkerReplica:
