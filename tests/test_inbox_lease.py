@@ -502,6 +502,7 @@ def test_deliveries_held_by_a_killed_serve_are_finished_by_the_next_one_within_3
             "first",
             GITLAB_URL=f"http://127.0.0.1:{black_hole.getsockname()[1]}",
             GITLAB_TOKEN="glpat-never-used",
+            WEBHOOK_WORKERS="2",
         )
         assert [_post(first, i) for i in range(40)] == [200] * 40
         _wait_for(
