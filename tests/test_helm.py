@@ -178,12 +178,15 @@ def test_web_replicas_process_no_delivery_and_workers_do(chart: helm.Chart) -> N
 
 def test_both_deployments_serve_with_probes_on_the_http_port(chart: helm.Chart) -> None:
     docs = render(chart)
-    for deployment in (web(docs), worker(docs)):
+    # Web pods keep receiving GitLab's deliveries while the database is down (they go
+    # to the spool): their readiness is the web scope's.
+    readiness = {"web": "/readiness?scope=web", "worker": "/readiness"}
+    for component, deployment in (("web", web(docs)), ("worker", worker(docs))):
         bot = container(deployment)
         assert bot["command"] == ["roulette-bot", "serve"]
         assert bot["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
         assert bot["livenessProbe"]["httpGet"] == {"path": "/liveness", "port": "http"}
-        assert bot["readinessProbe"]["httpGet"] == {"path": "/readiness", "port": "http"}
+        assert bot["readinessProbe"]["httpGet"] == {"path": readiness[component], "port": "http"}
         assert bot["startupProbe"]["httpGet"] == {"path": "/liveness", "port": "http"}
         assert bot["resources"] == {
             "requests": {"cpu": "500m", "memory": "512Mi"},

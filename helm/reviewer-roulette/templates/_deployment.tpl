@@ -84,7 +84,9 @@ spec:
             {{- toYaml $root.Values.probes.liveness | nindent 12 }}
           readinessProbe:
             httpGet:
-              path: /readiness
+              {{- /* Web pods stay in the Service while the database is down as long as
+              their webhook spool takes deliveries (docs/OPERATIONS.md, "Outages"). */}}
+              path: {{ if eq $component "web" }}/readiness?scope=web{{ else }}/readiness{{ end }}
               port: http
             {{- toYaml $root.Values.probes.readiness | nindent 12 }}
           {{- if gt (int $values.preStopSleepSeconds) 0 }}
