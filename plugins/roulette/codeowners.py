@@ -60,7 +60,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from operator import itemgetter
+from typing import Literal, NamedTuple
 
 __all__ = [
     "CODEOWNERS_LOCATIONS",
@@ -84,10 +85,11 @@ DEFAULT_SECTION = ""
 OwnerKind = Literal["name", "group", "email", "role"]
 
 
-@dataclass(frozen=True, order=True)
-class Owner:
+class Owner(NamedTuple):
     """One owner: ``name`` (``@name``: a user, else a group), ``group`` (``@a/b``),
-    ``email`` (lower-cased) or ``role`` (``developer``, ``maintainer`` or ``owner``)."""
+    ``email`` (lower-cased) or ``role`` (``developer``, ``maintainer`` or ``owner``).
+    Immutable, ordered by kind then value; a named tuple, so that sets of owners (one per
+    matched path) are built at C speed."""
 
     kind: OwnerKind
     value: str
@@ -158,17 +160,35 @@ def _token_owners(token: str) -> list[Owner]:
     return found
 
 
-def _parse_owners(text: str, line: int, warnings: list[str]) -> tuple[list[str], tuple[Owner, ...]]:
-    """The owner tokens of ``text`` and the owners found in them, de-duplicated; a token
-    holding no owner at all is malformed (GitLab's ``malformed_entry_owner``)."""
-    tokens = _TOKEN_RE.findall(text)
-    owners: dict[Owner, None] = {}
-    for token in tokens:
-        found = _token_owners(token)
-        if not found:
+class _OwnerReader:
+    """Reads owner texts, each distinct token and text once (a big file repeats them)."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, tuple[Owner, ...]] = {}
+        # text -> (has tokens, owners, malformed tokens)
+        self.texts: dict[str, tuple[bool, tuple[Owner, ...], tuple[str, ...]]] = {}
+
+    def read(self, text: str, line: int, warnings: list[str]) -> tuple[bool, tuple[Owner, ...]]:
+        """Whether ``text`` has owner tokens, and the owners found in them, de-duplicated; a
+        token holding no owner at all is malformed (GitLab's ``malformed_entry_owner``)."""
+        known = self.texts.get(text)
+        if known is None:
+            tokens = _TOKEN_RE.findall(text)
+            found: list[tuple[Owner, ...]] = []
+            for token in tokens:
+                owners = self.tokens.get(token)
+                if owners is None:
+                    owners = self.tokens[token] = tuple(dict.fromkeys(_token_owners(token)))
+                found.append(owners)
+            malformed = tuple(t for t, owners in zip(tokens, found, strict=True) if not owners)
+            if len(found) == 1:
+                every = found[0]
+            else:
+                every = tuple(dict.fromkeys(owner for owners in found for owner in owners))
+            known = self.texts[text] = (bool(tokens), every, malformed)
+        for token in known[2]:
             warnings.append(f"line {line}: ignored malformed owner {token!r}")
-        owners.update(dict.fromkeys(found))
-    return tokens, tuple(owners)
+        return known[0], known[1]
 
 
 class _SectionBuilder:
@@ -188,7 +208,7 @@ class _SectionBuilder:
 
 
 def _parse_header(
-    line: str, number: int, warnings: list[str]
+    line: str, number: int, warnings: list[str], reader: _OwnerReader
 ) -> tuple[str, bool, int, tuple[Owner, ...]] | None:
     """``(name, optional, approvals, default owners)`` if ``line`` is a section header."""
     match = _HEADER_RE.fullmatch(line)
@@ -209,7 +229,7 @@ def _parse_header(
         warnings.append(f"line {number}: an optional section takes no approval count")
     defaults: tuple[Owner, ...] = ()
     if rest and rest[0] in _WS:
-        _, defaults = _parse_owners(rest, number, warnings)
+        _, defaults = reader.read(rest, number, warnings)
     elif rest:
         # GitLab's header regex is not anchored at the end and silently drops this text.
         warnings.append(f"line {number}: ignored text after section header: {rest!r}")
@@ -223,12 +243,13 @@ def parse(text: str) -> CodeOwners:
     sections: list[_SectionBuilder] = [default]
     by_key: dict[str, _SectionBuilder] = {}
     current, defaults = default, default.default_owners
+    reader = _OwnerReader()
     text = text.removeprefix("\ufeff")
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip(_WS)
-        if not line or line.startswith("#"):
+        if not line or line[0] == "#":
             continue
-        header = _parse_header(line, number, warnings) if line[0] in "[^" else None
+        header = _parse_header(line, number, warnings, reader) if line[0] in "[^" else None
         if header is not None:
             name, optional, approvals, defaults = header
             key = name.casefold()
@@ -250,8 +271,8 @@ def parse(text: str) -> CodeOwners:
                 warnings.append(f"line {number}: ignored owner {token!r} on an exclusion")
             owners: tuple[Owner, ...] = ()
         else:
-            tokens, owners = _parse_owners(owner_text, number, warnings)
-            if not tokens:
+            written, owners = reader.read(owner_text, number, warnings)
+            if not written:
                 owners = defaults
         current.entries.append(Entry(pattern, owners, exclusion, number))
     return CodeOwners([s.build() for s in sections], warnings)
@@ -611,9 +632,9 @@ class GitLabScan:
 
 # Every entry has a global number ``gid``: the sections' entries laid end to end, so that
 # within a section a later entry has a higher number. An exclusion's number is offset by
-# _EXCLUDED so that it beats every entry of its section. A "best" map holds, per section
-# index, the highest number among the entries found to match.
-_EXCLUDED = 1 << 40
+# the number of entries so that it beats every entry of its section (and has no owners).
+# A "best" map holds, per section index, the highest number among the entries found to
+# match.
 _Best = dict[int, int]
 _Pair = tuple[int, int]  # (section, gid)
 _Test = Callable[[str], object]  # true if a name (or a directory) passes
@@ -638,18 +659,55 @@ def _merge(best: _Best, more: _Best) -> None:
             best[section] = gid
 
 
+def _atoms_match(atoms: _Segment, name: str, start: int = 0, at: int = 0) -> bool:
+    """Whether ``name[at:]`` (no ``/`` in it) matches ``atoms[start:]``: a segment's glob,
+    tested without compiling a regex."""
+    size = len(name)
+    for index in range(start, len(atoms)):
+        atom = atoms[index]
+        if isinstance(atom, _Lit):
+            if not name.startswith(atom.text, at):
+                return False
+            at += len(atom.text)
+        elif isinstance(atom, _Star):
+            if index == len(atoms) - 1:
+                return True
+            return any(_atoms_match(atoms, name, index + 1, k) for k in range(at, size + 1))
+        elif at >= size:
+            return False
+        elif isinstance(atom, _Class):
+            char = name[at]
+            found = any(
+                low <= char <= high if low <= high else char in (low, high)
+                for low, high in atom.ranges
+            )
+            if found == atom.negate:
+                return False
+            at += 1
+        else:  # "?"
+            at += 1
+    return at == size
+
+
 class _Lazy:
-    """A regex compiled on its first use: most of a big file's globs are never reached."""
+    """A glob test that compiles its regex only once it has been used a few times: most
+    of a big file's globs are tested a handful of times, or never (compiling costs as
+    much as dozens of tests in Python)."""
 
-    __slots__ = ("match", "source")
+    __slots__ = ("atoms", "calls", "match", "source")
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, atoms: _Segment | None = None) -> None:
         self.source = source
+        self.atoms = atoms
+        self.calls = 0
         self.match: Callable[[str], re.Match[str] | None] | None = None
 
     def __call__(self, text: str) -> bool:
         match = self.match
         if match is None:
+            if self.atoms is not None and self.calls < 32:
+                self.calls += 1
+                return _atoms_match(self.atoms, text)
             match = self.match = re.compile(self.source).fullmatch
         return match(text) is not None
 
@@ -660,7 +718,17 @@ class _Seg:
     ``simple`` if it is just ``prefix*suffix``. ``key`` tells segments apart (equal keys,
     equal segments)."""
 
-    __slots__ = ("_atoms", "_pieces", "_test", "key", "prefix", "simple", "suffix", "text")
+    __slots__ = (
+        "_atoms",
+        "_pieces",
+        "_test",
+        "group",
+        "key",
+        "prefix",
+        "simple",
+        "suffix",
+        "text",
+    )
 
     def __init__(
         self,
@@ -680,6 +748,7 @@ class _Seg:
         self._pieces = pieces
         self._atoms = atoms
         self._test: _Test | None = None
+        self.group: _Group | None = None  # its group in the index being built
 
     @classmethod
     def written(cls, raw: str) -> _Seg:
@@ -703,6 +772,21 @@ class _Seg:
         stars = [atom for atom in atoms if not isinstance(atom, _Lit)]
         simple = len(stars) == 1 and isinstance(stars[0], _Star) and len(atoms) <= 3
         return cls("\0" + _segment_regex(atoms), None, prefix, suffix, simple, atoms=atoms)
+
+    def atoms(self) -> _Segment:
+        """The segment's atoms."""
+        if self._atoms is not None:
+            return self._atoms
+        if self._pieces is None:
+            return (_Lit(self.key),) if self.key else ()
+        atoms: list[_Atom] = []
+        for number, piece in enumerate(self._pieces):
+            if number % 2 == 0:
+                if piece:
+                    atoms.append(_Lit(piece))
+            else:
+                atoms.append(_Star() if piece[0] == "*" else _Any())
+        return tuple(atoms)
 
     def source(self) -> str:
         """The regex of the segment."""
@@ -735,7 +819,12 @@ def _segment_test(seg: _Seg) -> _Test:
     if text is not None:
         return text.__eq__
     if not seg.simple:
-        return _Lazy(seg.source())
+        atoms = seg.atoms()
+        lazy = _Lazy(seg.source(), atoms)
+        if any(isinstance(atom, _Star) for atom in atoms):
+            return lazy
+        width = sum(len(a.text) if isinstance(a, _Lit) else 1 for a in atoms)
+        return lambda name: len(name) == width and lazy(name)  # "pkg?", "v[0-9]": one size
     prefix, suffix = seg.prefix, seg.suffix
     size = len(prefix) + len(suffix)
     if not suffix:
@@ -758,32 +847,32 @@ class _Rules:
     segment -- for the files below it (``checks_below``, ``X/**/L``) or in it
     (``checks_here``, ``X/L``). Filled as lists, then frozen by :meth:`freeze`."""
 
-    __slots__ = ("activate", "below", "checks_below", "checks_here", "level", "lists", "pairs")
+    __slots__ = ("activate", "added", "below", "checks_below", "checks_here", "level", "ready")
+
+    BELOW, LEVEL, CHECK_BELOW, CHECK_HERE = range(4)
 
     def __init__(self) -> None:
+        self.added: list[tuple[int, int, int]] = []  # (BELOW ... CHECK_HERE, section, gid)
         # for heads "/a/b/**/c/d": last name "d" -> ("/c/d", shortest directory, rules)
         self.activate: _Active | None = None
-        self.pairs: tuple[list[_Pair], list[_Pair]] = ([], [])  # below, at the level
-        self.lists: tuple[list[int], list[int]] = ([], [])  # checks below, checks here
-        self.below: _Best = {}
-        self.level: _Best = {}
-        self.checks_below: frozenset[int] = _NONE
-        self.checks_here: frozenset[int] = _NONE
+        self.ready = False  # frozen: done when a directory first meets the rules
 
-    def add(self, below: bool, pair: _Pair, check: bool) -> None:
-        """Add an entry: for the files below or in the directory; a check or a match."""
-        if check:
-            self.lists[0 if below else 1].append(pair[1])
-        else:
-            self.pairs[0 if below else 1].append(pair)
-
-    def freeze(self) -> None:
-        below, level = self.pairs
-        checks_below, checks_here = self.lists
-        self.below = _best_of(below)
-        self.level = _best_of(level)
-        self.checks_below = frozenset(checks_below)
-        self.checks_here = frozenset(checks_here)
+    def freeze(self) -> _Rules:
+        """Build the maps and sets (``below`` ... ``checks_here``) from ``added``."""
+        self.ready = True
+        best: tuple[_Best, _Best] = ({}, {})
+        checks: tuple[list[int], list[int]] = ([], [])
+        for what, section, gid in self.added:
+            if what < 2:
+                found = best[what]
+                if found.get(section, -1) < gid:
+                    found[section] = gid
+            else:
+                checks[what - 2].append(gid)
+        self.below, self.level = best
+        self.checks_below = frozenset(checks[0])
+        self.checks_here = frozenset(checks[1])
+        return self
 
 
 class _Group:
@@ -791,16 +880,18 @@ class _Group:
     for any file named so) and those that check ``L`` after their directory part matched
     (their numbers, in :class:`_Base` ``hits``)."""
 
-    __slots__ = ("best", "checks", "gids", "pairs", "test")
+    __slots__ = ("best", "checks", "gids", "pairs", "ready", "test")
 
     def __init__(self, test: _Test | None) -> None:
         self.test = test
+        self.ready = False  # frozen: done when a basename first passes the test
         self.pairs: list[_Pair] = []
         self.gids: list[int] = []
         self.best: _Best = {}
         self.checks: frozenset[int] = _NONE
 
     def freeze(self) -> None:
+        self.ready = True
         self.best = _best_of(self.pairs)
         self.checks = frozenset(self.gids)
 
@@ -811,7 +902,7 @@ class _Head:
     else (several ``**`` with segments between them) is a regex, compiled when first
     needed. Tested only at directories that have the name it is filed under."""
 
-    __slots__ = ("fixed", "parts", "prefix", "regex", "rules", "suffix")
+    __slots__ = ("fixed", "parts", "prefix", "regex", "rules", "suffix", "sure")
 
     def __init__(self, parts: list[_Part]) -> None:
         self.parts = parts
@@ -827,6 +918,8 @@ class _Head:
             self.suffix = [p for p in parts[stars[-1] + 1 :] if isinstance(p, _Seg)]
             if len(self.prefix) + len(self.suffix) != len(segments):
                 self.regex = _Lazy(_parts_regex(parts))
+        # filed by depth and literal names, nothing is left to test but "*"
+        self.sure = self.fixed and all(s.text is not None or s.star for s in self.prefix)
 
     def rooted(self) -> tuple[str, str] | None:
         """``("/a/b", "/c/d")`` for ``/a/b/**/c/d``: literal names at both ends."""
@@ -913,6 +1006,9 @@ class _Dir:
         self.below = self if below is None else below
 
 
+_LATER = _Dir({}, ())  # stands for a ``below`` state not made yet
+
+
 class _Base:
     """A basename's state: the entries it matches wherever it is (``best``) and the
     entries whose basename check it passes (``hits``)."""
@@ -969,10 +1065,11 @@ class _Index:
         self.start: list[dict[str, list[_Head]]] = []  # i -> i-th name -> heads
         self.end: list[dict[str, list[_Head]]] = []  # j -> j-th name from the end -> heads
         self.by_depth: dict[int, list[_Head]] = {}
-        self.fixed: dict[int, list[tuple[int, dict[str, list[_Head]]]]] = {}
+        # depth -> (the literal names' positions, the names there -> heads)
+        self.fixed: dict[int, list[tuple[Callable[[list[str]], object], dict[object, list[_Head]]]]]
+        self.fixed = {}
         self.anywhere: list[_Head] = []
         self.at_depth: dict[int, list[_Rules]] = {}  # depth -> rules met at that depth
-        self.from_depth: list[tuple[int, _Rules]] = []  # rules met from that depth on
         self.literal: dict[str, _Group] = {}  # L literal: dict by basename
         self.globs: dict[str, _Group] = {}  # the other L, by key
         self.ends_with: dict[str, _Group] = {}  # L = *suffix
@@ -980,65 +1077,78 @@ class _Index:
         self.tested_end: dict[str, list[_Group]] = {}  # other L, by literal suffix
         self.others: list[_Group] = []
         self.sections = len(sections)
-        self.section_of: list[int] = []  # gid (without the exclusion offset) -> section
-        self.owner_sets: list[frozenset[Owner]] = []
         self.entries: list[Entry] = []
+        self.section_of: list[int] = []  # gid -> section
+        for number, section in enumerate(sections):
+            self.entries.extend(section.entries)
+            self.section_of.extend([number] * len(section.entries))
+        self.excluded = len(self.entries)  # the offset of the exclusions' numbers
+        self.section_of += self.section_of
+        # Entries with the same owner text (or a section's default owners) share one tuple.
+        sets: dict[int, frozenset[Owner]] = {}
+        self.owner_sets: list[frozenset[Owner]] = []
+        for entry in self.entries:
+            owners = sets.get(id(entry.owners))
+            if owners is None:
+                owners = sets[id(entry.owners)] = frozenset(entry.owners)
+            self.owner_sets.append(owners)
+        self.owner_sets += [_EMPTY] * self.excluded
         exact: dict[str, list[_Pair]] = {}
         needles: dict[str, _Rules] = {}
         shapes: dict[str, _Shape | None] = {}
         segments: dict[str, _Seg] = {}
-        for number, section in enumerate(sections):
-            for entry in section.entries:
-                gid = len(self.entries) + (_EXCLUDED if entry.exclusion else 0)
-                self.entries.append(entry)
-                self.section_of.append(number)
-                self.owner_sets.append(frozenset(entry.owners))
-                pattern = entry.pattern
-                if pattern in shapes:
-                    shape = shapes[pattern]
+        by_dir, section_of, excluded = self.by_dir, self.section_of, self.excluded
+        for gid, entry in enumerate(self.entries):
+            pattern = entry.pattern
+            if pattern in shapes:
+                shape = shapes[pattern]
+            else:
+                shape = shapes[pattern] = _shape(pattern, segments)
+            if shape is None:  # the pattern never matches
+                continue
+            kind, key, below, last, parts = shape
+            pair = (section_of[gid], gid + excluded if entry.exclusion else gid)
+            if kind == _EXACT:
+                found = exact.get(key)
+                if found is None:
+                    exact[key] = [pair]
                 else:
-                    shape = shapes[pattern] = _shape(pattern, segments)
-                if shape is None:  # the pattern never matches
-                    continue
-                kind, key, below, last, parts = shape
-                pair = (number, gid)
-                if kind == _EXACT:
-                    exact.setdefault(key, []).append(pair)
-                    continue
-                if kind == _NAME:
-                    assert last is not None
-                    self._group(last).pairs.append(pair)
-                    continue
-                if kind == _DIR:
-                    rules = self.by_dir.get(key)
-                    if rules is None:
-                        rules = self.by_dir[key] = _Rules()
-                elif kind == _NEEDLE:
-                    rules = needles.get(key)
-                    if rules is None:
-                        rules = needles[key] = _Rules()
-                        names = key.split("/")  # "", ..., parent, name
-                        inner = self.by_name.setdefault(names[-1], {})
-                        before = names[-2] if len(names) > 2 else "/"
-                        needle = key if len(names) > 3 else None
-                        inner.setdefault(before, []).append((needle, rules))
-                else:
-                    head = self.heads.get(key)
-                    if head is None:
-                        assert parts is not None
-                        head = self.heads[key] = _Head(parts)
-                    rules = head.rules
-                if last is not None:
-                    self._group(last).gids.append(gid)
-                rules.add(below, pair, last is not None)
-        self.exact = {path: _best_of(pairs) for path, pairs in exact.items()}
-        for rules in self.by_dir.values():
-            rules.freeze()
-        for rules in needles.values():
-            rules.freeze()
+                    found.append(pair)
+                continue
+            if kind == _NAME:
+                assert last is not None
+                (last.group or self._group(last)).pairs.append(pair)
+                continue
+            if kind == _DIR:
+                rules = by_dir.get(key)
+                if rules is None:
+                    rules = by_dir[key] = _Rules()
+            elif kind == _NEEDLE:
+                rules = needles.get(key)
+                if rules is None:
+                    rules = needles[key] = _Rules()
+                    names = key.split("/")  # "", ..., parent, name
+                    inner = self.by_name.setdefault(names[-1], {})
+                    before = names[-2] if len(names) > 2 else "/"
+                    needle = key if len(names) > 3 else None
+                    inner.setdefault(before, []).append((needle, rules))
+            else:
+                head = self.heads.get(key)
+                if head is None:
+                    assert parts is not None
+                    head = self.heads[key] = _Head(parts)
+                rules = head.rules
+            if last is None:
+                rules.added.append((0 if below else 1, *pair))
+            else:
+                group = last.group or self._group(last)
+                group.gids.append(pair[1])
+                rules.added.append((2 if below else 3, *pair))
+        self.exact = {
+            path: {pairs[0][0]: pairs[0][1]} if len(pairs) == 1 else _best_of(pairs)
+            for path, pairs in exact.items()
+        }
         self._file_heads()
-        for group in (*self.literal.values(), *self.globs.values()):
-            group.freeze()
         self.ends_with_lengths = sorted({len(s) for s in self.ends_with})
         self.starts_with_lengths = sorted({len(s) for s in self.starts_with})
         self.tested_end_lengths = sorted({len(s) for s in self.tested_end})
@@ -1050,24 +1160,23 @@ class _Index:
             group = self.literal.get(last.text)
             if group is None:
                 group = self.literal[last.text] = _Group(None)
-            return group
-        group = self.globs.get(last.key)
-        if group is not None:
-            return group
-        if last.simple and not last.prefix:  # "*.md", "*"
+        elif (group := self.globs.get(last.key)) is not None:
+            pass
+        elif last.simple and not last.prefix:  # "*.md", "*"
             group = self.ends_with.get(last.suffix)
             if group is None:
                 group = self.ends_with[last.suffix] = _Group(None)
-        elif last.prefix:
-            group = _Group(last.test())
-            self.starts_with.setdefault(last.prefix, []).append(group)
-        elif last.suffix:
-            group = _Group(last.test())
-            self.tested_end.setdefault(last.suffix, []).append(group)
         else:
             group = _Group(last.test())
-            self.others.append(group)
-        self.globs[last.key] = group
+            if last.prefix:
+                self.starts_with.setdefault(last.prefix, []).append(group)
+            elif last.suffix:
+                self.tested_end.setdefault(last.suffix, []).append(group)
+            else:
+                self.others.append(group)
+        if last.text is None:
+            self.globs[last.key] = group
+        last.group = group
         return group
 
     def _file_heads(self) -> None:
@@ -1079,27 +1188,25 @@ class _Index:
         for _, keys in keyed:
             for _, _, name in keys:
                 count[name] = count.get(name, 0) + 1
-        fixed: dict[int, dict[int, dict[str, list[_Head]]]] = {}
+        fixed: dict[int, dict[tuple[int, ...], dict[object, list[_Head]]]] = {}
         for head, keys in keyed:
-            head.rules.freeze()
             rooted = head.rooted()
             if rooted is not None:
                 prefix, suffix = rooted
                 rules = self.by_dir.get(prefix)
                 if rules is None:
                     rules = self.by_dir[prefix] = _Rules()
-                    rules.freeze()
                 if rules.activate is None:
                     rules.activate = {}
                 last = suffix[suffix.rfind("/") + 1 :]
                 entry = (suffix, len(prefix) + len(suffix), head.rules)
                 rules.activate.setdefault(last, []).append(entry)
             elif head.fixed and head.regex is None and keys:
-                from_end, position, name = min(keys, key=lambda k: (count[k[2]], k[0], k[1]))
-                if from_end:  # the same name, counted from the start
-                    position = len(head.prefix) - 1 - position
-                at = fixed.setdefault(len(head.prefix), {})
-                at.setdefault(position, {}).setdefault(name, []).append(head)
+                # by every literal name it gives: "/a/*/c" under ("a", "c") at positions 0, 2
+                positions = tuple(i for i, s in enumerate(head.prefix) if s.text is not None)
+                texts = tuple(head.prefix[i].text or "" for i in positions)
+                at = fixed.setdefault(len(head.prefix), {}).setdefault(positions, {})
+                at.setdefault(texts if len(texts) > 1 else texts[0], []).append(head)
             elif keys:
                 from_end, position, name = min(keys, key=lambda k: (count[k[2]], k[0], k[1]))
                 index = self.end if from_end else self.start
@@ -1108,15 +1215,21 @@ class _Index:
                 index[position].setdefault(name, []).append(head)
             elif head.regex is None and all(s.star for s in (*head.prefix, *head.suffix)):
                 depth = len(head.prefix) + len(head.suffix)  # "/*/*/L", "*/L": no test
-                if head.fixed:
-                    self.at_depth.setdefault(depth, []).append(head.rules)
-                else:
-                    self.from_depth.append((depth, head.rules))
+                rules = head.rules
+                if not head.fixed:
+                    # "*/L" (a directory at depth 1 or more) is "L" below every directory
+                    # at depth 1: met there, and inherited like any other rule.
+                    rules = _Rules()
+                    rules.added = [(what & 2, s, gid) for what, s, gid in head.rules.added]
+                self.at_depth.setdefault(depth, []).append(rules)
             elif head.fixed and head.regex is None:
                 self.by_depth.setdefault(len(head.prefix), []).append(head)
             else:
                 self.anywhere.append(head)
-        self.fixed = {depth: sorted(at.items()) for depth, at in fixed.items()}
+        self.fixed = {
+            depth: [(itemgetter(*positions), index) for positions, index in at.items()]
+            for depth, at in fixed.items()
+        }
         self.start_items = [(i, index) for i, index in enumerate(self.start) if index]
         self.end_items = [(j, index) for j, index in enumerate(self.end) if index]
         self.tested = bool(
@@ -1126,13 +1239,12 @@ class _Index:
             or self.by_depth
             or self.anywhere
             or self.at_depth
-            or self.from_depth
         )
 
     def _reset(self) -> None:
         root = _Dir({}, ())
         rules = self.by_dir.get("")
-        if rules is not None and (rules.level or rules.checks_here):
+        if rules is not None and (rules.freeze().level or rules.checks_here):
             root = _Dir({}, (), dict(rules.level), (rules.checks_here,), root)
         self._dirs: dict[str, _Dir] = {"": root}
         self._bases: dict[str, _Base] = {}
@@ -1147,6 +1259,8 @@ class _Index:
         cut = directory.rfind("/")
         up = directory[:cut]
         parent = (self._dirs.get(up) or self._dir(up)).below
+        if parent is _LATER:
+            parent = self._below(self._dirs[up])
         fired: list[_Rules] = []
         rules = self.by_dir.get(directory)
         if rules is not None:
@@ -1167,10 +1281,10 @@ class _Index:
         if self.tested:
             names = directory[1:].split("/")
             count = len(names)
-            for position, index in self.fixed.get(count, ()):
-                heads = index.get(names[position])
+            for names_at, by_names in self.fixed.get(count, ()):
+                heads = by_names.get(names_at(names))
                 if heads:
-                    fired.extend([h.rules for h in heads if h.matches(directory, names)])
+                    fired.extend([h.rules for h in heads if h.sure or h.matches(directory, names)])
             for position, index in self.start_items:
                 if position >= count:
                     break
@@ -1191,9 +1305,6 @@ class _Index:
             found = self.at_depth.get(count)
             if found:
                 fired.extend(found)
-            for depth, rules in self.from_depth:
-                if count >= depth:
-                    fired.append(rules)
         if not fired:
             self._dirs[directory] = parent
             return parent
@@ -1207,41 +1318,64 @@ class _Index:
 
     @staticmethod
     def _derive(parent: _Dir, fired: list[_Rules]) -> _Dir:
-        """The state of a directory below ``parent`` that meets the rules ``fired``."""
+        """The state of a directory below ``parent`` that meets the rules ``fired``. Maps
+        are shared, never changed once built (copied before a merge)."""
         inherited, chain, active = parent.inherited, parent.inherited_checks, parent.active
-        level: _Best | None = None
+        level: _Best = {}
         here: _Checks = ()
+        owned = owned_level = False
         for rules in fired:
+            if not rules.ready:
+                rules.freeze()
             if rules.activate:
                 active = (*active, rules.activate)
-            if rules.below:
-                if inherited is parent.inherited:
-                    inherited = dict(inherited)
-                _merge(inherited, rules.below)
+            more = rules.below
+            if more:
+                if not inherited:
+                    inherited = more
+                else:
+                    if not owned:
+                        inherited = inherited.copy()
+                        owned = True
+                    get = inherited.get
+                    for section, gid in more.items():
+                        if get(section, -1) < gid:
+                            inherited[section] = gid
             if rules.checks_below:
                 chain = (*chain, rules.checks_below)
-            if rules.level:
-                if level is None:
-                    level = dict(rules.level)
+            more = rules.level
+            if more:
+                if not level:
+                    level = more
                 else:
-                    _merge(level, rules.level)
+                    if not owned_level:
+                        level = level.copy()
+                        owned_level = True
+                    _merge(level, more)
             if rules.checks_here:
                 here = (*here, rules.checks_here)
-        if (
+        unchanged = (
             inherited is parent.inherited
             and chain is parent.inherited_checks
             and active is parent.active
-        ):
-            below = parent
-        else:
-            below = _Dir(inherited, chain, active=active)
-        if level is None and not here:
-            return below
+        )
+        if not level and not here:
+            return parent if unchanged else _Dir(inherited, chain, None, None, None, active)
         best = inherited
-        if level is not None:
-            best = dict(inherited)
-            _merge(best, level)
+        if level:
+            if inherited:
+                best = inherited.copy()
+                _merge(best, level)
+            else:
+                best = level
+        # the state of its subdirectories: the parent's, or made when first needed
+        below = parent if unchanged else _LATER
         return _Dir(inherited, chain, best, (*chain, *here), below, active)
+
+    def _below(self, state: _Dir) -> _Dir:
+        """The state of ``state``'s subdirectories that meet no rules."""
+        state.below = _Dir(state.inherited, state.inherited_checks, None, None, None, state.active)
+        return state.below
 
     def _base(self, name: str) -> _Base:
         """The state of a basename."""
@@ -1275,6 +1409,8 @@ class _Index:
             if group.test is None or group.test(name):
                 found.append(group)
         for group in found:
+            if not group.ready:
+                group.freeze()
             if group.best:
                 _merge(best, group.best)
             if group.checks:
@@ -1292,23 +1428,31 @@ class _Index:
 
     def _winners(self, state: _Dir, base: _Base) -> _Best:
         """The best map of a file in ``state`` named ``base`` (its exact entries aside)."""
-        if not base.best:
-            best = state.best
-        elif not state.best:
-            best = base.best
-        else:
-            best = dict(state.best)
-            _merge(best, base.best)
-        if state.checks and base.hits:
+        best = state.best
+        more = base.best
+        if more:
+            if best:
+                best = best.copy()
+                get = best.get
+                for section, gid in more.items():
+                    if get(section, -1) < gid:
+                        best[section] = gid
+            else:
+                best = more
+        hits = base.hits
+        if hits and state.checks:
             copied = False
             section_of = self.section_of
             for checks in state.checks:
-                for gid in checks & base.hits:
-                    if not copied:
-                        best = dict(best)
-                        copied = True
-                    section = section_of[gid % _EXCLUDED]
-                    if best.get(section, -1) < gid:
+                if checks.isdisjoint(hits):
+                    continue
+                if not copied:
+                    best = best.copy()
+                    copied = True
+                get = best.get
+                for gid in checks & hits:
+                    section = section_of[gid]
+                    if get(section, -1) < gid:
                         best[section] = gid
         return best
 
@@ -1324,13 +1468,13 @@ class _Index:
         return best
 
     def owners(self, best: _Best) -> frozenset[Owner]:
-        sets = self.owner_sets
-        return _EMPTY.union(*[sets[gid] for gid in best.values() if gid < _EXCLUDED])
+        return _EMPTY.union(*map(self.owner_sets.__getitem__, best.values()))
 
     def owners_of_paths(self, paths: Iterable[str]) -> dict[str, frozenset[Owner]]:
         self._trim()
         result: dict[str, frozenset[Owner]] = {}
         dirs, bases, results, exact = self._dirs, self._bases, self._results, self.exact
+        sets, section_of = self.owner_sets, self.section_of
         for original in paths:
             path = original if original[:1] == "/" else "/" + original
             cut = path.rfind("/")
@@ -1345,13 +1489,43 @@ class _Index:
             key = (state, base)
             owners = results.get(key)
             if owners is None:
-                owners = results[key] = self.owners(self._winners(state, base))
+                # the winners of the file, as in _winners (inlined: once per file)
+                best = state.best
+                more = base.best
+                if more:
+                    if best:
+                        best = best.copy()
+                        get = best.get
+                        for section, gid in more.items():
+                            if get(section, -1) < gid:
+                                best[section] = gid
+                    else:
+                        best = more
+                hits = base.hits
+                if hits and state.checks:
+                    copied = False
+                    for checks in state.checks:
+                        if checks.isdisjoint(hits):
+                            continue
+                        if not copied:
+                            best = best.copy()
+                            copied = True
+                        get = best.get
+                        for gid in checks & hits:
+                            section = section_of[gid]
+                            if get(section, -1) < gid:
+                                best[section] = gid
+                owners = results[key] = _EMPTY.union(*map(sets.__getitem__, best.values()))
             result[original] = owners
         return result
 
 
 def _shape(pattern: str, segments: dict[str, _Seg]) -> _Shape | None:
     """Where ``pattern`` is filed in the index; None if it never matches."""
+    if "[" not in pattern and "\\" not in pattern:
+        shape = _plain_shape(pattern, segments)
+        if shape is not None:
+            return shape
     parts: list[_Part] = []
     if "[" in pattern or "\\" in pattern:
         items = _pattern_items(pattern)
@@ -1430,7 +1604,7 @@ class CodeOwners:
         best = self._index.best(_normalize_path(path))
         matches: list[Match] = []
         for number in sorted(best):
-            if best[number] < _EXCLUDED:
+            if best[number] < self._index.excluded:
                 entry = self._index.entries[best[number]]
                 name = self.sections[number].name
                 matches.append(Match(name, entry.pattern, entry.line, entry.owners))
@@ -1452,3 +1626,48 @@ class CodeOwners:
                 for section in self.sections
             )
         return self._regexes
+
+
+def _plain_shape(pattern: str, segments: dict[str, _Seg]) -> _Shape | None:
+    """The shape of a pattern whose only glob is in its last segment, if it is one of
+    those: worked out with string operations (most lines of a big file). None otherwise
+    (:func:`_shape` does the rest)."""
+    if not pattern:
+        return None
+    anchored = pattern[0] == "/"
+    if pattern[-1] == "/":  # "/a/b/", "a/b/": every file below
+        directory = pattern[:-1]
+        if not directory or "*" in directory or "?" in directory:
+            return None
+        return (
+            (_DIR, directory, True, None, None)
+            if anchored
+            else (
+                _NEEDLE,
+                "/" + directory,
+                True,
+                None,
+                None,
+            )
+        )
+    cut = pattern.rfind("/")
+    directory, name = pattern[:cut] if cut >= 0 else "", pattern[cut + 1 :]
+    if "*" in directory or "?" in directory:
+        return None
+    if "*" not in name and "?" not in name:
+        if anchored:
+            return (_EXACT, pattern, False, None, None)
+        last = segments.get(name)
+        if last is None:
+            last = segments[name] = _Seg.written(name)
+        if cut < 0:
+            return (_NAME, "", False, last, None)
+        return (_NEEDLE, "/" + directory, False, last, None)
+    last = segments.get(name)
+    if last is None:
+        last = segments[name] = _Seg.written(name)
+    if anchored:
+        return (_DIR, directory, False, None if last.star else last, None)
+    if cut < 0:
+        return (_NAME, "", False, last, None)
+    return (_NEEDLE, "/" + directory, False, None if last.star else last, None)
