@@ -902,12 +902,14 @@ class _Head:
     else (several ``**`` with segments between them) is a regex, compiled when first
     needed. Tested only at directories that have the name it is filed under."""
 
-    __slots__ = ("fixed", "parts", "prefix", "regex", "rules", "suffix", "sure")
+    __slots__ = ("fixed", "parts", "prefix", "regex", "rules", "size", "suffix", "sure", "tests")
 
     def __init__(self, parts: list[_Part]) -> None:
         self.parts = parts
         self.rules = _Rules()
         self.regex: _Lazy | None = None
+        self.tests: list[tuple[int, _Test]] | None = None
+        self.size = 0
         stars = [number for number, part in enumerate(parts) if part == _GLOBSTAR]
         segments = [part for part in parts if isinstance(part, _Seg)]
         self.fixed = not stars
@@ -944,23 +946,17 @@ class _Head:
         """``directory`` (``/a/b``, split into ``names``) matches the head."""
         if self.regex is not None:
             return self.regex(directory)
+        tests = self.tests
+        if tests is None:  # made on first use: (index in names, test), "*" left out
+            ends = len(self.suffix)
+            found = [(i, s.test()) for i, s in enumerate(self.prefix)]
+            found += [(i - ends, s.test()) for i, s in enumerate(self.suffix)]
+            self.size = len(self.prefix) + ends
+            self.tests = tests = [(i, test) for i, test in found if test is not None]
         count = len(names)
-        prefix, suffix = self.prefix, self.suffix
-        if self.fixed:
-            if count != len(prefix):
-                return False
-        elif count < len(prefix) + len(suffix):
+        if count != self.size if self.fixed else count < self.size:
             return False
-        for name, seg in zip(names, prefix, strict=False):
-            test = seg.test()
-            if test is not None and not test(name):
-                return False
-        if suffix:
-            for name, seg in zip(names[count - len(suffix) :], suffix, strict=True):
-                test = seg.test()
-                if test is not None and not test(name):
-                    return False
-        return True
+        return all(test(names[index]) for index, test in tests)
 
 
 def _parts_regex(parts: Sequence[_Part]) -> str:

@@ -125,3 +125,111 @@ def test_matcher_equals_gitlab_scan_on_any_seed(
     parsed = parse(text)
     scan = GitLabScan(parsed)
     assert parsed.owners_of_paths(changed) == {path: scan.owners_of(path) for path in changed}
+
+
+# --------------------------------------------------------------------------- index paths
+
+
+def check(text: str, expected: dict[str, set[str]]) -> None:
+    """The matcher, cold and warm, and GitLab's loop give ``expected`` for each path."""
+    parsed = parse(text)
+    scan = GitLabScan(parsed)
+    for _ in range(2):  # cold, then with every cache warm
+        got = parsed.owners_of_paths(list(expected))
+        for path, owners in expected.items():
+            assert {str(o) for o in got[path]} == owners, path
+            assert {str(o) for o in scan.owners_of(path)} == owners, path
+
+
+def test_unanchored_extension_glob_in_a_named_directory() -> None:
+    check(
+        "*.yml @any\nui/*.yml @ui\ncore/*.ts @core\n",
+        {
+            "ui/a.yml": {"@ui"},
+            "x/y/ui/a.yml": {"@ui"},
+            "x/ui/b/a.yml": {"@any"},  # not directly in ui/
+            "xui/a.yml": {"@any"},
+            "core/a.ts": {"@core"},
+            "core/sub/a.ts": set(),
+            "ui/a.yaml": set(),
+        },
+    )
+
+
+def test_deep_glob_with_literal_prefix_and_suffix() -> None:
+    check(
+        "/svc3/**/*.rb @rb\n/svc3/**/api/*.rb @api\n/a/b/**/c/d/ @cd\n",
+        {
+            "svc3/a.rb": {"@rb"},
+            "svc3/x/y/a.rb": {"@rb"},
+            "svc3/api/a.rb": {"@api"},
+            "svc3/x/api/a.rb": {"@api"},
+            "svc3/x/api/y/a.rb": {"@rb"},
+            "svc3x/a.rb": set(),
+            "x/svc3/a.rb": set(),
+            "a/b/c/d/e.txt": {"@cd"},
+            "a/b/x/c/d/y/e.txt": {"@cd"},
+            "a/bx/c/d/e.txt": set(),  # "/a/b" is a whole name
+            "a/b/c/e.txt": set(),
+        },
+    )
+
+
+def test_deep_glob_whose_ends_overlap_needs_room_for_both() -> None:
+    # "/a/b/**/b/c/" needs /a/b, then any directories, then b/c: /a/b/c is too short
+    check(
+        "/a/b/**/b/c/ @x\n",
+        {"a/b/c/f": set(), "a/b/b/c/f": {"@x"}, "a/b/z/b/c/f": {"@x"}},
+    )
+
+
+def test_directory_patterns_anchored_and_not() -> None:
+    check(
+        "/docs/ @docs\ndocs/ @any-docs\nsrc/pkg/ @pkg\n/lib/* @lib-level\n",
+        {
+            "docs/a/b.md": {"@any-docs"},  # the later entry wins
+            "x/docs/a.md": {"@any-docs"},
+            "x/src/pkg/a.go": {"@pkg"},
+            "x/pkg/a.go": set(),
+            "lib/a.py": {"@lib-level"},
+            "lib/a/b.py": set(),
+        },
+    )
+
+
+def test_escapes_classes_and_fixed_depth_globs() -> None:
+    check(
+        "/a\\*b @star\n\\#notes @hash\n/v[0-9]/x/ @ver\nsrc/pkg? @pkg\n"
+        "/services/*/src/ @src\n*/main.* @main\n/*/*/Makefile @make\n",
+        {
+            "a*b": {"@star"},
+            "axb": set(),
+            "#notes": {"@hash"},
+            "d/#notes": {"@hash"},
+            "v1/x/y": {"@ver"},
+            "va/x/y": set(),
+            "q/src/pkg1": {"@pkg"},
+            "q/src/pkg12": set(),
+            "services/s1/src/a/b.go": {"@src"},
+            "services/s1/x/src/a.go": set(),
+            "a/main.go": {"@main"},
+            "main.go": set(),  # "*/" needs a directory
+            "a/b/Makefile": {"@make"},
+            "a/b/c/Makefile": set(),
+        },
+    )
+
+
+def test_exclusions_in_every_index_path() -> None:
+    check(
+        "* @all\n!/gen/\n!*.lock\n!ui/*.tmp\n!/svc/**/fixtures/\n[S] @s\n*.go\n!vendor/\n",
+        {
+            "gen/a.go": {"@s"},
+            "a/yarn.lock": set(),
+            "x/ui/a.tmp": set(),
+            "x/ui/a.txt": {"@all"},
+            "svc/a/fixtures/b.json": set(),
+            "vendor/x.go": {"@all"},
+            "src/x.go": {"@all", "@s"},
+        },
+    )
