@@ -8,10 +8,12 @@ tests validate the API's answers against them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 API_PREFIX = "/api/"
+_TEMPLATE_REGEX = re.compile(r":[^{}]*\}")  # the ":regex}" of aiohttp's "{name:regex}"
 # The badges area's vocabulary (``plugins.badges.config``), repeated so the document does
 # not import an area that may be disabled; tests/test_schemathesis.py keeps them equal.
 BADGE_METRICS = (
@@ -275,12 +277,14 @@ def document(
     operations: Iterable[tuple[str, str, Mapping[str, Any]]], server: str | None = None
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``operations`` (method, aiohttp path, Operation Object),
-    keeping the paths under ``/api/``. aiohttp's ``{name}`` templates are OpenAPI's; a
-    path parameter an operation does not declare is added as a required string."""
+    keeping the paths under ``/api/``. aiohttp's ``{name}`` templates are OpenAPI's (a
+    ``{name:regex}`` one loses its regex); a path parameter an operation does not declare
+    is added as a required string."""
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, operation in sorted(operations, key=lambda o: (o[1], o[0])):
-        if not path.startswith(API_PREFIX):
+    for method, route_path, operation in sorted(operations, key=lambda o: (o[1], o[0])):
+        if not route_path.startswith(API_PREFIX):
             continue
+        path = _TEMPLATE_REGEX.sub("}", route_path)  # {team:.+} -> {team}
         op = dict(operation)
         declared = {p.get("name") for p in op.get("parameters", ()) if p.get("in") == "path"}
         names = [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]

@@ -160,7 +160,8 @@ class DashboardPlugin(Plugin):
 
     @route(
         "GET",
-        "/api/v1/leaderboard/{team}",
+        # A team's name may hold "/" (sent as %2F): the rest of the path is the name.
+        "/api/v1/leaderboard/{team:.+}",
         openapi={
             "summary": "One team's ranking (top 100)",
             "parameters": [TEAM, PERIOD, BY_PARAMETER],

@@ -3,6 +3,7 @@ validated against the schema its route declares in the OpenAPI document."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import jsonschema
@@ -192,6 +193,7 @@ async def test_openapi_covers_every_api_route(client: Client) -> None:
         method, path = handler.spec.options["method"], handler.spec.options["path"]
         if not path.startswith("/api/"):
             continue
+        path = re.sub(r":[^{}]*\}", "}", path)  # aiohttp's {team:.+} is OpenAPI's {team}
         operation = document["paths"].get(path, {}).get(method.lower())
         assert operation is not None, f"{key} is missing from the OpenAPI document"
         assert operation.get("responses"), f"{key} declares no responses"

@@ -1,0 +1,299 @@
+"""Injection probes: hostile text in every API parameter and chat argument is data.
+
+Payloads: SQL metacharacters, path traversal (plain and percent-encoded), Markdown that
+Mattermost would render (bold, a link, an image, ``@channel``/``@all`` mentions, a code
+span), HTML and script for the dashboard page, Jinja2 delimiters. Sent to every path and
+query parameter and body field of the API v1, to the page's query, and as every chat
+argument (``/roulette`` URL and flags, ``/ooo`` dates and reason, the ``/ooo`` dialog,
+``/leaderboard`` team, ``/badges`` user), and stored where the product stores text (a
+badge's name and description through the admin API, a team's name in the configuration,
+an out-of-office reason), then shown back (the page, ``/badges``, ``/leaderboard``,
+``/ooo list``, the badge announcement, the digest).
+
+Each time: a 4xx or a normal answer, never a 5xx; no other row of the database changed;
+what is stored is the value as given; shown as text: HTML-escaped on the page (no live
+tag), Markdown-escaped in chat (no live emphasis, link, image, code span or mention:
+``@channel`` and ``@all`` notify nobody), ``{{7*7}}`` never ``49``. Both engines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select
+from sqlalchemy.engine import URL
+
+from bot.db import Base
+from bot.http import CONTEXT
+from tests.dashboard.conftest import ALL, HOSTILE, TOKEN, MakeClient, areas, start
+
+Client = TestClient[Any, Any]
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+SQL = ("' OR 1=1 --", '"; DROP TABLE users; --')
+TRAVERSAL = ("../../etc/passwd", "%2e%2e%2f", "..%2f..%2fetc%2fpasswd")
+MARKDOWN = (
+    "**bold**",
+    "[link](http://evil)",
+    "![img](http://evil/x.png)",
+    "@channel",
+    "@all",
+    "`code`",
+)
+HTML = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
+JINJA = ("{{7*7}}", "{% for x in y %}{% endfor %}")
+PAYLOADS = (*SQL, *TRAVERSAL, *MARKDOWN, *HTML, *JINJA)
+# Everything at once, for the places that store one text.
+ALL_IN_ONE = "' OR 1=1 -- **bold** [link](http://evil) ![img](http://evil/x.png) @channel "
+ALL_IN_ONE += "@all `code` <script>alert(1)</script> {{7*7}} ../../etc/passwd"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def snapshot(client: Client, *skip: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table (but ``skip``), in primary-key order."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    async with client.app[CONTEXT].sessions() as session:
+        for table in Base.metadata.sorted_tables:
+            if table.name in skip:
+                continue
+            try:
+                result = await session.execute(select(table).order_by(*table.primary_key))
+            except Exception:  # a table of an area whose migrations did not run
+                await session.rollback()
+                continue
+            rows[table.name] = [tuple(r) for r in result.all()]
+    return rows
+
+
+def live_html(html: str) -> list[str]:
+    """Hostile markup that would be live in the page."""
+    found = []
+    for tag in ("<script>alert(1)", "<img src=x", "onerror=alert(1)>"):
+        if tag in html:
+            found.append(tag)
+    text = re.sub(r"<svg\b.*?</svg>", "", html, flags=re.DOTALL)  # coordinates aside
+    if re.search(r"(?<![\d.])49(?![\d.])", text):
+        found.append("49")
+    return found
+
+
+async def answer(client: Client, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    """Status and JSON body; never a 5xx, always JSON with an error text for a 4xx."""
+    response = await client.request(method, path, **kwargs)
+    text = await response.text()
+    assert response.status < 500, (method, path, response.status, text)
+    if response.status >= 400:
+        body = await response.json()
+        assert isinstance(body.get("error"), str) and body["error"], text
+        return response.status, body
+    return response.status, await response.json() if "json" in response.content_type else text
+
+
+# --------------------------------------------------------------------------- the API
+
+
+@pytest.fixture
+async def api(migrated_url: URL, aiohttp_client: MakeClient) -> AsyncIterator[Client]:
+    client = await start(aiohttp_client, migrated_url, areas(*ALL))
+    yield client
+
+
+async def test_read_parameters_refuse_or_answer_and_change_nothing(api: Client) -> None:
+    before = await snapshot(api)
+    for payload in PAYLOADS:
+        await _read_probes(api, payload)
+    assert await snapshot(api) == before
+
+
+async def _read_probes(api: Client, payload: str) -> None:
+    segment = quote(payload, safe="")
+    for path in (
+        f"/api/v1/leaderboard/{segment}",
+        f"/api/v1/users/{segment}/stats",
+        f"/api/v1/users/{segment}/badges",
+        f"/api/v1/badges/{segment}",
+        f"/api/v1/badges/{segment}/holders",
+    ):
+        status, body = await answer(api, "GET", path)
+        if payload == HOSTILE and "/users/" in path:  # erin's Mattermost name (the seed)
+            assert status == 200, body
+            if isinstance(body, dict):  # the stats (the badges: an empty list)
+                assert body["user"]["mattermost"] == HOSTILE
+            continue
+        assert status == 404, (path, body)
+    for path, names in (
+        ("/api/v1/leaderboard", ("period", "by")),
+        ("/api/v1/leaderboard/backend", ("period", "by")),
+        ("/api/v1/users/alice/stats", ("period",)),
+    ):
+        for name in names:
+            status, body = await answer(api, "GET", path, params={name: payload})
+            assert status == 400 and name in body["error"], (path, name, body)
+    # The page: any period and team, HTML-escaped where they are shown.
+    status, html = await answer(api, "GET", "/", params={"period": payload, "team": payload})
+    assert status == 200 and not live_html(html), live_html(html)
+
+
+async def test_traversal_in_the_raw_path_reaches_nothing(api: Client) -> None:
+    """Encoded slashes and dot segments as sent on the wire (not normalised by a client)."""
+    from yarl import URL as HttpURL
+
+    for raw in (
+        "/api/v1/badges/..%2F..%2Fetc%2Fpasswd",
+        "/api/v1/badges/%2e%2e/%2e%2e/etc/passwd",
+        "/api/v1/users/..%2F..%2F/stats",
+        "/api/v1/leaderboard/..%2Fbackend",
+        "/%2e%2e/%2e%2e/etc/passwd",
+    ):
+        response = await api.get(HttpURL(raw, encoded=True))
+        text = await response.text()
+        assert response.status in (400, 404), (raw, response.status, text)
+        assert "root:" not in text
+
+
+async def test_ooo_body_fields(api: Client) -> None:
+    from plugins.ooo.models import OooStatus
+
+    before = await snapshot(api)
+    for payload in PAYLOADS:
+        for field in ("user", "start", "end"):
+            if field == "user" and payload == HOSTILE:
+                continue  # erin's Mattermost name (the seed): a member, not a probe
+            body = {"user": "bob", "start": "2026-03-12", "end": "2026-03-13", field: payload}
+            status, answered = await answer(api, "POST", "/api/v1/ooo", json=body, headers=AUTH)
+            assert status == 400, (field, payload, answered)
+    assert await snapshot(api) == before
+    # The reason is free text: stored and answered as given (one period per payload).
+    for day, payload in enumerate(PAYLOADS, start=12):
+        body = {"user": "bob", "start": f"2026-04-{day}", "end": f"2026-04-{day}"}
+        status, answered = await answer(
+            api, "POST", "/api/v1/ooo", json=body | {"reason": payload}, headers=AUTH
+        )
+        assert status == 201 and answered["reason"] == payload, answered
+    after = await snapshot(api, "ooo_status")
+    assert after == {k: v for k, v in before.items() if k != "ooo_status"}
+    async with api.app[CONTEXT].sessions() as session:
+        reasons = (await session.scalars(select(OooStatus.reason).order_by(OooStatus.id))).all()
+    assert list(reasons) == list(PAYLOADS)
+
+
+@pytest.mark.skipif("badges" not in areas(*ALL), reason="the badges area is not here")
+async def test_badge_definition_fields(api: Client) -> None:
+    before = await snapshot(api)
+    base = {"slug": "probe", "name": "Probe", "metric": "comments", "operator": ">=", "value": 1}
+    for payload in PAYLOADS:
+        for field in ("slug", "metric", "operator", "period"):
+            status, body = await answer(
+                api, "POST", "/api/v1/admin/badges", json=base | {field: payload}, headers=AUTH
+            )
+            assert status == 400 and field in body["error"], (field, body)
+    assert await snapshot(api) == before
+    for number, payload in enumerate(PAYLOADS):
+        slug = f"probe-{number}"
+        definition = base | {"slug": slug, "name": payload, "description": payload}
+        status, body = await answer(
+            api, "POST", "/api/v1/admin/badges", json=definition | {"emoji": payload}, headers=AUTH
+        )
+        assert status == 200, body
+        assert (body["name"], body["description"], body["emoji"]) == (payload,) * 3
+        status, shown = await answer(api, "GET", f"/api/v1/badges/{slug}")
+        assert (shown["name"], shown["description"]) == (payload, payload)
+    assert await snapshot(api, "badges") == {k: v for k, v in before.items() if k != "badges"}
+
+
+# --------------------------------------------------------------------------- stored, then shown
+
+HOSTILE_TEAM = "<script>alert(1)</script> **x** [l](http://evil) @all `c` {{7*7}} a/b"
+
+
+async def seed_hostile(client: Client) -> None:
+    """frank of the hostile team: completed reviews this week (the leaderboard shows the
+    team; the dashboard's seed gave every team its chart figures), and a badge whose
+    name and description are hostile, his."""
+    from datetime import timedelta
+
+    from bot.models import User
+    from plugins.metrics.models import ReviewMetric
+    from tests.dashboard.conftest import NOW, TODAY
+
+    async with client.app[CONTEXT].sessions.begin() as session:
+        frank = await session.scalar(select(User).where(User.gitlab_username == "frank"))
+        assert frank is not None
+        monday = TODAY - timedelta(days=TODAY.weekday())
+        session.add(
+            ReviewMetric(
+                day=monday,
+                scope="user",
+                subject_id=frank.id,
+                reviews_assigned=9,
+                reviews_completed=9,
+                ttfr_seconds_sum=3600.0 * 9,
+                ttfr_count=9,
+                engagement_score=90.0,
+            )
+        )
+    if "badges" in areas(*ALL):
+        from plugins.badges.models import Badge, UserBadge
+
+        status, _ = await answer(
+            client,
+            "POST",
+            "/api/v1/admin/badges",
+            json={
+                "slug": "hostile",
+                "name": ALL_IN_ONE[:100],
+                "description": ALL_IN_ONE,
+                "metric": "comments",
+                "operator": ">=",
+                "value": 1,
+            },
+            headers=AUTH,
+        )
+        assert status == 200
+        async with client.app[CONTEXT].sessions.begin() as session:
+            badge = await session.scalar(select(Badge).where(Badge.slug == "hostile"))
+            assert badge is not None
+            session.add(
+                UserBadge(user_id=frank.id, badge_id=badge.id, period="2026-W10", awarded_at=NOW)
+            )
+
+
+@pytest.fixture
+async def hostile(migrated_url: URL, aiohttp_client: MakeClient) -> Client:
+    from tests.dashboard.conftest import TEAMS, USERS
+
+    client = await start(
+        aiohttp_client,
+        migrated_url,
+        areas(*ALL),
+        teams=[*TEAMS, {"name": HOSTILE_TEAM}],
+        users=[*USERS, {"gitlab": "frank", "team": HOSTILE_TEAM}],
+    )
+    await seed_hostile(client)
+    return client
+
+
+async def test_the_page_shows_stored_hostile_text_as_text(hostile: Client) -> None:
+    for query in ("", "?period=all", f"?team={quote(HOSTILE_TEAM)}"):
+        status, html = await answer(hostile, "GET", "/" + query)
+        assert status == 200 and not live_html(html), (query, live_html(html))
+        # The team (navigation, leaderboard, chart legend) and the badge, escaped.
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; **x** [l](http://evil)" in html
+    if "badges" in areas(*ALL):
+        assert "{{7*7}}" in html and "&lt;script&gt;" in html
+
+
+async def test_a_team_name_with_a_slash_is_reachable(hostile: Client) -> None:
+    status, body = await answer(
+        hostile, "GET", f"/api/v1/leaderboard/{quote(HOSTILE_TEAM, safe='')}"
+    )
+    assert status == 200, body
+    assert body["team"] == HOSTILE_TEAM
+    assert [e["username"] for e in body["entries"]] == ["frank"]
