@@ -540,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     options.add_argument("--mixes", default="all", help="'all' or names, comma-separated")
     options.add_argument("--repeat", type=_positive, default=5, help="best of N: parse, matcher")
-    options.add_argument("--scan-repeat", type=_positive, default=1, help="best of N: the scan")
+    options.add_argument("--scan-repeat", type=_positive, default=2, help="best of N: the scan")
     options.add_argument("--rules", type=_positive, default=RULES)
     options.add_argument("--paths", type=_positive, default=PATHS)
     options.add_argument("--seed", type=int, default=SEED)

@@ -49,10 +49,12 @@ Other choices, documented where GitLab is silent:
 * as in GitLab, a line starting with ``[name]`` is a section header whatever follows (text
   not separated by whitespace is ignored, with a warning), and ``[name`` is an entry.
 
-The fast matcher (:meth:`CodeOwners.owners_of_paths`) indexes every entry by its shape once,
-in :func:`parse`; :func:`reference_owners` is the plain one-regex-per-entry scan that the
-property test and the benchmark compare it against (its regexes are compiled on first use,
-once per parsed file).
+The fast matcher (:meth:`CodeOwners.owners_of_paths`) files every entry by the shape of its
+pattern once, in :func:`parse` (see :class:`_Index`), and works out each directory and each
+basename once; regexes are compiled only for globs that are reached, and used often.
+:func:`reference_owners` is the plain one-regex-per-entry scan the property tests compare it
+against; :class:`GitLabScan` is GitLab's own loop (last entry first, first match wins), the
+baseline of ``python -m benchmarks.codeowners``.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from operator import itemgetter
 from typing import Literal, NamedTuple
 
@@ -100,11 +103,10 @@ class Owner(NamedTuple):
         return ("@@" if self.kind == "role" else "@") + self.value
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """A pattern line. ``pattern`` is as written (without the ``!`` of an exclusion);
     ``owners`` are the effective owners (the section's default owners when the line names
-    none); an exclusion has no owners."""
+    none); an exclusion has no owners. Immutable (a named tuple: a big file has thousands)."""
 
     pattern: str
     owners: tuple[Owner, ...]
@@ -180,11 +182,13 @@ class _OwnerReader:
                 if owners is None:
                     owners = self.tokens[token] = tuple(dict.fromkeys(_token_owners(token)))
                 found.append(owners)
-            malformed = tuple(t for t, owners in zip(tokens, found, strict=True) if not owners)
+            malformed: tuple[str, ...] = ()
+            if not all(found):
+                malformed = tuple(t for t, owners in zip(tokens, found, strict=True) if not owners)
             if len(found) == 1:
                 every = found[0]
             else:
-                every = tuple(dict.fromkeys(owner for owners in found for owner in owners))
+                every = tuple(dict.fromkeys(chain.from_iterable(found)))
             known = self.texts[text] = (bool(tokens), every, malformed)
         for token in known[2]:
             warnings.append(f"line {line}: ignored malformed owner {token!r}")
@@ -1018,7 +1022,7 @@ class _Base:
 
 # Where a pattern is filed (see _Index): its kind, key, and whether it holds for every
 # file below its directory part; the last segment (None for "*": any name).
-_EXACT, _ROOT, _DIR, _NEEDLE, _HEAD, _NAME = range(6)
+_EXACT, _ROOTED, _DIR, _NEEDLE, _HEAD, _NAME = range(6)
 _Shape = tuple[int, str, bool, _Seg | None, list[_Part] | None]
 
 
@@ -1034,6 +1038,9 @@ class _Index:
     ``a/b/L``, ``a/b/**/L``         dict by directory name ``b`` (then the directory must
                                     end with ``/a/b``)
     ``L``, ``**/L``                 just a test of the basename (below)
+    ``/a/**/c/L``                   activated at ``/a`` (a state below it looks ``c`` up)
+    ``/a/*/c/L`` (one depth)        dict by depth and all its literal names
+    ``*/L``, ``*/*/**/L``           met by every directory at that depth, and inherited
     any other ``H``                 a :class:`_Head`, filed under the rarest literal name
                                     it gives at a fixed position from the start or the end
                                     of the directory (else its depth, else everywhere)
@@ -1041,15 +1048,17 @@ class _Index:
 
     A directory's state is built once, from its parent's: the entries whose ``H`` it meets
     give a match to the files in or below it when ``L`` is ``*``, else a basename check.
-    A basename's state is built once too: the entries that are just ``L`` (dict by name,
-    by ``*suffix``, else a test indexed by ``L``'s literal prefix or suffix) and the checks
-    it passes, worked out per distinct ``L``. A path's winners are its directory's, its
-    basename's, its exact entries, and the checks that both its directory waits for and
-    its basename passes (a set intersection, in C).
+    Directories meeting the same rules below the same state share one state. A basename's
+    state is built once too: the entries that are just ``L`` (dict by name, by ``*suffix``,
+    else a test indexed by ``L``'s literal prefix or suffix) and the checks it passes,
+    worked out per distinct ``L``. A file's winners are its directory's, its basename's, its
+    exact entries, and the checks that both its directory waits for and its basename passes
+    (set intersections, in C); they depend on the two states only, so files share them.
 
-    Regexes are compiled when first needed (most of a big file's globs never are);
-    ``prefix*suffix`` segments are tested with ``startswith``/``endswith``. Per section
-    the highest matching entry wins.
+    Regexes are compiled when first needed and used often (most of a big file's globs are
+    tested a few times or never; until then a glob is tested in Python); ``prefix*suffix``
+    segments are tested with ``startswith``/``endswith``. Per section the highest matching
+    entry wins.
     """
 
     def __init__(self, sections: Sequence[Section]) -> None:
@@ -1075,9 +1084,9 @@ class _Index:
         self.sections = len(sections)
         self.entries: list[Entry] = []
         self.section_of: list[int] = []  # gid -> section
-        for number, section in enumerate(sections):
-            self.entries.extend(section.entries)
-            self.section_of.extend([number] * len(section.entries))
+        for index, written in enumerate(sections):
+            self.entries.extend(written.entries)
+            self.section_of.extend([index] * len(written.entries))
         self.excluded = len(self.entries)  # the offset of the exclusions' numbers
         self.section_of += self.section_of
         # Entries with the same owner text (or a section's default owners) share one tuple.
@@ -1091,6 +1100,7 @@ class _Index:
         self.owner_sets += [_EMPTY] * self.excluded
         exact: dict[str, list[_Pair]] = {}
         needles: dict[str, _Rules] = {}
+        rooted: dict[str, _Rules] = {}  # "/a\0/b" -> the rules of "/a/**/b"
         shapes: dict[str, _Shape | None] = {}
         segments: dict[str, _Seg] = {}
         by_dir, section_of, excluded = self.by_dir, self.section_of, self.excluded
@@ -1103,7 +1113,9 @@ class _Index:
             if shape is None:  # the pattern never matches
                 continue
             kind, key, below, last, parts = shape
-            pair = (section_of[gid], gid + excluded if entry.exclusion else gid)
+            section = section_of[gid]
+            number = gid + excluded if entry.exclusion else gid
+            pair = (section, number)
             if kind == _EXACT:
                 found = exact.get(key)
                 if found is None:
@@ -1128,6 +1140,12 @@ class _Index:
                     before = names[-2] if len(names) > 2 else "/"
                     needle = key if len(names) > 3 else None
                     inner.setdefault(before, []).append((needle, rules))
+            elif kind == _ROOTED:
+                rules = rooted.get(key)
+                if rules is None:
+                    rules = rooted[key] = _Rules()
+                    prefix, suffix = key.split("\0")
+                    self._activate(prefix, suffix, rules)
             else:
                 head = self.heads.get(key)
                 if head is None:
@@ -1135,11 +1153,10 @@ class _Index:
                     head = self.heads[key] = _Head(parts)
                 rules = head.rules
             if last is None:
-                rules.added.append((0 if below else 1, *pair))
+                rules.added.append((0 if below else 1, section, number))
             else:
-                group = last.group or self._group(last)
-                group.gids.append(pair[1])
-                rules.added.append((2 if below else 3, *pair))
+                (last.group or self._group(last)).gids.append(number)
+                rules.added.append((2 if below else 3, section, number))
         self.exact = {
             path: {pairs[0][0]: pairs[0][1]} if len(pairs) == 1 else _best_of(pairs)
             for path, pairs in exact.items()
@@ -1175,6 +1192,17 @@ class _Index:
         last.group = group
         return group
 
+    def _activate(self, prefix: str, suffix: str, rules: _Rules) -> None:
+        """File ``rules`` of the head ``prefix/**/suffix`` (both literal) under ``prefix``:
+        a directory below it whose path ends with ``suffix`` meets them."""
+        holder = self.by_dir.get(prefix)
+        if holder is None:
+            holder = self.by_dir[prefix] = _Rules()
+        if holder.activate is None:
+            holder.activate = {}
+        last = suffix[suffix.rfind("/") + 1 :]
+        holder.activate.setdefault(last, []).append((suffix, len(prefix) + len(suffix), rules))
+
     def _file_heads(self) -> None:
         """File each head: ``/a/**/b`` under ``/a``; one of a fixed depth under its depth
         and its rarest literal name there; others under their rarest literal name at a
@@ -1188,15 +1216,7 @@ class _Index:
         for head, keys in keyed:
             rooted = head.rooted()
             if rooted is not None:
-                prefix, suffix = rooted
-                rules = self.by_dir.get(prefix)
-                if rules is None:
-                    rules = self.by_dir[prefix] = _Rules()
-                if rules.activate is None:
-                    rules.activate = {}
-                last = suffix[suffix.rfind("/") + 1 :]
-                entry = (suffix, len(prefix) + len(suffix), head.rules)
-                rules.activate.setdefault(last, []).append(entry)
+                self._activate(*rooted, head.rules)
             elif head.fixed and head.regex is None and keys:
                 # by every literal name it gives: "/a/*/c" under ("a", "c") at positions 0, 2
                 positions = tuple(i for i, s in enumerate(head.prefix) if s.text is not None)
@@ -1633,8 +1653,10 @@ def _plain_shape(pattern: str, segments: dict[str, _Seg]) -> _Shape | None:
     anchored = pattern[0] == "/"
     if pattern[-1] == "/":  # "/a/b/", "a/b/": every file below
         directory = pattern[:-1]
-        if not directory or "*" in directory or "?" in directory:
+        if not directory:
             return None
+        if "*" in directory or "?" in directory:
+            return _deep_shape(pattern, segments)
         return (
             (_DIR, directory, True, None, None)
             if anchored
@@ -1649,7 +1671,7 @@ def _plain_shape(pattern: str, segments: dict[str, _Seg]) -> _Shape | None:
     cut = pattern.rfind("/")
     directory, name = pattern[:cut] if cut >= 0 else "", pattern[cut + 1 :]
     if "*" in directory or "?" in directory:
-        return None
+        return _deep_shape(pattern, segments)
     if "*" not in name and "?" not in name:
         if anchored:
             return (_EXACT, pattern, False, None, None)
@@ -1667,3 +1689,41 @@ def _plain_shape(pattern: str, segments: dict[str, _Seg]) -> _Shape | None:
     if cut < 0:
         return (_NAME, "", False, last, None)
     return (_NEEDLE, "/" + directory, False, None if last.star else last, None)
+
+
+def _deep_shape(pattern: str, segments: dict[str, _Seg]) -> _Shape | None:
+    """The shape of ``A/**/L`` (``A`` literal: ``L`` below ``A``) and of ``/A/**/B/L`` or
+    ``/A/**/B/`` (``A`` and ``B`` literal: activated at ``/A``), by string operations; None
+    for other patterns."""
+    below = pattern[-1] == "/"
+    if below:
+        directory, name = pattern[:-1], ""
+    else:
+        cut = pattern.rfind("/")
+        directory, name = pattern[:cut], pattern[cut + 1 :]
+    if directory.count("*") != 2 or "?" in directory:
+        return None
+    star = directory.find("**")
+    before, after = directory[:star], directory[star + 2 :]
+    if (before and before[-1] != "/") or (after and after[0] != "/"):
+        return None  # "a**/", "**b": not a whole segment
+    last = None
+    if name:
+        last = segments.get(name)
+        if last is None:
+            last = segments[name] = _Seg.written(name)
+    anchored = pattern[0] == "/"
+    if not after:  # ".../**/L"
+        if last is None:
+            return None
+        head = before[:-1]
+        if not head:  # "**/L", "/**/L": any file named so
+            return (_NAME, "", False, last, None)
+        check = None if last.star else last
+        if anchored:
+            return (_DIR, head, True, check, None)
+        return (_NEEDLE, "/" + head, True, check, None)
+    if not anchored or len(before) < 2:  # "/a/**/b/...": a literal name on each side
+        return None
+    check = None if last is None or last.star else last
+    return (_ROOTED, before[:-1] + "\0" + after, below, check, None)
