@@ -32,6 +32,30 @@ LEGACY_POST_LIMIT = 4000
 #: posts helps nobody, and each one is a notification.
 REPLY_PARTS = 5
 
+# What Mattermost's Markdown (and GitLab's) would read as syntax in a name or an argument.
+_MARKDOWN_SYNTAX = re.compile(r"([\\`*_\[\]()<>#+!|~])")
+_URL_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*):(?=//)")  # http:// autolinks
+_WWW = re.compile(r"(?i)\b(www)\.")  # www.example.com autolinks
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+def markdown_text(value: object) -> str:
+    """``value`` (a name, a reason, an argument someone typed: any text the bot did not
+    write) as Markdown that shows it as typed, for a Mattermost post or a GitLab note.
+
+    Markdown punctuation is backslash-escaped (no emphasis, code span, link, image,
+    heading or table; the backslashes do not show), a URL in it is no link (``http\\://``,
+    ``www\\.``), an ``@`` or ``~`` is followed by a zero-width space so ``@channel``,
+    ``@all`` or ``@someone`` notify nobody and ``~town-square`` links nowhere (Mattermost
+    finds mentions in the raw text, where a backslash would not stop them), and line
+    breaks become spaces. Text already written as Markdown (the bot's own) is not for here.
+    """
+    text = " ".join(str(value).splitlines())
+    text = _MARKDOWN_SYNTAX.sub(r"\\\1", text)
+    text = _URL_SCHEME.sub(r"\1\\:", text)
+    text = _WWW.sub(r"\1\\.", text)
+    return text.replace("@", "@" + ZERO_WIDTH_SPACE).replace("~", "~" + ZERO_WIDTH_SPACE)
+
 
 @dataclass(frozen=True)
 class Dialog:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -31,6 +32,12 @@ from sqlalchemy.engine import URL
 from bot.db import Base
 from bot.http import CONTEXT
 from tests.dashboard.conftest import ALL, HOSTILE, TOKEN, MakeClient, areas, start
+from tests.e2e.conftest import PROJECT
+from tests.e2e.test_mattermost_flow import TEAM, _until
+from tests.e2e.test_mattermost_flow import mattermost as mattermost
+from tests.e2e.test_mattermost_flow import port as port
+from tests.roulette.conftest import gitlab_url as gitlab_url
+from tests.roulette.conftest import standin as standin
 
 Client = TestClient[Any, Any]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -297,3 +304,263 @@ async def test_a_team_name_with_a_slash_is_reachable(hostile: Client) -> None:
     assert status == 200, body
     assert body["team"] == HOSTILE_TEAM
     assert [e["username"] for e in body["entries"]] == ["frank"]
+
+
+# --------------------------------------------------------------------------- chat
+
+_AT_MENTION = re.compile(r"\B@([A-Za-z0-9][A-Za-z0-9.\-_:]*)")  # the stand-in's, Mattermost's
+
+
+def live_markdown(text: str) -> list[str]:
+    """What of the payloads would render, link or notify in a Mattermost post."""
+    found = []
+    for live in ("**bold**", "**x**", "`code`", "`c`", "![img]", "http://evil"):
+        if live in text:
+            found.append(live)
+    if re.search(r"(?<!\\)\[(link|l|img)(?<!\\)\]\(", text):
+        found.append("a link")
+    mentioned = {m.lower().rstrip(".-_:") for m in _AT_MENTION.findall(text)}
+    found += sorted(mentioned & {"channel", "all", "here"})
+    if re.search(r"(?<![\d.])49(?![\d.])", text):
+        found.append("49")
+    return found
+
+
+CHAT_TEAM = "**x**[l](http://evil)@all`c`{{7*7}}"  # one word: /leaderboard can name it
+CHAT_USERS = [
+    {"gitlab": "alice", "team": "backend", "role": "maintainer"},
+    {"gitlab": "bob", "team": "backend"},
+    {"gitlab": "carol", "team": "backend", "email": "dba@example.com"},
+    {"gitlab": "dave", "team": "frontend"},
+    {"gitlab": "erin", "team": "frontend"},
+    {"gitlab": "frank", "team": CHAT_TEAM},
+]
+
+
+@dataclass
+class Chat:
+    client: Client
+    mm: Any
+    gitlab: Any
+
+    async def slash(self, user: str, line: str) -> str:
+        """The answer the user sees (ephemeral or in the channel)."""
+        status, body = await self.mm.run_slash_command(user, "reviews", line, team=TEAM)
+        assert status == 200, (line, body)
+        return str(body.get("text", ""))
+
+    def posts(self) -> list[str]:
+        """Every post the stand-in holds: channels and DMs."""
+        return [p["message"] for p in self.mm._posts]  # the stand-in's record
+
+
+@pytest.fixture
+async def chat(
+    migrated_url: URL,
+    gitlab_url: str,
+    standin: Any,
+    mattermost: Any,
+    aiohttp_client: MakeClient,
+    port: int,
+) -> Chat:
+    from bot.app import create_app
+    from bot.users import sync_organisation
+    from tests.e2e.conftest import e2e_settings
+    from tests.roulette.conftest import TEAMS as ROULETTE_TEAMS
+
+    mm, mm_url = mattermost
+    settings = e2e_settings(
+        migrated_url,
+        gitlab_url,
+        teams=[*ROULETTE_TEAMS, {"name": CHAT_TEAM, "channel": "reviews"}],
+        users=CHAT_USERS,
+        mattermost_url=mm_url,
+        mattermost_token=mm.bot_token,
+        mattermost_team=TEAM,
+        api_tokens=TOKEN,
+        public_url=f"http://127.0.0.1:{port}",
+    )
+    client = await aiohttp_client(create_app(settings), server_kwargs={"port": port})
+    await sync_organisation(client.app[CONTEXT].sessions, settings)
+    await _until(lambda: client.app[CONTEXT].chat_.state == "connected")
+    return Chat(client, mm, standin)
+
+
+async def test_chat_arguments_are_shown_as_text(chat: Chat) -> None:
+    from plugins.ooo.models import OooStatus
+
+    url = f"{chat.gitlab.base_url}/{PROJECT}/-/merge_requests/1"
+    before = await snapshot(chat.client, "configuration")  # but the chat's post cursor
+    shown: list[tuple[str, str]] = []
+    for payload in PAYLOADS:
+        word = payload.replace(" ", "")  # one argument
+        for line in (
+            f"/roulette {payload}",
+            f"/roulette {url} --{word}",
+            f"/ooo {payload} 2099-01-02",
+            f"/ooo 2099-01-01 {payload}",
+            f"/ooo cancel {payload}",
+            f"/leaderboard {payload}",
+            f"/leaderboard --period {word}",
+            f"/badges {word}",
+        ):
+            shown.append((line, await chat.slash("alice", line)))
+    assert await snapshot(chat.client, "configuration") == before, "a refusal changed data"
+    assert chat.gitlab.merge_request(PROJECT, 1)["reviewers"] == []
+    # --include and --exclude: a payload that is a username's shape (@all) is a normal
+    # request for that person, and the roll goes on; the others are refused.
+    for payload in PAYLOADS:
+        word = payload.replace(" ", "")
+        for line in (f"/roulette {url} --include @{word}", f"/roulette {url} --exclude {word}"):
+            shown.append((line, await chat.slash("alice", line)))
+    live = [(line, text, live_markdown(text)) for line, text in shown if live_markdown(text)]
+    assert not live, "\n".join(map(repr, live))
+
+    # A reason is stored as given and shown as text, in /ooo's answers and its list.
+    for day, payload in enumerate(PAYLOADS, start=10):
+        text = await chat.slash("dave", f"/ooo 2099-01-{day} 2099-01-{day} {payload}")
+        assert not live_markdown(text), (payload, text)
+    listed = await chat.slash("dave", "/ooo list")
+    assert not live_markdown(listed), listed
+    async with chat.client.app[CONTEXT].sessions() as session:
+        reasons = (await session.scalars(select(OooStatus.reason).order_by(OooStatus.id))).all()
+    assert list(reasons) == list(PAYLOADS)
+
+
+async def test_dialog_fields_are_shown_as_text(chat: Chat) -> None:
+    from plugins.ooo.models import OooStatus
+
+    await chat.slash("erin", "/ooo")
+    [dialog] = chat.mm.dialogs_opened
+    for payload in PAYLOADS:
+        for field in ("start", "end"):
+            values = {"start": "2099-02-01", "end": "2099-02-02", field: payload}
+            status, body = await chat.mm.submit_dialog(dialog, "erin", values)
+            # A field's error is plain text under the field (no Markdown): as typed.
+            assert status == 200 and payload.strip() in body["errors"][field], body
+    for day, payload in enumerate(PAYLOADS, start=10):
+        values = {"start": f"2099-02-{day}", "end": f"2099-02-{day}", "reason": payload}
+        status, body = await chat.mm.submit_dialog(dialog, "erin", values)
+        assert (status, body) == (200, {}), (payload, body)
+    async with chat.client.app[CONTEXT].sessions() as session:
+        reasons = (await session.scalars(select(OooStatus.reason).order_by(OooStatus.id))).all()
+    assert list(reasons) == list(PAYLOADS)
+    for text in chat.posts():
+        assert not live_markdown(text), text
+
+
+async def test_stored_names_are_shown_as_text_in_chat(chat: Chat) -> None:
+    """A team's name from the configuration, badge names and descriptions from the admin
+    API, a merge request's title: in /leaderboard, /badges, the award announcement and
+    the digest in the team's channel."""
+    from datetime import date
+
+    from bot.app import REGISTRY
+    from bot.models import User
+    from plugins.metrics.models import ReviewMetric
+
+    async with chat.client.app[CONTEXT].sessions.begin() as session:
+        frank = await session.scalar(select(User).where(User.gitlab_username == "frank"))
+        assert frank is not None
+        session.add(
+            ReviewMetric(
+                day=date.today(),
+                scope="user",
+                subject_id=frank.id,
+                reviews_assigned=3,
+                reviews_completed=3,
+                engagement_score=30.0,
+            )
+        )
+    texts = [await chat.slash("alice", "/leaderboard"), await chat.slash("alice", "/leaderboard")]
+    texts.append(await chat.slash("alice", f"/leaderboard {CHAT_TEAM}"))
+    texts.append(await chat.slash("alice", "/leaderboard nope"))  # lists the teams
+    if "badges" in areas(*ALL):
+        from plugins.badges.models import Badge, UserBadge
+        from plugins.badges.service import NewAward
+
+        for number, payload in enumerate((*PAYLOADS, ALL_IN_ONE[:100])):
+            status, _ = await answer(
+                chat.client,
+                "POST",
+                "/api/v1/admin/badges",
+                json={
+                    "slug": f"probe-{number}",
+                    "name": payload,
+                    "description": payload,
+                    "emoji": payload[:64],
+                    "metric": "comments",
+                    "operator": ">=",
+                    "value": 1,
+                },
+                headers=AUTH,
+            )
+            assert status == 200
+        async with chat.client.app[CONTEXT].sessions.begin() as session:
+            badges = (await session.scalars(select(Badge).where(Badge.slug.like("probe-%")))).all()
+            for badge in badges:
+                session.add(UserBadge(user_id=frank.id, badge_id=badge.id, period="2026-W10"))
+        texts.append(await chat.slash("alice", "/badges catalogue"))
+        texts.append(await chat.slash("alice", "/badges @frank"))
+        texts.append(await chat.slash("frank", "/badges"))
+        [plugin] = [p for p in chat.client.app[REGISTRY].plugins if p.name == "badges"]
+        for badge in badges:
+            await plugin.announce(
+                NewAward(
+                    badge.slug,
+                    badge.name,
+                    badge.emoji,
+                    frank.id,
+                    "frank",
+                    "frank",
+                    CHAT_TEAM,
+                    "2026-W10",
+                )
+            )
+    # The digest: the team's name and a review's title (GitLab's, free text) in its channel.
+    from datetime import UTC, datetime, timedelta
+
+    from bot.models import MrReview, ReviewerAssignment, Team
+
+    now = datetime.now(UTC)
+    async with chat.client.app[CONTEXT].sessions.begin() as session:
+        team = await session.scalar(select(Team).where(Team.name == CHAT_TEAM))
+        assert team is not None
+        review = MrReview(
+            project_id=10,
+            project_path=PROJECT,
+            mr_iid=77,
+            title=ALL_IN_ONE,
+            web_url=f"{chat.gitlab.base_url}/{PROJECT}/-/merge_requests/77",
+            author_username="alice",
+            team_id=team.id,
+            state="open",
+            triggered_at=now - timedelta(hours=3),
+        )
+        session.add(review)
+        await session.flush()
+        session.add(
+            ReviewerAssignment(
+                review_id=review.id,
+                user_id=frank.id,
+                role="team",
+                status="active",
+                assigned_at=now - timedelta(hours=3),
+            )
+        )
+    # A merge request whose title (GitLab's, free text) is hostile: /roulette's answer in
+    # the channel, the reviewers' DMs and their Accept / Pass / Snooze requests.
+    hostile_mr = chat.gitlab.add_merge_request(
+        PROJECT, author="alice", title=ALL_IN_ONE, labels=["team::backend"]
+    )
+    texts.append(await chat.slash("alice", f"/roulette {hostile_mr['web_url']}"))
+    assert chat.gitlab.merge_request(PROJECT, hostile_mr["iid"])["reviewers"]
+    [digest] = [p for p in chat.client.app[REGISTRY].plugins if p.name == "digest"]
+    await digest.send(now)
+    assert any("merge_requests/77" in text for text in chat.posts()), "the digest was posted"
+
+    for text in texts:
+        assert not live_markdown(text), (text, live_markdown(text))
+    for text in chat.posts():
+        assert not live_markdown(text), (text, live_markdown(text))
+    assert any("frank" in text for text in chat.posts()), "the awards were announced"

@@ -125,6 +125,7 @@ async def schemathesis(config: Path, *arguments: str) -> tuple[int, str]:
         *arguments,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        cwd=config.parent,  # its cache (.schemathesis/) goes there, not into the tree
     )
     try:
         output, _ = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT)

@@ -10,6 +10,7 @@ answer in the reader's language.
 from __future__ import annotations
 
 import logging
+import re
 import weakref
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -19,7 +20,7 @@ from babel.numbers import format_decimal
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.chat import CommandContext, Reply
+from bot.chat import CommandContext, Reply, markdown_text
 from bot.context import AppContext, PluginContext
 from bot.db import utcnow
 from bot.errors import CommandError
@@ -71,19 +72,30 @@ def number(value: float, locale: str) -> str:
 
 
 def badge_name(badge: Badge, _: Gettext) -> str:
-    """The badge's name; a default badge's unchanged name in the reader's language."""
+    """The badge's name for a chat post (shown as typed: ``bot.chat.markdown_text``); a
+    default badge's unchanged name in the reader's language."""
     texts = DEFAULT_TEXTS.get(badge.slug)
     if texts is not None and badge.name == str(texts[0]):
-        return texts[0].render(_)
-    return badge.name
+        return markdown_text(texts[0].render(_))
+    return markdown_text(badge.name)
 
 
 def badge_description(badge: Badge, _: Gettext) -> str:
-    """The badge's description; a default's unchanged one in the reader's language."""
+    """The badge's description for a chat post (shown as typed); a default's unchanged
+    one in the reader's language."""
     texts = DEFAULT_TEXTS.get(badge.slug)
     if texts is not None and badge.description == str(texts[1]):
-        return texts[1].render(_)
-    return badge.description
+        return markdown_text(texts[1].render(_))
+    return markdown_text(badge.description)
+
+
+_SHORTCODE = re.compile(r":[a-z0-9_+\-]+:")
+
+
+def badge_emoji(emoji: str) -> str:
+    """The badge's emoji for a chat post: a shortcode (``:zap:``) as it is, so it shows
+    as the emoji; anything else shown as typed."""
+    return emoji if _SHORTCODE.fullmatch(emoji) else markdown_text(emoji)
 
 
 def rule(badge: Badge, _: Gettext) -> str:
@@ -195,9 +207,9 @@ class BadgesPlugin(Plugin):
         name = texts[0].render(_) if texts and award.name == str(texts[0]) else award.name
         text = _(
             "{emoji} @{user} earned the badge **{name}** ({period})!",
-            emoji=award.emoji,
+            emoji=badge_emoji(award.emoji),
             user=award.mattermost or award.username,
-            name=name,
+            name=markdown_text(name),
             period=award.period,
         )
         try:
@@ -246,7 +258,7 @@ class BadgesPlugin(Plugin):
                 "- "
                 + _(
                     "{emoji} **{name}**: {description} ({rule}; {holders})",
-                    emoji=badge.emoji,
+                    emoji=badge_emoji(badge.emoji),
                     name=badge_name(badge, _),
                     description=badge_description(badge, _),
                     rule=rule(badge, _),
@@ -268,7 +280,7 @@ class BadgesPlugin(Plugin):
                     )
                 raise CommandError(
                     "No reviewer called {username} in the organisation.",
-                    username=given.lstrip("@"),
+                    username=markdown_text(given.lstrip("@")),
                 )
             earned = await service.awards(session, user=user)
             standing = await service.progress(session, user.id, day)
@@ -281,7 +293,7 @@ class BadgesPlugin(Plugin):
                 "- "
                 + _(
                     "{emoji} **{name}** ({period})",
-                    emoji=badge.emoji,
+                    emoji=badge_emoji(badge.emoji),
                     name=badge_name(badge, _),
                     period=award.period,
                 )
@@ -308,7 +320,7 @@ class BadgesPlugin(Plugin):
             status = _("{value}, {reviews}: {met}", value=value, reviews=reviews, met=met)
         return "- " + _(
             "{emoji} **{name}** ({rule}): {status}",
-            emoji=badge.emoji,
+            emoji=badge_emoji(badge.emoji),
             name=name,
             rule=rule(badge, _),
             status=status,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
+from bot.chat import markdown_text
 from bot.i18n import Gettext
 from bot.reviews import PendingReview, Reviewer, pending_reviews
 
@@ -46,9 +47,9 @@ def age(delta: timedelta, _: Gettext) -> str:
 
 
 def _link_text(title: str) -> str:
-    """A title safe inside Markdown link brackets, on one line."""
-    flat = " ".join(title.split())
-    return flat.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+    """A title safe inside Markdown link brackets, on one line, shown as typed: no
+    emphasis, nested link or ``@channel`` mention of its own (``bot.chat.markdown_text``)."""
+    return markdown_text(" ".join(title.split()))
 
 
 def review_line(review: PendingReview, now: datetime, warn_after: timedelta, _: Gettext) -> str:
@@ -84,7 +85,7 @@ def team_digest(
         "**{count} merge requests waiting for review in {team}**",
         count,
         count=count,
-        team=team,
+        team=markdown_text(team),
     )
     return "\n".join([heading, "", *(review_line(r, now, warn_after, _) for r in reviews)])
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
 
-from bot.chat import Button, ChatUser
+from bot.chat import Button, ChatUser, markdown_text
 from bot.context import PluginContext
 from bot.i18n import Translator
 from bot.models import User
@@ -31,7 +31,7 @@ def request_text(request: ReviewRequest, _: Gettext) -> str:
     """The request's first line: which MR, whose, in which role."""
     return _(
         "You were picked to review [{title}]({url}) by @{author}, as {role}.",
-        title=request.title,
+        title=markdown_text(request.title),
         url=request.web_url,
         author=request.author,
         role=role_label(request.role, _),
@@ -42,7 +42,7 @@ def nudge_text(request: ReviewRequest, _: Gettext) -> str:
     """The one reminder of a silent request."""
     return _(
         "Reminder: [{title}]({url}) by @{author} is still waiting for your review.",
-        title=request.title,
+        title=markdown_text(request.title),
         url=request.web_url,
         author=request.author,
     )

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from babel.numbers import format_decimal
 
-from bot.chat import CommandContext, Reply
+from bot.chat import CommandContext, Reply, markdown_text
 from bot.context import AppContext, PluginContext
 from bot.db import utcnow
 from bot.errors import CommandError
@@ -57,10 +57,11 @@ def parse(text: str, _: Gettext) -> tuple[str | None, str, str]:
         if word.startswith("--"):
             name, equals, value = word[2:].partition("=")
             if name not in options:
-                raise _refusal(_("Unknown option: {option}.", option=word), _)
+                raise _refusal(_("Unknown option: {option}.", option=markdown_text(word)), _)
             if not equals:
                 if index >= len(words):
-                    raise _refusal(_("Give a value to {option}.", option=f"--{name}"), _)
+                    option = markdown_text(f"--{name}")
+                    raise _refusal(_("Give a value to {option}.", option=option), _)
                 value = words[index]
                 index += 1
             value = value.casefold()
@@ -68,7 +69,7 @@ def parse(text: str, _: Gettext) -> tuple[str | None, str, str]:
                 raise _refusal(
                     _(
                         "{value} is not a choice for {option}: {choices}.",
-                        value=value,
+                        value=markdown_text(value),
                         option=f"--{name}",
                         choices=", ".join(allowed[name]),
                     ),
@@ -132,7 +133,7 @@ def render_table(
     dashboard link."""
     where = {"period": _period_label(period, _), "by": _by_label(by, _)}
     heading = (
-        _("**Leaderboard of {team}, {period}, by {by}**", team=team, **where)
+        _("**Leaderboard of {team}, {period}, by {by}**", team=markdown_text(team), **where)
         if team
         else _("**Leaderboard, {period}, by {by}**", **where)
     )
@@ -198,8 +199,9 @@ class LeaderboardPlugin(Plugin):
                     session, team=shown_team, period=period, by=by, today=self.today()
                 )
         except LookupError:
-            known = ", ".join(t.name for t in self.app.settings.teams) or "-"
-            reason = _("Unknown team: {team}. Teams: {teams}.", team=team, teams=known)
+            known = ", ".join(markdown_text(t.name) for t in self.app.settings.teams) or "-"
+            shown = markdown_text(team)
+            reason = _("Unknown team: {team}. Teams: {teams}.", team=shown, teams=known)
             raise _refusal(reason, _) from None
         table = render_table(
             entries,

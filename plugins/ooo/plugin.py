@@ -15,7 +15,14 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, assert_never
 
-from bot.chat import CommandContext, Dialog, DialogResult, DialogSubmission, Reply
+from bot.chat import (
+    CommandContext,
+    Dialog,
+    DialogResult,
+    DialogSubmission,
+    Reply,
+    markdown_text,
+)
 from bot.context import AppContext, PluginContext
 from bot.db import utcnow
 from bot.errors import CommandError
@@ -48,7 +55,9 @@ def supports_date_elements(server_version: object) -> bool:
     return found is not None and (int(found[1]), int(found[2])) >= DATE_ELEMENTS_SINCE
 
 
-def describe(period: Period, _: Gettext) -> str:
+def describe(period: Period, _: Gettext, *, markdown: bool = False) -> str:
+    """``#3: 2026-12-01 to 2026-12-05 (reason)``; for a chat post (``markdown``) the
+    reason is escaped (``bot.chat.markdown_text``), shown as typed."""
     start, end = period.start.isoformat(), period.end.isoformat()
     if period.reason:
         return _(
@@ -56,18 +65,21 @@ def describe(period: Period, _: Gettext) -> str:
             id=period.id,
             start=start,
             end=end,
-            reason=period.reason,
+            reason=markdown_text(period.reason) if markdown else period.reason,
         )
     return _("#{id}: {start} to {end}", id=period.id, start=start, end=end)
 
 
-def explain(error: OooError, _: Gettext) -> str:
-    """The sentence a user reads for a refusal of the service."""
+def explain(error: OooError, _: Gettext, *, markdown: bool = False) -> str:
+    """The sentence a user reads for a refusal of the service; for a chat post
+    (``markdown``) what they typed is escaped, shown as typed (the API and the dialog's
+    field errors are plain text)."""
     match error.problem:
         case "missing":
             return _("Give a date: YYYY-MM-DD.")
         case "malformed":
-            return _("Not a date: {value}. Use YYYY-MM-DD.", value=error.value)
+            value = markdown_text(error.value) if markdown else error.value
+            return _("Not a date: {value}. Use YYYY-MM-DD.", value=value)
         case "reversed":
             return _(
                 "The last day ({end}) is before the first day ({start}).",
@@ -83,7 +95,7 @@ def explain(error: OooError, _: Gettext) -> str:
         case "overlap":
             return _(
                 "These days overlap your out-of-office period {period}.",
-                period=_described(error.period, _),
+                period=_described(error.period, _, markdown=markdown),
             )
         case "too_long":
             return _(
@@ -119,8 +131,8 @@ def _day(day: date | None) -> str:
     return day.isoformat() if day else ""
 
 
-def _described(period: Period | None, _: Gettext) -> str:
-    return describe(period, _) if period else ""
+def _described(period: Period | None, _: Gettext, *, markdown: bool = False) -> str:
+    return describe(period, _, markdown=markdown) if period else ""
 
 
 def usage(_: Gettext) -> str:
@@ -270,7 +282,7 @@ class OooPlugin(Plugin):
                 return await self._cancel(ctx, words[1] if len(words) == 2 else None, _)
             return await self._record(ctx, _)
         except OooError as e:
-            raise CommandError(explain(e, _)) from e
+            raise CommandError(explain(e, _, markdown=True)) from e
 
     async def _today(self, ctx: CommandContext) -> date:
         return await self.service.local_today(ctx.user.username, ctx.user.timezone, now=self.now())
@@ -292,7 +304,7 @@ class OooPlugin(Plugin):
         lines = [_("Your out-of-office periods:")]
         for period in periods:
             current = " " + _("(current)") if period.start <= today else ""
-            lines.append(f"- {describe(period, _)}{current}")
+            lines.append(f"- {describe(period, _, markdown=True)}{current}")
         return Reply("\n".join(lines))
 
     async def _cancel(self, ctx: CommandContext, given: str | None, _: Gettext) -> Reply:
@@ -301,12 +313,18 @@ class OooPlugin(Plugin):
             number = given.removeprefix("#")
             if not number.isdecimal() or not 0 < int(number) < 2**31:
                 raise _refusal(
-                    _("Not a period number: {value}. `/ooo list` shows them.", value=given), _
+                    _(
+                        "Not a period number: {value}. `/ooo list` shows them.",
+                        value=markdown_text(given),
+                    ),
+                    _,
                 )
             period_id = int(number)
         today = await self._today(ctx)
         period = await self.service.cancel(ctx.user.username, period_id, today)
-        return Reply(_("Out of office cancelled: {period}.", period=describe(period, _)))
+        return Reply(
+            _("Out of office cancelled: {period}.", period=describe(period, _, markdown=True))
+        )
 
     async def _record(self, ctx: CommandContext, _: Gettext) -> Reply:
         words = ctx.text.split(maxsplit=2)
@@ -316,7 +334,8 @@ class OooPlugin(Plugin):
         except OooError:
             if words[0][:1].isdigit():  # meant as a date
                 raise
-            raise _refusal(_("Unknown subcommand: {word}.", word=words[0]), _) from None
+            word = markdown_text(words[0])
+            raise _refusal(_("Unknown subcommand: {word}.", word=word), _) from None
         if len(words) == 1:
             raise _refusal(_("Give the last day too: `/ooo START END [reason]`."), _)
         end = parse_day(words[1], "end", today)
@@ -366,5 +385,5 @@ class OooPlugin(Plugin):
 def _recorded(period: Period, _: Gettext) -> str:
     return _(
         "Out of office recorded: {period}. You will not be picked as a reviewer on these days.",
-        period=describe(period, _),
+        period=describe(period, _, markdown=True),
     )

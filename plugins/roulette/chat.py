@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from bot.chat import markdown_text
 from bot.gitlab import MergeRequestInfo
 from bot.i18n import Gettext
 from plugins.roulette.engine import Exclusion, Pick, Pool, Reason
@@ -81,7 +82,7 @@ def reviewer_dm(mr: MergeRequestInfo, pick: Pick, author: str, _: Gettext) -> st
     role = " ".join(part for part in (role_name(pick.role, _), pick_marks(pick, _)) if part)
     return _(
         "You were picked to review [{title}]({url}) by @{author}, as {role}.",
-        title=mr.title,
+        title=markdown_text(mr.title),
         url=mr.web_url,
         author=author,
         role=role,
@@ -155,7 +156,7 @@ def chat_reply(
 ) -> str:
     """The in-channel answer: reviewers as Mattermost mentions, the MR linked."""
     mr, selection = plan.mr, plan.selection
-    link = f"[{mr.project_path}!{mr.iid} {mr.title}]({mr.web_url})"
+    link = f"[{mr.project_path}!{mr.iid} {markdown_text(mr.title)}]({mr.web_url})"
     lines = []
     if mr.draft:
         lines.append(_(":construction: This merge request is still a draft."))

@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot.chat import markdown_text
 from bot.errors import CommandError
 
 USAGE = (
@@ -47,7 +48,9 @@ def _usernames(flag: str, value: str) -> list[str]:
     for part in filter(None, (p.strip() for p in value.split(","))):
         match = _USERNAME.fullmatch(part)
         if match is None:
-            raise CommandError("{flag} expects @username, not {value}", flag=flag, value=repr(part))
+            raise CommandError(
+                "{flag} expects @username, not {value}", flag=flag, value=markdown_text(repr(part))
+            )
         names.append(match.group(1))
     if not names:
         raise CommandError("{flag} expects @username", flag=flag)
@@ -77,9 +80,13 @@ def parse_flags(words: Sequence[str], usage: str = USAGE) -> Flags:
                 value = words[position]
             lists[flag] += _usernames(flag, value)
         elif word.startswith("-"):
-            raise CommandError("unknown option {option}; usage: {usage}", option=word, usage=usage)
+            raise CommandError(
+                "unknown option {option}; usage: {usage}", option=markdown_text(word), usage=usage
+            )
         else:
-            raise CommandError("unexpected {word}; usage: {usage}", word=repr(word), usage=usage)
+            raise CommandError(
+                "unexpected {word}; usage: {usage}", word=markdown_text(repr(word)), usage=usage
+            )
         position += 1
     overlap = {n.lower() for n in lists["--include"]} & {n.lower() for n in lists["--exclude"]}
     if overlap:

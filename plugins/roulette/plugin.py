@@ -15,11 +15,13 @@ import random
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from bot.chat import ChatUser, CommandContext, Reply
+from bot.chat import ChatUser, CommandContext, Reply, markdown_text
 from bot.context import AppContext, PluginContext
 from bot.errors import CommandError
 from bot.gitlab import (
@@ -54,6 +56,13 @@ from plugins.roulette.reply import (
 from plugins.roulette.service import Plan, Reads, RouletteService, Standing
 
 log = logging.getLogger("plugins.roulette")
+
+
+def _mr_link(url: str) -> str:
+    """A merge request's URL as typed, without its query and fragment (free text that
+    would be Markdown in the post): its scheme, host and path passed ``parse_mr_url``."""
+    return urlsplit(url.strip("<>"))._replace(query="", fragment="").geturl()
+
 
 TRIGGER = "/roulette"
 RECENT_NOTES = 100
@@ -388,22 +397,30 @@ class RoulettePlugin(Plugin):
         try:
             ref = parse_mr_url(words[0].strip("<>"), gitlab_url)
         except InvalidMergeRequestURL as e:
+            typed = {k: markdown_text(v) for k, v in e.message.params.items()}  # as typed
             raise CommandError(
-                "{reason}. Usage: {usage}", reason=e.message, usage=CHAT_USAGE
+                "{reason}. Usage: {usage}",
+                reason=replace(e.message, params=typed),
+                usage=CHAT_USAGE,
             ) from None
         flags = parse_flags(words[1:], CHAT_USAGE)
         try:
             plan = await self.pick_and_announce(f"chat:{uuid.uuid4()}", ref, flags)
         except (GitLabNotFound, GitLabForbidden):
             raise CommandError(
-                _("The bot cannot read {url} (no such merge request, or no access).", url=words[0])
+                _(
+                    "The bot cannot read {url} (no such merge request, or no access).",
+                    url=_mr_link(words[0]),
+                )
             ) from None
         except tracking.ReviewEnded as e:
             self.metrics.triggers.labels("", "ended").inc()
             if e.state == "closed":
-                reason = _("{url} is closed, so nobody was assigned.", url=words[0])
+                reason = _("{url} is closed, so nobody was assigned.", url=_mr_link(words[0]))
             else:
-                reason = _("{url} is already merged, so nobody was assigned.", url=words[0])
+                reason = _(
+                    "{url} is already merged, so nobody was assigned.", url=_mr_link(words[0])
+                )
             raise CommandError(reason) from None
         return Reply(chat_reply(plan, _, self.mattermost_name, explain=flags.explain), "in_channel")
 

@@ -34,7 +34,8 @@ def test_flags(text: str, expected: Flags) -> None:
         ("--bogus", "unknown option --bogus"),
         ("--include", "--include expects @username"),
         ("--include --force", "--include expects @username"),
-        ("--exclude @bad!name", "--exclude expects @username, not '@bad!name'"),
+        # What was typed is shown as text in chat and notes (bot.chat.markdown_text).
+        ("--exclude @bad!name", "--exclude expects @username, not '@\u200bbad\\\\!name'"),
         ("--include @bob --exclude bob", "@bob is both included and excluded"),
         ("please", "unexpected 'please'"),
         ('--include "@bob', "cannot read the options"),
