@@ -195,6 +195,7 @@ class Repo:
 
 
 def owner(rng: random.Random) -> str:
+    """One owner as written: a user, a subgroup, an email or a role."""
     roll = rng.random()
     if roll < 0.5:
         return f"@team-{rng.randrange(120)}"
@@ -206,6 +207,7 @@ def owner(rng: random.Random) -> str:
 
 
 def owners(rng: random.Random) -> str:
+    """One to three owners, space-separated."""
     return " ".join(owner(rng) for _ in range(rng.choice((1, 1, 2, 3))))
 
 
@@ -368,6 +370,8 @@ def module_at(revision: str) -> ModuleType:
 
 @dataclass
 class Result:
+    """One mix's figures (times in milliseconds, best of the repeats)."""
+
     mix: str
     rules: int
     sections: int
@@ -534,6 +538,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the chosen mixes; 0 if every target is met and every answer agrees, else 1."""
     options = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="mixes: " + "; ".join(f"{m.name}: {m.about}" for m in PRESETS.values()),

@@ -1484,13 +1484,15 @@ class _Index:
         return best
 
     def owners(self, best: _Best) -> frozenset[Owner]:
+        """The owners of the winners in ``best`` (an exclusion's number has none)."""
         return _EMPTY.union(*map(self.owner_sets.__getitem__, best.values()))
 
     def owners_of_paths(self, paths: Iterable[str]) -> dict[str, frozenset[Owner]]:
+        """Path as given -> its owners; files whose directory and basename states are the
+        same share one answer."""
         self._trim()
         result: dict[str, frozenset[Owner]] = {}
         dirs, bases, results, exact = self._dirs, self._bases, self._results, self.exact
-        sets, section_of = self.owner_sets, self.section_of
         for original in paths:
             path = original if original[:1] == "/" else "/" + original
             cut = path.rfind("/")
@@ -1505,33 +1507,7 @@ class _Index:
             key = (state, base)
             owners = results.get(key)
             if owners is None:
-                # the winners of the file, as in _winners (inlined: once per file)
-                best = state.best
-                more = base.best
-                if more:
-                    if best:
-                        best = best.copy()
-                        get = best.get
-                        for section, gid in more.items():
-                            if get(section, -1) < gid:
-                                best[section] = gid
-                    else:
-                        best = more
-                hits = base.hits
-                if hits and state.checks:
-                    copied = False
-                    for checks in state.checks:
-                        if checks.isdisjoint(hits):
-                            continue
-                        if not copied:
-                            best = best.copy()
-                            copied = True
-                        get = best.get
-                        for gid in checks & hits:
-                            section = section_of[gid]
-                            if get(section, -1) < gid:
-                                best[section] = gid
-                owners = results[key] = _EMPTY.union(*map(sets.__getitem__, best.values()))
+                owners = results[key] = self.owners(self._winners(state, base))
             result[original] = owners
         return result
 
