@@ -564,3 +564,18 @@ async def test_stored_names_are_shown_as_text_in_chat(chat: Chat) -> None:
     for text in chat.posts():
         assert not live_markdown(text), (text, live_markdown(text))
     assert any("frank" in text for text in chat.posts()), "the awards were announced"
+
+
+def test_markdown_text_leaves_ordinary_text_alone_and_neutralises_the_rest() -> None:
+    from bot.chat import ZERO_WIDTH_SPACE, markdown_text
+
+    for ordinary in ("alice", "jean-pierre.dupont", "Speed Demon", "2099-01-02", "on call"):
+        assert markdown_text(ordinary) == ordinary
+    assert markdown_text("**bold**") == "\\*\\*bold\\*\\*"
+    assert markdown_text("[l](http://evil)") == "\\[l\\]\\(http\\://evil\\)"
+    assert markdown_text("see www.evil.com") == "see www\\.evil.com"
+    assert (
+        markdown_text("@all and ~town") == f"@{ZERO_WIDTH_SPACE}all and \\~{ZERO_WIDTH_SPACE}town"
+    )
+    assert markdown_text("two\nlines") == "two lines"
+    assert markdown_text("{{7*7}}") == "{{7\\*7}}"

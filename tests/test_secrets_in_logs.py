@@ -285,7 +285,21 @@ async def test_no_secret_reaches_the_logs(
     metrics.now = unreachable
     assert await run_guarded(client.app[CONTEXT], job, "2026-03-11") == "error"
 
-    # GitLab unreachable: a second bot whose GitLab is a closed port.
+    # Mattermost refuses the bot's token from now on; then the bot stops.
+    five = gl.add_merge_request(PROJECT, author="alice", title="Five", labels=["team::backend"])[
+        "iid"
+    ]
+    mm.revoke_tokens("roulette-bot")
+    before = len(captured.records)
+    await mm.run_slash_command(
+        "alice", "reviews", f"/roulette {gl.base_url}/{PROJECT}/-/merge_requests/{five}", team=TEAM
+    )
+    # The bot could not DM the reviewers (401), and said so.
+    assert any(r.levelno == logging.WARNING for r in captured.records[before:])
+    await client.close()
+
+    # GitLab unreachable: a second bot whose GitLab is a closed port (the first one
+    # stopped: on PostgreSQL it would be woken to process the delivery too).
     closed = f"http://127.0.0.1:{free_port()}"
     lost = await aiohttp_client(
         create_app(settings_of(url, closed, mm, mm_url, port, mattermost_url=None))
@@ -296,10 +310,7 @@ async def test_no_secret_reaches_the_logs(
         secret=WEBHOOK_SECRET,
         signing_token=SIGNING_TOKEN,
     )
-    five = gl.add_merge_request(PROJECT, author="alice", title="Five", labels=["team::backend"])[
-        "iid"
-    ]
-    await lost_sender.comment(PROJECT, five, "alice", "/roulette")
+    await lost_sender.comment(PROJECT, five, "bob", "/roulette")
     await settled(lost)
     async with lost.app[CONTEXT].sessions() as session:
         last = await session.scalar(
@@ -308,15 +319,6 @@ async def test_no_secret_reaches_the_logs(
     assert last is not None and last.status == "dead", last
     await lost.close()
 
-    # Mattermost refuses the bot's token from now on; then the bot stops.
-    mm.revoke_tokens("roulette-bot")
-    before = len(captured.records)
-    await mm.run_slash_command(
-        "alice", "reviews", f"/roulette {gl.base_url}/{PROJECT}/-/merge_requests/{five}", team=TEAM
-    )
-    # The bot could not DM the reviewers (401), and said so.
-    assert any(r.levelno == logging.WARNING for r in captured.records[before:])
-    await client.close()
     # Every record went through the root logger's handlers (the masker): no logger of
     # the bot or its libraries keeps records to itself or writes them elsewhere.
     bypassing = [
