@@ -207,6 +207,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     codeowners = results.get("codeowners", {})
     worst = codeowners.get("worst", {})
     for key, value in worst.items() if isinstance(worst, dict) else ():
+        if isinstance(value, dict):  # {"mix", "value", "pass"}
+            value = f"{_shown(value.get('value'))} ({value.get('mix')})"
         row("codeowners (worst mix)", key, None, value)
     fuzz = results.get("fuzz", {})
     row(
