@@ -249,6 +249,17 @@ class SecretMasker:
         return self.sanitize(value, depth + 1)
 
 
+def stored_error(error: BaseException, secrets: Iterable[str | None], limit: int = 2000) -> str:
+    """``Type: message`` of ``error`` as the database keeps it (a dead letter's
+    ``last_error``, a failed job's ``error``): secrets masked as in the logs (the
+    ``secrets`` given, URL passwords, tokens...), at most ``limit`` characters.
+
+    Rows outlive logs and are read by people who may not see the logs: an exception
+    whose message carries a database URL or a token must not put it there.
+    """
+    return SecretMasker(secrets).mask(f"{type(error).__name__}: {error}")[:limit]
+
+
 # ------------------------------------------------------------------------ formatters
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.

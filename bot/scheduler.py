@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.context import AppContext
 from bot.db import utcnow
-from bot.logs import bound_id
+from bot.logs import bound_id, stored_error
 from bot.models import JobRun
 from bot.plugins import Handler, Registry
 
@@ -99,7 +99,7 @@ async def run_guarded(
             error = "cancelled"
             raise
         except Exception as e:
-            error = f"{type(e).__name__}: {e}"[:2000]
+            error = stored_error(e, context.settings.secret_values())
             log.exception("job %s for %s failed", job, period)
             context.metrics.unhandled_errors.labels("job").inc()
         finally:

@@ -71,7 +71,7 @@ from bot.hookshapes import shape_problem
 from bot.http import BadInput, error_response, json_response, parse_json_object
 from bot.inboxwake import InboxListener, notify_stored
 from bot.leader import Leadership
-from bot.logs import bound_id
+from bot.logs import bound_id, stored_error
 from bot.models import WebhookDelivery
 from bot.plugins import GITLAB_EVENTS, Registry
 from bot.spool import Spool, SpoolDrainer, SpooledDelivery, SpoolError, build_spools
@@ -966,7 +966,7 @@ class Inbox:
 
     async def _failed(self, claim: Claim, event: GitLabEvent, error: BaseException) -> None:
         """Record a failed attempt: retry with exponential backoff, or dead-letter."""
-        message = f"{type(error).__name__}: {error}"[:MAX_ERROR]
+        message = stored_error(error, self.context.settings.secret_values(), MAX_ERROR)
         if event.attempt >= self.max_attempts:
             if not await self._mark(claim, status="dead", last_error=message, locked_until=None):
                 return

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 
@@ -37,6 +38,24 @@ class Jobs(Plugin):
     @job("broken", cron="*/5 * * * *")
     async def broken(self, run: JobRunContext) -> None:
         raise ValueError("the digest template is missing")
+
+
+class LeakyJob(Plugin):
+    """A job whose failure message carries a database URL and a token."""
+
+    name = "leaky"
+
+    @job("leaky", cron="*/5 * * * *")
+    async def leaky(self, run: JobRunContext) -> None:
+        token = self.app.settings.gitlab_token.get_secret_value()
+        raise ConnectionError(
+            f"cannot reach postgresql://bot:{LEAKED_PASSWORD}@db:5432/roulette"
+            f" nor GitLab with token {token}"
+        )
+
+
+LEAKED_PASSWORD = "pg-pass-7b1e"
+TOKEN = "plain-gitlab-token-5c2d"
 
 
 async def _replica(settings: Settings) -> AsyncIterator[AppContext]:
@@ -94,6 +113,17 @@ async def test_a_failing_job_is_recorded_and_counted(replicas: list[AppContext])
     registry = context.metrics.registry
     assert registry.get_sample_value("job_runs_total", {"job": "broken", "outcome": "error"}) == 1
     assert registry.get_sample_value("unhandled_errors_total", {"where": "job"}) == 1
+
+
+async def test_a_failed_jobs_stored_error_carries_no_secret(settings: Settings) -> None:
+    async for context in _replica(settings.model_copy(update={"gitlab_token": SecretStr(TOKEN)})):
+        handler = Registry([LeakyJob(context)]).jobs["leaky"]
+        assert await run_guarded(context, handler, "p1") == "error"
+        async with context.sessions() as session:
+            run = await session.scalar(select(JobRun))
+        assert run is not None and run.error is not None
+        assert run.error.startswith("ConnectionError: cannot reach postgresql://bot:***@db")
+        assert LEAKED_PASSWORD not in run.error and TOKEN not in run.error
 
 
 async def test_a_job_runs_on_its_declared_cron_unless_schedule_overrides_it(

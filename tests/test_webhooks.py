@@ -637,6 +637,30 @@ async def test_after_the_last_attempt_a_delivery_is_dead_lettered_and_kept(
     assert 'webhook_dead_letters_total{event="note"} 1.0' in metrics
 
 
+class Leaky(Plugin):
+    """A handler whose error message carries the webhook secret and a URL's password."""
+
+    name = "leaky"
+
+    @on_gitlab("note")
+    async def note(self, event: GitLabEvent) -> None:
+        raise ConnectionError(
+            f"header X-Gitlab-Token was {SECRET!r}; redis://:cache-pass-93@cache:6379/0 refused"
+        )
+
+
+async def test_a_dead_letters_stored_error_carries_no_secret(
+    migrated_url: URL, aiohttp_client: MakeClient
+) -> None:
+    client = await aiohttp_client(create_app(_settings(migrated_url), plugins=[Leaky]))
+    await client.post("/webhook/gitlab", json=NOTE, headers=_headers())
+    await _until(lambda: _status(client, "dead"))
+    [row] = await _rows(client)
+    assert row.last_error is not None and row.last_error.startswith("ConnectionError: ")
+    assert SECRET not in row.last_error and "cache-pass-93" not in row.last_error
+    assert "redis://:***@cache" in row.last_error
+
+
 async def test_rows_left_pending_by_a_crash_are_processed_at_start(
     migrated_url: URL, aiohttp_client: MakeClient
 ) -> None:
