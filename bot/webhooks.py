@@ -91,8 +91,9 @@ _ACTION = re.compile(r"[a-z_]{1,32}")
 MAX_ERROR = 2000
 BATCH = 200  # deliveries written per intake transaction at most
 #: Seconds the intake waits for the inbox's commit before spooling the delivery instead
-#: (the pool's checkout included): an acknowledgement is never held for long.
-STORE_TIMEOUT = 2.0
+#: (the pool's checkout included): GitLab's deliveries are acknowledged within 1 s even
+#: when the database hangs rather than refuses (the spool's write takes milliseconds).
+STORE_TIMEOUT = 0.8
 #: Seconds GitLab is asked to wait (``Retry-After``) when no spool can take a delivery.
 RETRY_AFTER = 30
 #: What :meth:`Inbox._store` returns for a delivery written to a spool.
