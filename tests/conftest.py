@@ -119,8 +119,9 @@ _outcomes: Counter[tuple[str, str]] = Counter()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The Redis tests share one database number (and empty it): under pytest-xdist they
-    # run on one worker, one after the other (``--dist loadgroup``).
+    # The Redis tests empty their database: each pytest-xdist worker has its own number
+    # (``tests/services.py``). The group mark is kept for a pytest-xdist whose loadgroup
+    # works with this pytest again (3.8 on pytest 9.2 ignores it).
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and callspec.params.get("database_url") == "postgresql":
