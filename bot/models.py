@@ -158,12 +158,16 @@ class WebhookDelivery(Base):
     __table_args__ = (
         CheckConstraint(_in("status", INBOX_STATES), name="status"),
         Index("ix_webhook_inbox_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_inbox_ordering_key_id", "ordering_key", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     delivery_key: Mapped[str] = mapped_column(String(255), unique=True)
     source: Mapped[str] = mapped_column(String(32), default="gitlab")
     event_type: Mapped[str] = mapped_column(String(64))
+    #: ``mr:<MR id>`` for an event about a merge request: such rows are processed one at
+    #: a time, in the order stored (``bot.webhooks.ordering_key``); NULL: in any order.
+    ordering_key: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[Any] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -28,7 +28,10 @@
 Workers then process the rows: a row is claimed with a conditional update (so two
 replicas never process it together), handed to the plugins' ``@on_gitlab`` handlers,
 and marked done; a failure is retried with exponential backoff, and after
-``webhook_max_attempts`` the row is dead-lettered with its last error and kept.
+``webhook_max_attempts`` the row is dead-lettered with its last error and kept. The
+events of one merge request (:func:`ordering_key`) are handled one at a time in the
+order stored, on every replica: a row waits while an earlier one of the same MR is
+pending or processing (its retries included), and goes on once that one is done or dead.
 
 A claim is a lease (``webhook_lease_seconds``) renewed every third of it while the
 handlers run, fenced by the ``attempts`` value the claim wrote: every later change
@@ -59,9 +62,10 @@ from typing import Any, Literal, Protocol
 import standardwebhooks
 from aiohttp import web
 from prometheus_client import Counter, Gauge
-from sqlalchemy import or_, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
@@ -282,6 +286,38 @@ def inbox_key(
     else:
         key = None
     return (key or delivery_key(headers, body))[:MAX_KEY]
+
+
+def ordering_key(kind: str, payload: Mapping[str, Any]) -> str | None:
+    """``mr:<MR id>`` when the event concerns a merge request, else None.
+
+    The MR's id (global to the GitLab instance, not its ``iid``) is ``object_attributes.id``
+    in a Merge Request Hook and ``merge_request.id`` in a comment on an MR (GitLab's
+    "Webhook events" page: note events carry the ``merge_request`` they belong to). Rows
+    with the same ordering key are processed one at a time in the order stored, as GitLab
+    sent them: an approval, then the merge, never both at once.
+    """
+    if kind == "merge_request":
+        subject = payload.get("object_attributes")
+    else:
+        subject = payload.get("merge_request")
+    mr_id = _ident(subject.get("id")) if isinstance(subject, Mapping) else None
+    return None if mr_id is None else f"mr:{mr_id}"
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """Rows a worker may claim at ``now``: ``pending`` ones whose retry time has come and
+    ``processing`` ones whose lease ran out, unless an earlier row with the same
+    :func:`ordering_key` is still ``pending`` or ``processing`` (it goes first)."""
+    earlier = aliased(WebhookDelivery)
+    return or_(
+        (WebhookDelivery.status == "pending") & (WebhookDelivery.next_attempt_at <= now),
+        (WebhookDelivery.status == "processing") & (WebhookDelivery.locked_until < now),
+    ) & ~exists().where(
+        earlier.ordering_key == WebhookDelivery.ordering_key,
+        earlier.id < WebhookDelivery.id,
+        earlier.status.in_(("pending", "processing")),
+    )
 
 
 def token_matches(expected: str | None, given: str | None) -> bool:
@@ -661,6 +697,9 @@ class Inbox:
         """INSERT ... ON CONFLICT DO NOTHING; the ids of the rows really inserted, by key."""
         dialect = self.context.engine.dialect.name
         insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        rows = [
+            {**row, "ordering_key": ordering_key(row["event_type"], row["payload"])} for row in rows
+        ]
         async with self.context.sessions.begin() as session:
             statement = (
                 insert(WebhookDelivery)
@@ -779,14 +818,7 @@ class Inbox:
             due = (
                 await session.execute(
                     select(WebhookDelivery.id, WebhookDelivery.status, WebhookDelivery.event_type)
-                    .where(
-                        or_(
-                            (WebhookDelivery.status == "pending")
-                            & (WebhookDelivery.next_attempt_at <= now),
-                            (WebhookDelivery.status == "processing")
-                            & (WebhookDelivery.locked_until < now),
-                        )
-                    )
+                    .where(_claimable(now))
                     .order_by(WebhookDelivery.id)
                     .limit(free)
                 )
@@ -831,15 +863,7 @@ class Inbox:
         async with self.context.sessions.begin() as session:
             token = await session.scalar(
                 update(WebhookDelivery)
-                .where(
-                    WebhookDelivery.id == row_id,
-                    or_(
-                        (WebhookDelivery.status == "pending")
-                        & (WebhookDelivery.next_attempt_at <= now),
-                        (WebhookDelivery.status == "processing")
-                        & (WebhookDelivery.locked_until < now),
-                    ),
-                )
+                .where(WebhookDelivery.id == row_id, _claimable(now))
                 .values(
                     status="processing",
                     locked_until=now + self.lease,

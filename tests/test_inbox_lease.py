@@ -412,10 +412,12 @@ def _post(base: str, index: int) -> int:
             "id": 1000 + index,
             "note": f"comment {index}",
             "noteable_type": "MergeRequest",
+            "noteable_id": 70 + index,
             "action": "create",
             "system": False,
         },
-        "merge_request": {"id": 70, "iid": 1, "target_project_id": 5},
+        # One MR each: one MR's deliveries are handled one at a time, in order.
+        "merge_request": {"id": 70 + index, "iid": 1 + index, "target_project_id": 5},
     }
     request = urllib.request.Request(
         f"{base}/webhook/gitlab",

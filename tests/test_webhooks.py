@@ -25,7 +25,14 @@ from bot.models import WebhookDelivery
 from bot.plugins import Plugin, on_gitlab
 from bot.sandbox.gitlab import GitLabStandIn
 from bot.sandbox.webhooks import WebhookSender
-from bot.webhooks import GitLabEvent, SignatureError, delivery_key, inbox_key, verify_signature
+from bot.webhooks import (
+    GitLabEvent,
+    SignatureError,
+    delivery_key,
+    inbox_key,
+    ordering_key,
+    verify_signature,
+)
 from tests.conftest import settings_for
 
 Client = TestClient[web.Request, web.Application]
@@ -701,3 +708,117 @@ async def test_two_replicas_never_process_a_delivery_twice(
     async with first.app[CONTEXT].sessions() as session:
         attempts = await session.scalar(select(func.sum(WebhookDelivery.attempts)))
     assert attempts == 20
+
+
+class Gate(Plugin):
+    """Handlers that note each event's start and wait until the test opens its gate.
+
+    Class-level state: two replicas' instances share it, as one GitLab's events would.
+    """
+
+    name = "gate"
+    started: list[str] = []
+    gates: dict[str, asyncio.Event] = {}
+    fail: set[str] = set()
+
+    async def _run(self, event: GitLabEvent, what: str) -> None:
+        Gate.started.append(what)
+        await Gate.gates.setdefault(what, asyncio.Event()).wait()
+        if what in Gate.fail:
+            raise ConnectionError("GitLab is down")
+
+    @on_gitlab("note")
+    async def note(self, event: GitLabEvent) -> None:
+        iid = event.payload["merge_request"]["iid"]
+        await self._run(event, f"!{iid} {event.payload['object_attributes']['note']}")
+
+    @on_gitlab("merge_request")
+    async def merge_request(self, event: GitLabEvent) -> None:
+        attributes = event.payload["object_attributes"]
+        await self._run(event, f"!{attributes['iid']} {attributes['action']}")
+
+
+async def test_the_events_of_one_merge_request_are_handled_one_at_a_time_in_order(
+    migrated_url: URL, aiohttp_client: MakeClient
+) -> None:
+    """An approval and the merge after it, handled at once, ended the reviewer's assignment
+    as ``approved`` instead of ``completed`` now and then: each read the assignment before
+    the other wrote it. Events of one MR now wait for the earlier ones, on any replica;
+    events of other MRs do not wait for them."""
+    Gate.started, Gate.gates, Gate.fail = [], {}, {"!1 approved"}
+    standin = GitLabStandIn("t")
+    for name in ("alice", "bob"):
+        standin.add_user(name)
+    standin.add_project("acme/shop", members={"alice": 40, "bob": 30})
+    for title in ("Checkout", "Basket"):
+        standin.add_merge_request("acme/shop", author="alice", title=title, changes=["a.py"])
+    settings = _settings(migrated_url)
+    replicas = [
+        await aiohttp_client(create_app(settings, plugins=[Gate])),
+        await aiohttp_client(create_app(settings, plugins=[Gate])),
+    ]
+    sender = WebhookSender(standin, "http://127.0.0.1:9/webhook/gitlab", secret=SECRET)
+    events = [
+        (
+            "Merge Request Hook",
+            sender.merge_request_payload("acme/shop", 1, action="approved", user="bob"),
+        ),
+        (
+            "Merge Request Hook",
+            sender.merge_request_payload("acme/shop", 1, action="merge", user="alice"),
+        ),
+        (
+            "Note Hook",
+            sender.note_payload("acme/shop", 2, standin.add_note("acme/shop", 2, "bob", "Why?")),
+        ),
+        (
+            "Note Hook",
+            sender.note_payload("acme/shop", 1, standin.add_note("acme/shop", 1, "bob", "Thanks")),
+        ),
+    ]
+    for number, (hook, payload) in enumerate(events):
+        replica = replicas[number % 2]
+        response = await replica.post("/webhook/gitlab", json=payload, headers=_hook(hook, number))
+        assert (await response.json())["status"] == "accepted"
+
+    async def started(*what: str) -> bool:
+        return all(w in Gate.started for w in what)
+
+    # The first event of each MR runs and the rest of !1 waits. The workers take due rows
+    # in the order stored, so starting !2's comment (stored third) passed over !1's merge.
+    await _until(lambda: started("!1 approved", "!2 Why?"))
+    assert sorted(Gate.started) == ["!1 approved", "!2 Why?"]
+    # A failing event is retried before anything after it; once dead, the rest go on.
+    Gate.gates["!1 approved"].set()
+    await _until(lambda: started("!1 merge"))
+    assert "!1 Thanks" not in Gate.started
+    Gate.gates["!1 merge"].set()
+    await _until(lambda: started("!1 Thanks"))
+    Gate.gates["!1 Thanks"].set()
+    Gate.gates["!2 Why?"].set()
+    await _until(lambda: _settled(replicas[0]))
+    one = [what for what in Gate.started if what.startswith("!1")]
+    assert one == ["!1 approved"] * settings.webhook_max_attempts + ["!1 merge", "!1 Thanks"]
+    rows = {row.delivery_key: row for row in await _rows(replicas[1])}
+    assert sorted(row.status for row in rows.values()) == ["dead", "done", "done", "done"]
+    assert sorted(str(row.ordering_key) for row in rows.values()) == sorted(
+        [f"mr:{standin.merge_request('acme/shop', 1)['id']}"] * 3
+        + [f"mr:{standin.merge_request('acme/shop', 2)['id']}"]
+    )
+
+
+async def _settled(client: Client) -> bool:
+    rows = await _rows(client)
+    return bool(rows) and all(r.status in ("done", "dead") for r in rows)
+
+
+def test_the_ordering_key_is_the_merge_request_an_event_concerns() -> None:
+    note, merge_request = real_payloads()
+    mr_id = merge_request["object_attributes"]["id"]
+    assert ordering_key("note", note) == ordering_key("merge_request", merge_request)
+    assert ordering_key("merge_request", merge_request) == f"mr:{mr_id}"
+    commit_note = {**note, "merge_request": None}  # a comment on a commit or an issue
+    assert ordering_key("note", commit_note) is None
+    assert ordering_key("merge_request", {"object_attributes": {"id": "7"}}) is None
+    assert ordering_key("merge_request", {"object_attributes": []}) is None
+    assert ordering_key("pipeline", {}) is None
