@@ -60,7 +60,7 @@ baseline of ``python -m benchmarks.codeowners``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
@@ -138,6 +138,9 @@ class Match:
 # Ruby's ``\s`` (and ``String#strip``/``#split``) is ASCII whitespace.
 _WS = " \t\n\v\f\r"
 _SPLIT_RE = re.compile(r"(?<!\\)[ \t\n\v\f\r]+")
+# What str.split() takes for whitespace in ASCII besides _WS: a text without these (and
+# without "\\") splits the same with str.split() as with _SPLIT_RE, several times faster.
+_OTHER_ASCII_WS_RE = re.compile(r"[\x1c-\x1f]")
 _ESCAPED_WS_RE = re.compile(r"\\[ \t\n\v\f\r]+")
 _TOKEN_RE = re.compile(r"[^ \t\n\v\f\r]+")
 _HEADER_RE = re.compile(r"(\^)?\[([^\]]*)\](?:\[([^\]]*)\])?(.*)", re.DOTALL)
@@ -153,6 +156,10 @@ _EMAIL_RE = re.compile(r"[^@ \t\n\v\f\r]{1,100}@[^@ \t\n\v\f\r]{1,255}(?<=[A-Za-
 
 def _token_owners(token: str) -> list[Owner]:
     """The owners GitLab finds in one whitespace-separated token (``@a,`` holds ``@a``)."""
+    if token[:1] == "@" and (whole := _NAME_RE.match(token)) and whole.end() == len(token):
+        # Just one name, the common case: no role ("@@"), no other "@", so no email.
+        name = whole.group(1)
+        return [Owner("group" if "/" in name else "name", name)]
     found: list[Owner] = []
     if role := _ROLE_RE.fullmatch(token):
         found.append(Owner("role", role.group(1).lower()))
@@ -165,7 +172,8 @@ def _token_owners(token: str) -> list[Owner]:
 class _OwnerReader:
     """Reads owner texts, each distinct token and text once (a big file repeats them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, plain: bool = False) -> None:
+        self.plain = plain  # str.split() finds the tokens (see _OTHER_ASCII_WS_RE)
         self.tokens: dict[str, tuple[Owner, ...]] = {}
         # text -> (has tokens, owners, malformed tokens)
         self.texts: dict[str, tuple[bool, tuple[Owner, ...], tuple[str, ...]]] = {}
@@ -175,13 +183,9 @@ class _OwnerReader:
         token holding no owner at all is malformed (GitLab's ``malformed_entry_owner``)."""
         known = self.texts.get(text)
         if known is None:
-            tokens = _TOKEN_RE.findall(text)
-            found: list[tuple[Owner, ...]] = []
-            for token in tokens:
-                owners = self.tokens.get(token)
-                if owners is None:
-                    owners = self.tokens[token] = tuple(dict.fromkeys(_token_owners(token)))
-                found.append(owners)
+            tokens = text.split() if self.plain else _TOKEN_RE.findall(text)
+            get = self.tokens.get
+            found = [get(token) or self._token(token) for token in tokens]
             malformed: tuple[str, ...] = ()
             if not all(found):
                 malformed = tuple(t for t, owners in zip(tokens, found, strict=True) if not owners)
@@ -193,6 +197,10 @@ class _OwnerReader:
         for token in known[2]:
             warnings.append(f"line {line}: ignored malformed owner {token!r}")
         return known[0], known[1]
+
+    def _token(self, token: str) -> tuple[Owner, ...]:
+        owners = self.tokens[token] = tuple(dict.fromkeys(_token_owners(token)))
+        return owners
 
 
 class _SectionBuilder:
@@ -247,8 +255,10 @@ def parse(text: str) -> CodeOwners:
     sections: list[_SectionBuilder] = [default]
     by_key: dict[str, _SectionBuilder] = {}
     current, defaults = default, default.default_owners
-    reader = _OwnerReader()
     text = text.removeprefix("\ufeff")
+    plain = text.isascii() and _OTHER_ASCII_WS_RE.search(text) is None
+    reader = _OwnerReader(plain)
+    known = reader.texts  # most owner texts repeat: their reading is looked up here first
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip(_WS)
         if not line or line[0] == "#":
@@ -266,7 +276,7 @@ def parse(text: str) -> CodeOwners:
                 found.approvals = max(found.approvals, approvals)
             current = found
             continue
-        parts = _SPLIT_RE.split(line, maxsplit=1)
+        parts = line.split(maxsplit=1) if plain and "\\" not in line else _SPLIT_RE.split(line, 1)
         pattern, owner_text = parts[0], parts[1] if len(parts) > 1 else ""
         exclusion = pattern.startswith("!")
         if exclusion:
@@ -275,7 +285,11 @@ def parse(text: str) -> CodeOwners:
                 warnings.append(f"line {number}: ignored owner {token!r} on an exclusion")
             owners: tuple[Owner, ...] = ()
         else:
-            written, owners = reader.read(owner_text, number, warnings)
+            read = known.get(owner_text)
+            if read is None or read[2]:  # new, or with a warning to repeat for this line
+                written, owners = reader.read(owner_text, number, warnings)
+            else:
+                written, owners = read[0], read[1]
             if not written:
                 owners = defaults
         current.entries.append(Entry(pattern, owners, exclusion, number))
@@ -635,32 +649,31 @@ class GitLabScan:
 # --------------------------------------------------------------------------- fast matcher
 
 # Every entry has a global number ``gid``: the sections' entries laid end to end, so that
-# within a section a later entry has a higher number. An exclusion's number is offset by
-# the number of entries so that it beats every entry of its section (and has no owners).
-# A "best" map holds, per section index, the highest number among the entries found to
-# match.
+# within a section a later entry has a higher number. A set of entries is an int whose
+# bit ``gid`` is set for each (a "mask"): unions and intersections of thousands of entries
+# are single operations in C, and a section's winner is the highest bit left in its range.
+# A "best" map (``matches_of``) holds, per section index, the number of the winning entry;
+# an exclusion's number is offset by the number of entries (it beats every entry of its
+# section, and has no owners).
 _Best = dict[int, int]
-_Pair = tuple[int, int]  # (section, gid)
 _Test = Callable[[str], object]  # true if a name (or a directory) passes
 _EMPTY: frozenset[Owner] = frozenset()
-_NONE: frozenset[int] = frozenset()
-_CACHE_LIMIT = 200_000
+_CACHE_LIMIT = 200_000  # directory and basename states and answers kept per file
+_CACHE_BYTES = 32 << 20  # what their masks may take, about
 _GLOB_SPLIT_RE = re.compile(r"(\*+|\?)")
 
 
-def _best_of(pairs: Iterable[_Pair]) -> _Best:
-    best: _Best = {}
-    for section, gid in pairs:
-        if best.get(section, -1) < gid:
-            best[section] = gid
-    return best
-
-
-def _merge(best: _Best, more: _Best) -> None:
-    """Fold ``more`` into ``best``: the higher number per section."""
-    for section, gid in more.items():
-        if best.get(section, -1) < gid:
-            best[section] = gid
+def _mask(gids: Collection[int]) -> int:
+    """The mask of the entries numbered ``gids``."""
+    if len(gids) < 16:
+        mask = 0
+        for gid in gids:
+            mask |= 1 << gid
+        return mask
+    bits = bytearray((max(gids) >> 3) + 1)  # one pass, not one big int per entry
+    for gid in gids:
+        bits[gid >> 3] |= 1 << (gid & 7)
+    return int.from_bytes(bits, "little")
 
 
 def _atoms_match(atoms: _Segment, name: str, start: int = 0, at: int = 0) -> bool:
@@ -845,59 +858,45 @@ _Active = dict[str, list[tuple[str, int, "_Rules"]]]
 
 
 class _Rules:
-    """What a directory condition gives when a directory meets it: a best map for every
-    file below it (``below``, ``X/**/*``) or directly in it (``level``, ``X/*``), and
-    basename checks -- entry numbers, kept when the file's name passes the entry's last
-    segment -- for the files below it (``checks_below``, ``X/**/L``) or in it
-    (``checks_here``, ``X/L``). Filled as lists, then frozen by :meth:`freeze`."""
+    """What a directory condition gives when a directory meets it: the mask of the entries
+    whose directory part then holds for every file below it (``below``: ``X/**/*``,
+    ``X/**/L``) and of those that hold for the files directly in it (``here``: ``X/*``,
+    ``X/L``); an entry with a last segment ``L`` still needs the basename to pass it (the
+    basename's mask, :meth:`_Index._base`). Filled as a list, then frozen by
+    :meth:`freeze`."""
 
-    __slots__ = ("activate", "added", "below", "checks_below", "checks_here", "level", "ready")
-
-    BELOW, LEVEL, CHECK_BELOW, CHECK_HERE = range(4)
+    __slots__ = ("activate", "added", "below", "here", "ready")
 
     def __init__(self) -> None:
-        self.added: list[tuple[int, int, int]] = []  # (BELOW ... CHECK_HERE, section, gid)
+        # (what, section, gid); what: 0 below, 1 here, 2 below with L, 3 here with L
+        self.added: list[tuple[int, int, int]] = []
         # for heads "/a/b/**/c/d": last name "d" -> ("/c/d", shortest directory, rules)
         self.activate: _Active | None = None
         self.ready = False  # frozen: done when a directory first meets the rules
 
     def freeze(self) -> _Rules:
-        """Build the maps and sets (``below`` ... ``checks_here``) from ``added``."""
+        """Build the masks ``below`` and ``here`` from ``added``."""
         self.ready = True
-        best: tuple[_Best, _Best] = ({}, {})
-        checks: tuple[list[int], list[int]] = ([], [])
-        for what, section, gid in self.added:
-            if what < 2:
-                found = best[what]
-                if found.get(section, -1) < gid:
-                    found[section] = gid
-            else:
-                checks[what - 2].append(gid)
-        self.below, self.level = best
-        self.checks_below = frozenset(checks[0])
-        self.checks_here = frozenset(checks[1])
+        self.below = _mask([gid for what, _, gid in self.added if not what & 1])
+        self.here = _mask([gid for what, _, gid in self.added if what & 1])
         return self
 
 
 class _Group:
-    """The entries sharing one last segment ``L``: those that are just ``**/L`` (a best map
-    for any file named so) and those that check ``L`` after their directory part matched
-    (their numbers, in :class:`_Base` ``hits``)."""
+    """The entries sharing one last segment ``L``: those that are just ``**/L`` and those
+    whose directory part must match too; ``mask`` (made by :meth:`freeze`) holds both."""
 
-    __slots__ = ("best", "checks", "gids", "pairs", "ready", "test")
+    __slots__ = ("gids", "mask", "ready", "test")
 
     def __init__(self, test: _Test | None) -> None:
         self.test = test
         self.ready = False  # frozen: done when a basename first passes the test
-        self.pairs: list[_Pair] = []
         self.gids: list[int] = []
-        self.best: _Best = {}
-        self.checks: frozenset[int] = _NONE
+        self.mask = 0
 
     def freeze(self) -> None:
         self.ready = True
-        self.best = _best_of(self.pairs)
-        self.checks = frozenset(self.gids)
+        self.mask = _mask(self.gids)
 
 
 class _Head:
@@ -976,48 +975,30 @@ def _parts_regex(parts: Sequence[_Part]) -> str:
     return "".join(out)
 
 
-_Checks = tuple[frozenset[int], ...]  # sets of entry numbers, kept as they come (no copy)
-
-
 class _Dir:
-    """A directory's state: ``inherited``/``inherited_checks`` hold for every file in or
-    below it, ``best``/``checks`` for the files directly in it (``checks`` are sets of
-    entry numbers waiting for a basename check). ``below`` is the state of a subdirectory
-    that adds nothing (itself, unless this directory has rules for its own files only),
-    so that such subdirectories share one object. ``active`` are the heads ``P/**/S``
-    with a literal ``P`` at or above the directory: its subdirectories look ``S`` up."""
+    """A directory's state: ``inherited`` is the mask of the entries whose directory part
+    holds for every file in or below it, ``mask`` of those that hold for the files
+    directly in it. ``below`` is the state of a subdirectory that adds nothing (itself,
+    unless this directory has rules for its own files only), so that such subdirectories
+    share one object. ``active`` are the heads ``P/**/S`` with a literal ``P`` at or above
+    the directory: its subdirectories look ``S`` up."""
 
-    __slots__ = ("active", "below", "best", "checks", "inherited", "inherited_checks")
+    __slots__ = ("active", "below", "inherited", "mask")
 
     def __init__(
         self,
-        inherited: _Best,
-        inherited_checks: _Checks,
-        best: _Best | None = None,
-        checks: _Checks | None = None,
+        inherited: int,
+        mask: int | None = None,
         below: _Dir | None = None,
         active: tuple[_Active, ...] = (),
     ) -> None:
         self.active = active  # heads "/a/**/b" whose "/a" is this directory or above
         self.inherited = inherited
-        self.inherited_checks = inherited_checks
-        self.best = inherited if best is None else best
-        self.checks = inherited_checks if checks is None else checks
+        self.mask = inherited if mask is None else mask
         self.below = self if below is None else below
 
 
-_LATER = _Dir({}, ())  # stands for a ``below`` state not made yet
-
-
-class _Base:
-    """A basename's state: the entries it matches wherever it is (``best``) and the
-    entries whose basename check it passes (``hits``)."""
-
-    __slots__ = ("best", "hits")
-
-    def __init__(self, best: _Best, hits: frozenset[int]) -> None:
-        self.best = best
-        self.hits = hits
+_LATER = _Dir(0)  # stands for a ``below`` state not made yet
 
 
 # Where a pattern is filed (see _Index): its kind, key, and whether it holds for every
@@ -1051,9 +1032,10 @@ class _Index:
     Directories meeting the same rules below the same state share one state. A basename's
     state is built once too: the entries that are just ``L`` (dict by name, by ``*suffix``,
     else a test indexed by ``L``'s literal prefix or suffix) and the checks it passes,
-    worked out per distinct ``L``. A file's winners are its directory's, its basename's, its
-    exact entries, and the checks that both its directory waits for and its basename passes
-    (set intersections, in C); they depend on the two states only, so files share them.
+    worked out per distinct ``L``. States are masks of entries (ints, one bit per entry):
+    the entries matching a file are its directory's mask AND its basename's (whose mask
+    holds every entry without an ``L`` too), OR its exact entries; each section's winner
+    is the highest bit in the section's range. Files with the same mask share the answer.
 
     Regexes are compiled when first needed and used often (most of a big file's globs are
     tested a few times or never; until then a glob is tested in Python); ``prefix*suffix``
@@ -1062,7 +1044,7 @@ class _Index:
     """
 
     def __init__(self, sections: Sequence[Section]) -> None:
-        self.exact: dict[str, _Best] = {}
+        self.exact: dict[str, int] = {}
         self.by_dir: dict[str, _Rules] = {}
         # last name -> name before it ("/" if none needed) -> (needle if longer, rules)
         self.by_name: dict[str, dict[str, list[tuple[str | None, _Rules]]]] = {}
@@ -1084,48 +1066,48 @@ class _Index:
         self.sections = len(sections)
         self.entries: list[Entry] = []
         self.section_of: list[int] = []  # gid -> section
+        # section -> the mask of the entries before it; the mask of its exclusions
+        self.before: list[int] = []
+        self.exclusions: list[int] = []
         for index, written in enumerate(sections):
+            self.before.append((1 << len(self.entries)) - 1)
             self.entries.extend(written.entries)
             self.section_of.extend([index] * len(written.entries))
-        self.excluded = len(self.entries)  # the offset of the exclusions' numbers
-        self.section_of += self.section_of
-        # Entries with the same owner text (or a section's default owners) share one tuple.
-        sets: dict[int, frozenset[Owner]] = {}
-        self.owner_sets: list[frozenset[Owner]] = []
-        for entry in self.entries:
-            owners = sets.get(id(entry.owners))
-            if owners is None:
-                owners = sets[id(entry.owners)] = frozenset(entry.owners)
-            self.owner_sets.append(owners)
-        self.owner_sets += [_EMPTY] * self.excluded
-        exact: dict[str, list[_Pair]] = {}
+        self.excluded = len(self.entries)  # the offset of the exclusions' numbers (_Best)
+        # Entries with the same owner text (or a section's default owners) share one set.
+        self._owner_sets: dict[int, frozenset[Owner]] = {}
+        # gid -> (the mask of the entries before its section, the section's exclusions,
+        # its owners): what picking a section's winner needs, made when it first wins
+        self.winner_facts: list[tuple[int, int, frozenset[Owner]] | None]
+        self.winner_facts = [None] * len(self.entries)
+        excluded: list[list[int]] = [[] for _ in sections]
+        always: list[int] = []  # the entries that are just "L": their directory part holds
+        any_name: list[int] = []  # the entries without "L": any basename passes
+        exact: dict[str, int] = {}
         needles: dict[str, _Rules] = {}
         rooted: dict[str, _Rules] = {}  # "/a\0/b" -> the rules of "/a/**/b"
         shapes: dict[str, _Shape | None] = {}
         segments: dict[str, _Seg] = {}
-        by_dir, section_of, excluded = self.by_dir, self.section_of, self.excluded
+        by_dir, section_of = self.by_dir, self.section_of
         for gid, entry in enumerate(self.entries):
             pattern = entry.pattern
             if pattern in shapes:
                 shape = shapes[pattern]
             else:
                 shape = shapes[pattern] = _shape(pattern, segments)
-            if shape is None:  # the pattern never matches
+            if shape is None:  # the pattern never matches (nor does the exclusion)
                 continue
             kind, key, below, last, parts = shape
             section = section_of[gid]
-            number = gid + excluded if entry.exclusion else gid
-            pair = (section, number)
+            if entry.exclusion:
+                excluded[section].append(gid)
             if kind == _EXACT:
-                found = exact.get(key)
-                if found is None:
-                    exact[key] = [pair]
-                else:
-                    found.append(pair)
+                exact[key] = exact.get(key, 0) | 1 << gid
                 continue
             if kind == _NAME:
                 assert last is not None
-                (last.group or self._group(last)).pairs.append(pair)
+                (last.group or self._group(last)).gids.append(gid)
+                always.append(gid)
                 continue
             if kind == _DIR:
                 rules = by_dir.get(key)
@@ -1153,14 +1135,14 @@ class _Index:
                     head = self.heads[key] = _Head(parts)
                 rules = head.rules
             if last is None:
-                rules.added.append((0 if below else 1, section, number))
+                rules.added.append((0 if below else 1, section, gid))
+                any_name.append(gid)
             else:
-                (last.group or self._group(last)).gids.append(number)
-                rules.added.append((2 if below else 3, section, number))
-        self.exact = {
-            path: {pairs[0][0]: pairs[0][1]} if len(pairs) == 1 else _best_of(pairs)
-            for path, pairs in exact.items()
-        }
+                (last.group or self._group(last)).gids.append(gid)
+                rules.added.append((2 if below else 3, section, gid))
+        self.exact = exact
+        self.always, self.any_name = _mask(always), _mask(any_name)
+        self.exclusions = [_mask(gids) for gids in excluded]
         self._file_heads()
         self.ends_with_lengths = sorted({len(s) for s in self.ends_with})
         self.starts_with_lengths = sorted({len(s) for s in self.starts_with})
@@ -1258,13 +1240,15 @@ class _Index:
         )
 
     def _reset(self) -> None:
-        root = _Dir({}, ())
+        root = _Dir(self.always)
         rules = self.by_dir.get("")
-        if rules is not None and (rules.freeze().level or rules.checks_here):
-            root = _Dir({}, (), dict(rules.level), (rules.checks_here,), root)
+        if rules is not None:
+            rules.freeze()
+            inherited = self.always | rules.below
+            root = _Dir(inherited, inherited | rules.here, _Dir(inherited) if rules.here else None)
         self._dirs: dict[str, _Dir] = {"": root}
-        self._bases: dict[str, _Base] = {}
-        self._results: dict[tuple[_Dir, _Base], frozenset[Owner]] = {}
+        self._bases: dict[str, int] = {}
+        self._results: dict[int, frozenset[Owner]] = {}
         # (the parent's state for its subdirectories, the rules met) -> the state
         self._derived: dict[tuple[object, ...], _Dir] = {}
 
@@ -1334,69 +1318,33 @@ class _Index:
 
     @staticmethod
     def _derive(parent: _Dir, fired: list[_Rules]) -> _Dir:
-        """The state of a directory below ``parent`` that meets the rules ``fired``. Maps
-        are shared, never changed once built (copied before a merge)."""
-        inherited, chain, active = parent.inherited, parent.inherited_checks, parent.active
-        level: _Best = {}
-        here: _Checks = ()
-        owned = owned_level = False
+        """The state of a directory below ``parent`` that meets the rules ``fired``."""
+        inherited, active = parent.inherited, parent.active
+        here = 0
+        changed = False
         for rules in fired:
             if not rules.ready:
                 rules.freeze()
             if rules.activate:
                 active = (*active, rules.activate)
-            more = rules.below
-            if more:
-                if not inherited:
-                    inherited = more
-                else:
-                    if not owned:
-                        inherited = inherited.copy()
-                        owned = True
-                    get = inherited.get
-                    for section, gid in more.items():
-                        if get(section, -1) < gid:
-                            inherited[section] = gid
-            if rules.checks_below:
-                chain = (*chain, rules.checks_below)
-            more = rules.level
-            if more:
-                if not level:
-                    level = more
-                else:
-                    if not owned_level:
-                        level = level.copy()
-                        owned_level = True
-                    _merge(level, more)
-            if rules.checks_here:
-                here = (*here, rules.checks_here)
-        unchanged = (
-            inherited is parent.inherited
-            and chain is parent.inherited_checks
-            and active is parent.active
-        )
-        if not level and not here:
-            return parent if unchanged else _Dir(inherited, chain, None, None, None, active)
-        best = inherited
-        if level:
-            if inherited:
-                best = inherited.copy()
-                _merge(best, level)
-            else:
-                best = level
+                changed = True
+            if rules.below:
+                inherited |= rules.below
+                changed = True
+            here |= rules.here
+        if not here:
+            return _Dir(inherited, None, None, active) if changed else parent
         # the state of its subdirectories: the parent's, or made when first needed
-        below = parent if unchanged else _LATER
-        return _Dir(inherited, chain, best, (*chain, *here), below, active)
+        return _Dir(inherited, inherited | here, _LATER if changed else parent, active)
 
     def _below(self, state: _Dir) -> _Dir:
         """The state of ``state``'s subdirectories that meet no rules."""
-        state.below = _Dir(state.inherited, state.inherited_checks, None, None, None, state.active)
+        state.below = _Dir(state.inherited, None, None, state.active)
         return state.below
 
-    def _base(self, name: str) -> _Base:
-        """The state of a basename."""
-        best: _Best = {}
-        hits: list[frozenset[int]] = []
+    def _base(self, name: str) -> int:
+        """The state of a basename: the mask of the entries whose last segment it passes,
+        and of those without one."""
         found: list[_Group] = []
         group = self.literal.get(name)
         if group is not None:
@@ -1424,72 +1372,69 @@ class _Index:
         for group in self.others:
             if group.test is None or group.test(name):
                 found.append(group)
+        mask = self.any_name
         for group in found:
             if not group.ready:
                 group.freeze()
-            if group.best:
-                _merge(best, group.best)
-            if group.checks:
-                hits.append(group.checks)
-        state = self._bases[name] = _Base(best, _NONE.union(*hits))
-        return state
+            mask |= group.mask
+        self._bases[name] = mask
+        return mask
 
     # ----------------------------------------------------------------- matching
 
     def _trim(self) -> None:
-        """Start afresh once the caches hold too much (a long-lived bot process)."""
+        """Start afresh once the caches hold too much (a long-lived bot process): more
+        than :data:`_CACHE_LIMIT` items, or masks of more than :data:`_CACHE_BYTES`
+        (states and answers hold masks of up to one bit per entry)."""
         sizes = len(self._dirs) + len(self._bases) + len(self._results) + len(self._derived)
-        if sizes > _CACHE_LIMIT:
+        masks = 2 * len(self._derived) + len(self._bases) + len(self._results)
+        if sizes > _CACHE_LIMIT or masks * (len(self.entries) >> 3) > _CACHE_BYTES:
             self._reset()
 
-    def _winners(self, state: _Dir, base: _Base) -> _Best:
-        """The best map of a file in ``state`` named ``base`` (its exact entries aside)."""
-        best = state.best
-        more = base.best
-        if more:
-            if best:
-                best = best.copy()
-                get = best.get
-                for section, gid in more.items():
-                    if get(section, -1) < gid:
-                        best[section] = gid
-            else:
-                best = more
-        hits = base.hits
-        if hits and state.checks:
-            copied = False
-            section_of = self.section_of
-            for checks in state.checks:
-                if checks.isdisjoint(hits):
-                    continue
-                if not copied:
-                    best = best.copy()
-                    copied = True
-                get = best.get
-                for gid in checks & hits:
-                    section = section_of[gid]
-                    if get(section, -1) < gid:
-                        best[section] = gid
-        return best
-
     def best(self, path: str) -> _Best:
-        """Section index -> number of its highest matching entry, for a normalised path."""
+        """Section index -> number of its winning entry, for a normalised path (an
+        exclusion's number is offset by :attr:`excluded`)."""
         self._trim()
         cut = path.rfind("/")
         state = self._dirs.get(path[:cut]) or self._dir(path[:cut])
         name = path[cut + 1 :]
-        base = self._bases.get(name) or self._base(name)
-        best = dict(self._winners(state, base))
-        _merge(best, self.exact.get(path, {}))
+        base = self._bases.get(name)
+        if base is None:
+            base = self._base(name)
+        matched = state.mask & base | self.exact.get(path, 0)
+        best: _Best = {}
+        while matched:
+            top = matched.bit_length() - 1
+            section = self.section_of[top]
+            excluded = matched & self.exclusions[section]
+            best[section] = excluded.bit_length() - 1 + self.excluded if excluded else top
+            matched &= self.before[section]
         return best
 
-    def owners(self, best: _Best) -> frozenset[Owner]:
-        """The owners of the winners in ``best`` (an exclusion's number has none)."""
-        return _EMPTY.union(*map(self.owner_sets.__getitem__, best.values()))
+    def owners(self, matched: int) -> frozenset[Owner]:
+        """The owners of the entries in ``matched``: each section's highest entry's, unless
+        an exclusion of the section is in it."""
+        facts = self.winner_facts
+        found: list[frozenset[Owner]] = []
+        while matched:
+            top = matched.bit_length() - 1
+            before, exclusions, owners = facts[top] or self._winner_facts(top)
+            if not (exclusions and matched & exclusions):
+                found.append(owners)
+            matched &= before
+        return _EMPTY.union(*found)
+
+    def _winner_facts(self, gid: int) -> tuple[int, int, frozenset[Owner]]:
+        section = self.section_of[gid]
+        owners = self.entries[gid].owners
+        owner_set = self._owner_sets.get(id(owners))
+        if owner_set is None:
+            owner_set = self._owner_sets[id(owners)] = frozenset(owners)
+        facts = self.winner_facts[gid] = (self.before[section], self.exclusions[section], owner_set)
+        return facts
 
     def owners_of_paths(self, paths: Iterable[str]) -> dict[str, frozenset[Owner]]:
-        """Path as given -> its owners; files whose directory and basename states are the
-        same share one answer."""
+        """Path as given -> its owners; files matching the same entries share one answer."""
         self._trim()
         result: dict[str, frozenset[Owner]] = {}
         dirs, bases, results, exact = self._dirs, self._bases, self._results, self.exact
@@ -1498,16 +1443,15 @@ class _Index:
             cut = path.rfind("/")
             state = dirs.get(path[:cut]) or self._dir(path[:cut])
             name = path[cut + 1 :]
-            base = bases.get(name) or self._base(name)
+            base = bases.get(name)
+            if base is None:
+                base = self._base(name)
+            matched = state.mask & base
             if path in exact:
-                best = dict(self._winners(state, base))
-                _merge(best, exact[path])
-                result[original] = self.owners(best)
-                continue
-            key = (state, base)
-            owners = results.get(key)
+                matched |= exact[path]
+            owners = results.get(matched)
             if owners is None:
-                owners = results[key] = self.owners(self._winners(state, base))
+                owners = results[matched] = self.owners(matched)
             result[original] = owners
         return result
 

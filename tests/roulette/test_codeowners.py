@@ -405,6 +405,35 @@ def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         assert all(result[p] == {Owner("name", "all")} for p in paths[30:])
 
 
+def test_caches_are_bounded_by_the_size_of_their_masks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each state holds masks of one bit per entry: a file of many entries starts its
+    caches afresh once those would pass the byte bound, and answers the same."""
+    text = "* @all\n" + "".join(f"/z/{n}/ @z{n}\n" for n in range(2_000)) + "/a/ @a\n!/a/skip/\n"
+    paths = [f"z/{n}/{n}.txt" for n in range(0, 2_000, 50)] + ["a/skip/x.txt", "a/b/y.md"]
+
+    def resets(bound: int) -> int:
+        monkeypatch.setattr(co, "_CACHE_BYTES", bound)
+        index = parse(text)._index
+        count = 0
+        reset = index._reset
+
+        def counted() -> None:
+            nonlocal count
+            count += 1
+            reset()
+
+        monkeypatch.setattr(index, "_reset", counted)
+        for _ in range(3):
+            result = index.owners_of_paths(paths)
+            assert result["z/50/50.txt"] == {Owner("name", "z50")}
+            assert result["a/skip/x.txt"] == frozenset()  # the exclusion wins its section
+            assert result["a/b/y.md"] == {Owner("name", "a")}
+        return count
+
+    assert resets(co._CACHE_BYTES) == 0
+    assert resets(20_000) >= 2  # 40 states of 2,003 bits each pass 20 kB
+
+
 # --------------------------------------------------------------------------- Ruby's fnmatch
 
 # A port of ``fnmatch``/``fnmatch_helper``/``bracket`` from Ruby's dir.c, with
