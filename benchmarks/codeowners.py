@@ -12,12 +12,14 @@ then times
   regexes are compiled before the timing);
 * the matcher: ``owners_of_paths`` on a freshly parsed file (no warm caches);
 
-parse and matcher best of N, the scan best of M; Python's regex cache is emptied before
-each parse and matcher run (a new file brings new patterns) and the garbage collector runs
-before each timing and stays on during it. It checks that the scan and the matcher give the
-same owners for every path, prints each mix's figures and PASS/FAIL against the targets,
-then the worst mix. ``--compare REV`` also times the parse and the matcher of
-``plugins/roulette/codeowners.py`` as it was at the git revision REV, on the same files.
+parse and matcher best of N, the scan best of M, the timings taken in turn round after
+round (so that a machine whose speed drifts slows them alike); Python's regex cache is
+emptied before each parse and matcher run (a new file brings new patterns) and the
+garbage collector runs before each timing and stays on during it. It checks that the
+scan and the matcher give the same owners for every path, prints each mix's figures and
+PASS/FAIL against the targets, then the worst mix. ``--compare REV`` also times the parse
+and the matcher of ``plugins/roulette/codeowners.py`` as it was at the git revision REV,
+on the same files.
 Exits non-zero if the answers differ or a target is missed on any mix.
 """
 
@@ -39,7 +41,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from plugins.roulette.codeowners import CodeOwners, GitLabScan, Owner, parse
+from plugins.roulette.codeowners import GitLabScan, Owner, parse
 
 RULES = 5_000
 PATHS = 3_000
@@ -319,32 +321,34 @@ def workload(mix: Mix, seed: int, rules: int, paths: int) -> tuple[str, list[str
 # --------------------------------------------------------------------------- timing
 
 
-def best_of(repeat: int, run: Callable[[], object], purge: bool = False) -> tuple[float, object]:
-    """The best wall time of ``repeat`` runs, in seconds, and the last result."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        if purge:
-            re.purge()
-        gc.collect()
-        start = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
-def cold_matcher(
-    repeat: int, parser: Callable[[str], Any], text: str, paths: list[str]
-) -> tuple[float, Any]:
-    """The matcher's best time over ``repeat`` fresh parses (its caches start empty)."""
-    best, got = float("inf"), None
-    for _ in range(repeat):
-        matcher = parser(text)
+def timed(run: Callable[[], object], purge: bool = False) -> tuple[float, Any]:
+    """One wall time of ``run()``, in seconds, and its result; the garbage collector runs
+    before and stays on during it; ``purge`` empties Python's regex cache first."""
+    if purge:
         re.purge()
-        gc.collect()
-        start = time.perf_counter()
-        got = matcher.owners_of_paths(paths)
-        best = min(best, time.perf_counter() - start)
-    return best, got
+    gc.collect()
+    start = time.perf_counter()
+    result = run()
+    return time.perf_counter() - start, result
+
+
+class Best:
+    """The best (lowest) time seen per figure, in seconds."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, figure: str, taken: tuple[float, Any]) -> Any:
+        """Keep ``taken``'s time if it is the best so far; return its result."""
+        seconds, result = taken
+        self.seconds[figure] = min(self.seconds.get(figure, float("inf")), seconds)
+        return result
+
+
+def matcher_run(parser: Callable[[str], Any], text: str, paths: list[str]) -> tuple[float, Any]:
+    """The matcher on a fresh parse (its caches start empty): the time and the owners."""
+    matcher = parser(text)
+    return timed(lambda: matcher.owners_of_paths(paths), purge=True)
 
 
 def module_at(revision: str) -> ModuleType:
@@ -403,16 +407,29 @@ def measure(
 ) -> tuple[Result, list[str]]:
     """Time ``mix``; also the paths whose owners differ between the scan and the matcher."""
     text, paths = workload(mix, args.seed, args.rules, args.paths)
-    parse_time, parsed = best_of(args.repeat, lambda: parse(text), purge=True)
-    assert isinstance(parsed, CodeOwners)
+    parsed = parse(text)
     scan = GitLabScan(parsed)
 
     def scan_all() -> dict[str, frozenset[Owner]]:
         return {path: scan.owners_of(path) for path in paths}
 
-    scan_time, expected = best_of(args.scan_repeat, scan_all)
-    assert isinstance(expected, dict)
-    match_time, got = cold_matcher(args.repeat, parse, text, paths)
+    # Rounds take every timing in turn (parse, matcher, scan, the code at REV), so that
+    # a machine whose speed drifts (a virtual machine's neighbours) slows all of them
+    # alike and the ratios hold; each figure is the best of its rounds.
+    best = Best()
+    expected: dict[str, frozenset[Owner]] = {}
+    got: dict[str, frozenset[Owner]] = {}
+    for round_number in range(max(args.repeat, args.scan_repeat)):
+        if round_number < args.repeat:
+            best.add("parse", timed(lambda: parse(text), purge=True))
+            got = best.add("match", matcher_run(parse, text, paths))
+            if before is not None:
+                best.add("old_parse", timed(lambda: before.parse(text), purge=True))
+                best.add("old_match", matcher_run(before.parse, text, paths))
+        if round_number < args.scan_repeat:
+            expected = best.add("scan", timed(scan_all))
+    seconds = best.seconds
+    parse_time, match_time, scan_time = seconds["parse"], seconds["match"], seconds["scan"]
     wrong = [path for path in paths if expected[path] != got[path]]
     result = Result(
         mix=mix.name,
@@ -428,8 +445,7 @@ def measure(
         mismatches=len(wrong),
     )
     if before is not None:
-        old_parse, _ = best_of(args.repeat, lambda: before.parse(text), purge=True)
-        old_match, _ = cold_matcher(args.repeat, before.parse, text, paths)
+        old_parse, old_match = seconds["old_parse"], seconds["old_match"]
         result.before = {
             "parse_ms": old_parse * 1000,
             "match_ms": old_match * 1000,
