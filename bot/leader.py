@@ -5,6 +5,10 @@ the Mattermost websocket (so a direct message is answered once). The lock lives 
 as its connection: when the holder stops or dies, PostgreSQL frees it and a standby
 takes over within ``poll`` seconds. On SQLite there is one process by nature, and the
 lock is always granted.
+
+PostgreSQL's advisory locks are per database, not per schema: the key is made of the
+lock's name and the connection's ``current_schema()``, so that two installations in two
+schemas of one database (``?options=-csearch_path%3D...``) each have their own leader.
 """
 
 from __future__ import annotations
@@ -20,13 +24,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 log = logging.getLogger("bot.leader")
 
 
+def lock_key(name: str, schema: str | None) -> int:
+    """The advisory lock key (a signed 64-bit int) of the lock ``name`` in ``schema``."""
+    digest = hashlib.sha256(f"roulette-leader:{schema or ''}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 class Leadership:
+    """The lock ``name`` for this installation: held by one process at a time."""
+
     def __init__(self, engine: AsyncEngine, name: str, *, poll: float = 5.0) -> None:
         self.engine = engine
         self.name = name
         self.poll = poll
-        digest = hashlib.sha256(f"roulette-leader:{name}".encode()).digest()
-        self._key = int.from_bytes(digest[:8], "big", signed=True)
+        self._key: int | None = None  # known once a connection told the schema
         self._connection: AsyncConnection | None = None
 
     @property
@@ -62,6 +73,9 @@ class Leadership:
             return True
         connection = await self.engine.connect()
         try:
+            if self._key is None:
+                schema = await connection.scalar(text("SELECT current_schema()"))
+                self._key = lock_key(self.name, schema)
             granted = await connection.scalar(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
             )
