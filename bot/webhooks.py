@@ -29,9 +29,10 @@ Workers then process the rows: a row is claimed with a conditional update (so tw
 replicas never process it together), handed to the plugins' ``@on_gitlab`` handlers,
 and marked done; a failure is retried with exponential backoff, and after
 ``webhook_max_attempts`` the row is dead-lettered with its last error and kept. The
-events of one merge request (:func:`ordering_key`) are handled one at a time in the
-order stored, on every replica: a row waits while an earlier one of the same MR is
-pending or processing (its retries included), and goes on once that one is done or dead.
+events of one merge request (:func:`ordering_key`) are handled one at a time, in the
+order stored, on every replica: a row waits while another of the same MR is being
+handled or an earlier one is due; a row waiting for its retry holds the others up only
+while it runs (:func:`_claimable`).
 
 A claim is a lease (``webhook_lease_seconds``) renewed every third of it while the
 handlers run, fenced by the ``attempts`` value the claim wrote: every later change
@@ -305,18 +306,27 @@ def ordering_key(kind: str, payload: Mapping[str, Any]) -> str | None:
     return None if mr_id is None else f"mr:{mr_id}"
 
 
-def _claimable(now: datetime) -> ColumnElement[bool]:
-    """Rows a worker may claim at ``now``: ``pending`` ones whose retry time has come and
-    ``processing`` ones whose lease ran out, unless an earlier row with the same
-    :func:`ordering_key` is still ``pending`` or ``processing`` (it goes first)."""
-    earlier = aliased(WebhookDelivery)
+def _due(row: type[WebhookDelivery], now: datetime) -> ColumnElement[bool]:
+    """``pending`` rows whose retry time has come, ``processing`` ones whose lease ran out."""
     return or_(
-        (WebhookDelivery.status == "pending") & (WebhookDelivery.next_attempt_at <= now),
-        (WebhookDelivery.status == "processing") & (WebhookDelivery.locked_until < now),
-    ) & ~exists().where(
-        earlier.ordering_key == WebhookDelivery.ordering_key,
-        earlier.id < WebhookDelivery.id,
-        earlier.status.in_(("pending", "processing")),
+        (row.status == "pending") & (row.next_attempt_at <= now),
+        (row.status == "processing") & (row.locked_until < now),
+    )
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """Rows a worker may claim at ``now``: due ones (:func:`_due`), unless another row with
+    the same :func:`ordering_key` is held (``processing`` under a running lease) or an
+    earlier one is due too (it goes first). So one merge request's deliveries are never
+    handled at once, and in the order stored; one waiting for its retry holds nothing up
+    (it runs when its time comes, after the one then held)."""
+    other = aliased(WebhookDelivery)
+    same = other.ordering_key == WebhookDelivery.ordering_key
+    held = (other.status == "processing") & (other.locked_until >= now)
+    return (
+        _due(WebhookDelivery, now)
+        & ~exists().where(same, other.id != WebhookDelivery.id, held)
+        & ~exists().where(same, other.id < WebhookDelivery.id, _due(other, now))
     )
 
 

@@ -2,9 +2,10 @@
 
 ``webhook_inbox.ordering_key`` is ``mr:<MR id>`` for an event about a merge request
 (a comment on it, one of its Merge Request Hook events) and NULL for anything else. A
-worker claims such a row only once every earlier row with the same key is done or dead,
-so an approval and the merge that follows it are never applied at once, or the other
-way round. Rows stored before this revision keep a NULL key (no order among them).
+worker claims such a row only while no other row with the same key is being processed
+and no earlier one is due, so an approval and the merge that follows it are never
+applied at once, or the other way round. Rows stored before this revision keep a NULL
+key (no order among them).
 
 Revision ID: 0005
 Revises: 0004
