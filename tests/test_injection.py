@@ -29,6 +29,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 
+from bot.app import SCHEDULER
 from bot.db import Base
 from bot.http import CONTEXT
 from tests.dashboard.conftest import ALL, HOSTILE, TOKEN, MakeClient, areas, start
@@ -383,6 +384,7 @@ async def chat(
     client = await aiohttp_client(create_app(settings), server_kwargs={"port": port})
     await sync_organisation(client.app[CONTEXT].sessions, settings)
     await _until(lambda: client.app[CONTEXT].chat_.state == "connected")
+    await client.app[SCHEDULER].stop(grace=0)  # no job on the wall clock between snapshots
     return Chat(client, mm, standin)
 
 
