@@ -551,10 +551,13 @@ async def test_a_worker_does_not_record_an_outcome_once_its_lease_ran_out(
         worker.gate.set()
         await until(lambda: metric(inbox, "webhook_leases_lost_total") == 1)
         # Attempt 1's success was not recorded: the row was left to be taken over (here
-        # by the same inbox's next poll, as by any replica's) and done by attempt 2.
-        while (await get_row(sessions, row_id)).status != "done":
+        # by the same inbox's next poll, as by any replica's) and done by attempt 2. The
+        # clock stops once attempt 2 holds the row: moved on while it runs, its lease
+        # could run out too on a slow machine.
+        while (await get_row(sessions, row_id)).attempts < 2:
             clock.advance(IDLE_POLL)
             await until(lambda: clock.armed(1))
+        await until(lambda: _status(sessions, row_id, "done"))
         assert (await get_row(sessions, row_id)).attempts == 2
         assert worker.finished == [1, 2]
         done = {"event": "note", "outcome": "done"}
