@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -72,18 +73,25 @@ def _postgres_admin(statement: str) -> None:
         connection.execute(statement)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[URL]:
-    """A URL to a fresh, empty database, on each engine in turn."""
-    if request.param == "sqlite":
-        yield make_url(f"sqlite:///{tmp_path / 'roulette.db'}")
-        return
+@contextmanager
+def postgres_schema() -> Iterator[URL]:
+    """A URL to a fresh, empty schema of the test PostgreSQL database, dropped after."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     _postgres_admin(f'CREATE SCHEMA "{schema}"')
     try:
         yield _postgres_schema_url(schema)
     finally:
         _postgres_admin(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[URL]:
+    """A URL to a fresh, empty database, on each engine in turn."""
+    if request.param == "sqlite":
+        yield make_url(f"sqlite:///{tmp_path / 'roulette.db'}")
+        return
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ PostgreSQL database do not wait for each other (advisory locks are per database)
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -13,19 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import create_engine
 from bot.leader import Leadership
-from tests.conftest import _postgres_admin, _postgres_schema_url, settings_for
+from tests.conftest import postgres_schema, settings_for
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def other_schema() -> Iterator[URL]:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    _postgres_admin(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield _postgres_schema_url(schema)
-    finally:
-        _postgres_admin(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with postgres_schema() as url:
+        yield url
 
 
 @asynccontextmanager
