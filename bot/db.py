@@ -7,6 +7,7 @@ PostgreSQL gets pre-ping so that a restarted server costs one retry, not an erro
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -23,6 +24,9 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import DateTime, TypeDecorator
+from tenacity import retry, retry_if_result, stop_after_delay, wait_random_exponential
+
+log = logging.getLogger("bot.db")
 
 # Stable constraint names: Alembic can drop and alter what it can name.
 NAMING_CONVENTION = {
@@ -62,12 +66,76 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+SQLITE_BUSY_TIMEOUT: Final = 5.0
+"""Seconds a SQLite connection waits for another one's lock before "database is locked"."""
+
+
+def use_wal(dbapi_connection: Any) -> bool:
+    """Put the SQLite database of ``dbapi_connection`` (a sqlite3 or an adapted aiosqlite
+    connection) in WAL mode, which lasts in the file; a no-op once it is (and for an
+    in-memory database, which has no WAL).
+
+    Returns False, leaving the mode as it was, when another connection is writing: the
+    switch from a rollback journal needs the file's exclusive lock, and SQLite answers
+    SQLITE_BUSY at once there, its busy timeout does not apply. Other errors propagate.
+    Source: https://www.sqlite.org/wal.html#activating_and_configuring_wal_mode
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() == "wal":
+            return True
+        cursor.execute("PRAGMA journal_mode=WAL")
+        return True
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e):
+            raise
+        return False
+    finally:
+        cursor.close()
+
+
+def _busy_timeout(dbapi_connection: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+    cursor.close()
+
+
+def sqlite_pragmas(dbapi_connection: Any, _record: Any = None) -> None:
+    """The ``connect`` listener of the app's writing SQLite engines: foreign keys on, a
+    busy timeout of ``SQLITE_BUSY_TIMEOUT``, and WAL if no other connection is writing
+    (``migrate`` has switched the file already; a connection never waits or fails over it,
+    the next one tries again)."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
+    _busy_timeout(dbapi_connection)
+    if not use_wal(dbapi_connection):
+        log.debug("SQLite database busy; this connection keeps its rollback journal")
+
+
+@retry(
+    retry=retry_if_result(lambda switched: not switched),
+    wait=wait_random_exponential(multiplier=0.01, max=0.25),
+    stop=stop_after_delay(SQLITE_BUSY_TIMEOUT),
+    retry_error_callback=lambda _state: False,
+)
+def _use_wal_waiting(dbapi_connection: Any) -> bool:
+    return use_wal(dbapi_connection)
+
+
+def sqlite_migration_pragmas(dbapi_connection: Any, _record: Any = None) -> None:
+    """The ``connect`` listener of the migrations' (synchronous) SQLite engine: the busy
+    timeout, and WAL, waiting up to ``SQLITE_BUSY_TIMEOUT`` seconds for other connections'
+    writes to end. Foreign keys stay off: Alembic's batch mode drops and recreates tables,
+    which with them on would delete the referencing rows."""
+    _busy_timeout(dbapi_connection)
+    if not _use_wal_waiting(dbapi_connection):
+        log.warning(
+            "SQLite database busy for %.0f s; it keeps its rollback journal until the next "
+            "migration",
+            SQLITE_BUSY_TIMEOUT,
+        )
 
 
 def create_engine(url: URL, *, read_only: bool = False) -> AsyncEngine:
@@ -80,8 +148,8 @@ def create_engine(url: URL, *, read_only: bool = False) -> AsyncEngine:
             url = url.set(database=f"file:{url.database}").update_query_dict(
                 {"mode": "ro", "uri": "true"}
             )
-        engine = create_async_engine(url, connect_args={"timeout": 5})
-        pragmas = _sqlite_read_only_pragmas if read_only else _sqlite_pragmas
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
+        pragmas = _sqlite_read_only_pragmas if read_only else sqlite_pragmas
         event.listen(engine.sync_engine, "connect", pragmas)
         return engine
     if read_only:
@@ -100,7 +168,7 @@ def create_engine(url: URL, *, read_only: bool = False) -> AsyncEngine:
 
 def _sqlite_read_only_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
     cursor.close()
 
 

@@ -9,7 +9,8 @@ that the metadata (and autogenerate) sees their tables.
 
 Migrations use a synchronous connection on the same database (sqlite3 or psycopg), so
 they can run in a worker thread while the event loop is up. On PostgreSQL an advisory
-lock serialises replicas that start together.
+lock serialises replicas that start together. A SQLite database is put in WAL mode here,
+before the app opens its pool, so that its connections never race to switch it.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import URL
 
 import migrations
+from bot.db import sqlite_migration_pragmas
 from bot.plugins import Area, RegistryError, default_areas, find_areas
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
@@ -78,6 +80,8 @@ def alembic_config(
 @contextmanager
 def _connection(url: URL) -> Iterator[Connection]:
     engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", sqlite_migration_pragmas)
     try:
         with engine.connect() as connection:
             if connection.dialect.name == "postgresql":

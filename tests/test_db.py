@@ -1,0 +1,88 @@
+"""SQLite under several connections: the migrations put the file in WAL mode, and a
+connection that opens while another one writes neither fails nor waits over it. (Two
+replicas writing at once, on both engines: ``test_scheduler``, ``test_inbox_lease``.)"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+import bot.db
+from bot import migrate
+from bot.db import create_engine
+from tests.conftest import until
+
+
+def _journal_mode(path: str) -> str:
+    with sqlite3.connect(path) as connection:
+        return str(connection.execute("PRAGMA journal_mode").fetchone()[0])
+
+
+@pytest.fixture
+def rollback_journal_db(tmp_path: Path) -> str:
+    """A SQLite file in rollback-journal mode (as an older release's migrations left it)
+    with one table."""
+    path = str(tmp_path / "old.db")
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE t (x INTEGER)")
+    assert _journal_mode(path) == "delete"
+    return path
+
+
+def test_migrate_puts_sqlite_in_wal_mode(tmp_path: Path) -> None:
+    path = str(tmp_path / "roulette.db")
+    migrate.upgrade(make_url(f"sqlite:///{path}"))
+    assert _journal_mode(path) == "wal"
+
+
+async def test_a_connection_opens_while_another_writes_to_a_rollback_journal_file(
+    rollback_journal_db: str,
+) -> None:
+    # SQLite refuses the switch to WAL at once while another connection writes; opening a
+    # connection then used to fail with "database is locked".
+    writer = sqlite3.connect(rollback_journal_db)
+    writer.execute("INSERT INTO t VALUES (1)")  # holds the write lock until it commits
+    engine = create_engine(make_url(f"sqlite+aiosqlite:///{rollback_journal_db}"))
+    try:
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SELECT count(*) FROM t")) == 0
+        assert _journal_mode(rollback_journal_db) == "delete"
+        writer.commit()
+        await engine.dispose()
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SELECT count(*) FROM t")) == 1
+        assert _journal_mode(rollback_journal_db) == "wal"
+    finally:
+        writer.close()
+        await engine.dispose()
+
+
+async def test_migrate_waits_for_a_writer_then_switches_to_wal(
+    rollback_journal_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts: list[bool] = []
+    use_wal = bot.db.use_wal
+
+    def counted(dbapi_connection: object) -> bool:
+        attempts.append(switched := use_wal(dbapi_connection))
+        return switched
+
+    monkeypatch.setattr(bot.db, "use_wal", counted)
+    writer = sqlite3.connect(rollback_journal_db, check_same_thread=False)
+    writer.execute("INSERT INTO t VALUES (1)")
+    try:
+        upgrade = asyncio.create_task(
+            asyncio.to_thread(migrate.upgrade, make_url(f"sqlite:///{rollback_journal_db}"))
+        )
+        await until(lambda: len(attempts) >= 2, within=10, what="a switch refused while it writes")
+        writer.commit()
+        await asyncio.wait_for(upgrade, timeout=30)
+    finally:
+        writer.close()
+    assert attempts[0] is False and attempts[-1] is True
+    assert _journal_mode(rollback_journal_db) == "wal"
