@@ -6,9 +6,12 @@ test gets a schema of its own (dropped afterwards), so tests never see each othe
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -92,6 +95,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[URL]
         return
     with postgres_schema() as url:
         yield url
+
+
+async def until(
+    condition: Callable[[], Awaitable[Any] | Any], within: float = 30.0, what: str = "condition"
+) -> None:
+    """Wait (real time, polled every 50 ms) until ``condition()``, sync or async, is true;
+    fails the test after ``within`` seconds, naming ``what``."""
+    deadline = time.monotonic() + within
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
+        assert time.monotonic() < deadline, f"not within {within:.0f} s: {what}"
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

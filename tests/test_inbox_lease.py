@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,7 +35,7 @@ from bot.models import WebhookDelivery
 from bot.plugins import Plugin, Registry, on_gitlab
 from bot.settings import Settings
 from bot.webhooks import GitLabEvent, Inbox
-from tests.conftest import settings_for
+from tests.conftest import settings_for, until
 from tests.test_cli import clean_env, cli, free_port, http_get
 
 LEASE = 6.0  # seconds; heartbeats every 2 s
@@ -76,19 +76,6 @@ class FakeClock:
     def armed(self, sleepers: int) -> bool:
         """At least ``sleepers`` are waiting for a time still to come (loops have settled)."""
         return sum(1 for deadline, _ in self._sleepers if deadline > self._now) >= sleepers
-
-
-async def until(condition: Callable[[], Any], within: float = 30.0) -> None:
-    """Wait (real time, bounded) until ``condition()`` (sync or async) is true."""
-    deadline = time.monotonic() + within
-    while True:
-        value = condition()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 class Worker(Plugin):

@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from bot.sandbox.gitlab import GitLabStandIn
 from bot.sandbox.mattermost import MattermostStandIn
 from bot.sandbox.webhooks import Delivery, WebhookSender
 from bot.users import sync_organisation
+from tests.conftest import until
 from tests.e2e.conftest import PROJECT, SECRET, MakeClient, e2e_settings, start_bot
 from tests.e2e.test_mattermost_flow import TEAM, Chat, _free_port
 from tests.e2e.test_mattermost_flow import mattermost as mattermost
@@ -233,18 +234,6 @@ def fresh_redis(redis_server: Redis) -> Redis:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-async def until(condition: Callable[[], Awaitable[bool] | bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"not within {within:.0f} s: {what}"
-        await asyncio.sleep(0.05)
 
 
 def bot_notes(standin: GitLabStandIn, iid: int) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from bot.inboxwake import libpq_dsn
 from bot.sandbox.gitlab import GitLabStandIn
 from bot.sandbox.mattermost import MattermostStandIn
 from bot.sandbox.webhooks import WebhookSender
+from tests.conftest import until
 from tests.e2e.conftest import PROJECT, SECRET
 from tests.e2e.test_mattermost_flow import TEAM, _free_port
 from tests.e2e.test_mattermost_flow import mattermost as mattermost
@@ -67,13 +67,6 @@ class Replica:
                 if sample.name == "job_runs_total":
                     runs[sample.labels["job"], sample.labels["outcome"]] = sample.value
         return runs
-
-
-async def until(condition: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not await condition():
-        assert time.monotonic() < deadline, f"not within {within:.0f} s: {what}"
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture

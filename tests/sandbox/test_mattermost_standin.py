@@ -56,6 +56,7 @@ from mattermostautodriver.exceptions import (
 )
 
 from bot.sandbox.mattermost import MattermostStandIn, driver_options, is_valid_id, serve
+from tests.conftest import until
 
 # The driver's own ws_connect(ssl=None) for ws:// URLs: aiohttp 3.14 deprecates it.
 pytestmark = pytest.mark.filterwarnings("ignore:ssl=None is deprecated:DeprecationWarning")
@@ -154,15 +155,6 @@ async def driver(url: str, token: str, **extra: Any) -> AsyncIterator[AsyncTyped
 async def bot(url: str, standin: MattermostStandIn) -> AsyncIterator[AsyncTypedDriver]:
     async with driver(url, standin.bot_token) as d:
         yield d
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    """Wait for a condition (polled), for 5 s at most."""
-    for _ in range(500):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise TimeoutError("the condition never held")
 
 
 # --- REST through the driver ------------------------------------------------------------
