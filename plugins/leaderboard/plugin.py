@@ -10,6 +10,7 @@ post limit (a huge tie is cut with "… and N more").
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from datetime import date, datetime
 from urllib.parse import urlencode
@@ -45,9 +46,16 @@ def _refusal(reason: str, _: Gettext) -> CommandError:
 
 def parse(text: str, _: Gettext) -> tuple[str | None, str, str]:
     """``[team] [--period P] [--by B]`` (also ``--period=P``) -> (team, period, by).
-    Raises ``CommandError`` with the usage for anything else."""
-    words = text.split()
-    team: str | None = None
+
+    The words that are not options, in order and joined by one space, are the team's name
+    (``Platform Team``), and quotes keep a name as written (``"Platform  Team"``); words
+    are split as a shell splits them. Raises ``CommandError`` with the usage for anything
+    else (an unknown option or value, an unbalanced quote)."""
+    try:
+        words = shlex.split(text)
+    except ValueError as e:
+        raise _refusal(_("Cannot read the words ({reason}).", reason=str(e)), _) from None
+    named: list[str] = []
     options = {"period": DEFAULT_PERIOD, "by": DEFAULT_BY}
     allowed = {"period": PERIODS, "by": BY}
     index = 0
@@ -76,11 +84,9 @@ def parse(text: str, _: Gettext) -> tuple[str | None, str, str]:
                     _,
                 )
             options[name] = value
-        elif team is None:
-            team = word
         else:
-            raise _refusal(_("Give one team at most."), _)
-    return team, options["period"], options["by"]
+            named.append(word)
+    return " ".join(named) or None, options["period"], options["by"]
 
 
 def _number(value: float, locale: str, digits: int = 1) -> str:

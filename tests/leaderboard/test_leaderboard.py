@@ -171,7 +171,10 @@ def test_parse() -> None:
     _ = translator("en")
     assert parse("", _) == (None, "week", "reviews")
     assert parse("backend --period month --by=speed", _) == ("backend", "month", "speed")
-    for bad in ("--period year", "--by", "--colour red", "a b"):
+    # a team's name may hold spaces: the words that are not options, or quoted as written
+    assert parse("Platform Team --by speed", _) == ("Platform Team", "week", "speed")
+    assert parse("--period day 'Platform  Team'", _) == ("Platform  Team", "day", "reviews")
+    for bad in ("--period year", "--by", "--colour red", '"Platform Team'):
         with pytest.raises(CommandError) as caught:
             parse(bad, _)
         assert "Usage: `/leaderboard" in str(caught.value)
@@ -220,6 +223,30 @@ async def test_the_command_table_and_the_callers_rank(org: Settings, sessions: S
     assert [r.text for r in french.extra] == ["Vous n'êtes pas classé sur cette période."]
     with pytest.raises(CommandError, match="Unknown team: nope"):
         await plugin.leaderboard(ctx("nope"))
+
+
+async def test_a_team_whose_name_has_a_space(migrated_url: URL) -> None:
+    org = settings_for(
+        migrated_url,
+        teams=[{"name": "Platform Team"}, {"name": "Platform"}],
+        users=[{"gitlab": "erin", "team": "Platform Team"}, {"gitlab": "finn", "team": "Platform"}],
+    )
+    engine = create_engine(org.async_database_url)
+    try:
+        made = create_sessionmaker(engine)
+        await sync_organisation(made, org)
+        await seed(made, [("erin", TODAY, done(4)), ("finn", TODAY, done(9))])
+        plugin = plugin_for(org, made)
+        spaced = ("platform team", '"Platform Team" --by reviews', "--period week Platform  Team")
+        for typed in spaced:
+            reply = await plugin.leaderboard(ctx(typed))
+            assert reply.text.startswith("**Leaderboard of Platform Team, this week"), typed
+            assert "| 1 | @erin | 4 |" in reply.text and "@finn" not in reply.text, typed
+            assert "team=Platform+Team" in reply.text, typed
+        alone = await plugin.leaderboard(ctx("platform"))
+        assert "| 1 | @finn | 9 |" in alone.text and "@erin" not in alone.text
+    finally:
+        await engine.dispose()
 
 
 async def test_700_tied_reviewers_stay_within_the_post_limit(migrated_url: URL) -> None:
