@@ -270,5 +270,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(f"{args.command} failed: {type(e).__name__}: {one_line(e)}", 1, secrets)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the console script is bot.console.main
     main()

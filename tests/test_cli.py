@@ -565,3 +565,37 @@ def test_serve_when_the_port_is_taken(tmp_path: Path) -> None:
     assert "in use" in line.lower()
     # It failed before touching the database.
     assert not (tmp_path / "roulette.db").exists()
+
+
+class _InterruptedImport:
+    """A meta path finder standing for a Ctrl-C while ``bot.cli`` is being imported."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "bot.cli":
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("when", ["importing", "running"])
+def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(
+    when: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.metadata
+
+    import bot.cli
+    from bot import console
+
+    (script,) = importlib.metadata.entry_points(group="console_scripts", name="roulette-bot")
+    assert script.value == "bot.console:main"  # the installed roulette-bot is guarded
+    if when == "importing":
+        monkeypatch.delitem(sys.modules, "bot.cli")
+        monkeypatch.setattr(sys, "meta_path", [_InterruptedImport(), *sys.meta_path])
+    else:
+
+        def interrupted(argv: object = None) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(bot.cli, "main", interrupted)
+    with pytest.raises(SystemExit) as exited:
+        console.main()
+    assert exited.value.code == 130
+    assert capsys.readouterr() == ("", "")
