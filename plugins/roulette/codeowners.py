@@ -613,29 +613,44 @@ class GitLabScan:
     independent check of it in the tests: its fnmatch is its own translation of Ruby's
     (one regex compiled per entry, here, once). It differs from GitLab only where
     :class:`CodeOwners` follows GitLab's docs rather than its code: every line is an entry
-    (GitLab keeps one entry per distinct pattern). It is quicker than GitLab's loop, not
-    slower: the exclusions are tried first, and the entries stop at the first match
-    (GitLab tests every entry of a section, to find its exclusions).
+    (GitLab keeps one entry per distinct pattern).
+
+    By default it is quicker than GitLab's loop: the exclusions are tried first, and the
+    entries stop at the first match. ``every_entry=True`` runs the loop as GitLab's code
+    writes it: every entry of a section is tested (``section_entries.keys.reverse.select
+    { |pattern| path_matches?(pattern, path) }``), then the section is skipped if an
+    exclusion is among the matches, else the first match wins. Both give the same owners.
     """
 
-    def __init__(self, codeowners: CodeOwners) -> None:
+    def __init__(self, codeowners: CodeOwners, *, every_entry: bool = False) -> None:
         self._sections: list[tuple[list[_Test], list[tuple[_Test, tuple[Owner, ...]]]]] = []
+        self._as_written: list[list[tuple[_Test, Entry]]] = []
+        self.every_entry = every_entry
         for section in codeowners.sections:
             exclusions: list[_Test] = []
             entries: list[tuple[_Test, tuple[Owner, ...]]] = []
+            as_written: list[tuple[_Test, Entry]] = []
             for entry in reversed(section.entries):
                 test = re.compile(_fnmatch_regex(_gitlab_pattern(entry.pattern))).fullmatch
+                as_written.append((test, entry))
                 if entry.exclusion:
                     exclusions.append(test)
                 else:
                     entries.append((test, entry.owners))
             self._sections.append((exclusions, entries))
+            self._as_written.append(as_written)
 
     def owners_of(self, path: str) -> frozenset[Owner]:
         """The owners of ``path`` (relative to the repository, with or without a leading
         ``/``): the union over sections of the winning entry's owners."""
         target = path if path.startswith("/") else "/" + path
         owners: set[Owner] = set()
+        if self.every_entry:
+            for section_entries in self._as_written:
+                matching = [entry for test, entry in section_entries if test(target)]
+                if matching and not any(entry.exclusion for entry in matching):
+                    owners.update(matching[0].owners)
+            return frozenset(owners)
         for exclusions, entries in self._sections:
             if any(test(target) for test in exclusions):
                 continue

@@ -71,12 +71,13 @@ def test_scan_fnmatch_equals_ruby_port(pattern: str, many: list[str]) -> None:
 def test_scan_equals_reference(text: str, data: st.DataObject) -> None:
     """Last entry first, first match wins, an exclusion anywhere empties the section."""
     parsed = parse(text)
-    scan = GitLabScan(parsed)
+    scan, as_written = GitLabScan(parsed), GitLabScan(parsed, every_entry=True)
     written = [e.pattern for s in parsed.sections for e in s.entries]
     many = data.draw(st.lists(paths(), min_size=1, max_size=6))
     many += [path_like(data.draw, pattern) for pattern in written]
     for path in many:
         assert scan.owners_of(path) == reference_owners(parsed, path), (text, path)
+        assert as_written.owners_of(path) == scan.owners_of(path), (text, path)
 
 
 def test_scan_takes_the_last_match_of_each_section_and_honours_exclusions() -> None:
@@ -85,12 +86,12 @@ def test_scan_takes_the_last_match_of_each_section_and_honours_exclusions() -> N
         "[Sec] @sec\n!/lib/secret.rb\n/lib/\n"
         "^[Ui]\nui/*.yml @ui\n/app/**/*.yml @app\n"
     )
-    scan = GitLabScan(parsed)
-    assert scan.owners_of("lib/a.rb") == {Owner("name", "lib"), Owner("name", "sec")}
-    assert scan.owners_of("/lib/secret.rb") == {Owner("name", "lib")}
-    assert scan.owners_of("x.rb") == {Owner("name", "ruby")}
-    assert scan.owners_of("app/ui/a.yml") == {Owner("name", "all"), Owner("name", "app")}
-    assert scan.owners_of("x/ui/a.yml") == {Owner("name", "all"), Owner("name", "ui")}
+    for scan in (GitLabScan(parsed), GitLabScan(parsed, every_entry=True)):
+        assert scan.owners_of("lib/a.rb") == {Owner("name", "lib"), Owner("name", "sec")}
+        assert scan.owners_of("/lib/secret.rb") == {Owner("name", "lib")}
+        assert scan.owners_of("x.rb") == {Owner("name", "ruby")}
+        assert scan.owners_of("app/ui/a.yml") == {Owner("name", "all"), Owner("name", "app")}
+        assert scan.owners_of("x/ui/a.yml") == {Owner("name", "all"), Owner("name", "ui")}
 
 
 @pytest.mark.parametrize("mix", list(bench.PRESETS.values()), ids=list(bench.PRESETS))
