@@ -550,6 +550,102 @@ async def fan_out(
     return Timed(latencies, statuses, answers, time.perf_counter() - started)
 
 
+def keep_alive_sessions(count: int) -> list[aiohttp.ClientSession]:
+    """One keep-alive connection per sender, as one GitLab Sidekiq thread would hold."""
+    return [
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1),
+            skip_auto_headers=("User-Agent",),
+            timeout=aiohttp.ClientTimeout(total=30),
+        )
+        for _ in range(count)
+    ]
+
+
+def health_getter(base: str) -> Callable[[aiohttp.ClientSession, Any], Awaitable[tuple[int, str]]]:
+    async def get_health(session: aiohttp.ClientSession, _: Any) -> tuple[int, str]:
+        async with session.get(f"{base}/health") as response:
+            return response.status, await response.text()
+
+    return get_health
+
+
+def hook_poster(
+    base: str,
+) -> Callable[[aiohttp.ClientSession, Outgoing], Awaitable[tuple[int, str]]]:
+    async def post_hook(session: aiohttp.ClientSession, job: Outgoing) -> tuple[int, str]:
+        async with session.post(
+            f"{base}/webhook/gitlab", data=job.body, headers=job.headers
+        ) as response:
+            answer = await response.json()
+            return response.status, str(answer.get("status"))
+
+    return post_hook
+
+
+def _senders_child(conn: Connection, count: int) -> None:
+    """``--senders process``: GitLab's side of the timed requests, in a process of its own
+    (GitLab sends from its own machines: its work must not take the bot's event loop)."""
+    asyncio.run(_senders_serve(conn, count))
+
+
+async def _senders_serve(conn: Connection, count: int) -> None:
+    sessions = keep_alive_sessions(count)
+    commands: asyncio.Queue[Any] = asyncio.Queue()
+
+    def readable() -> None:
+        try:
+            commands.put_nowait(conn.recv())
+        except EOFError:
+            commands.put_nowait(None)
+
+    loop = asyncio.get_running_loop()
+    loop.add_reader(conn.fileno(), readable)
+    conn.send("ready")
+    try:
+        while (command := await commands.get()) not in (None, "stop"):
+            what, base, jobs = command
+            send = health_getter(base) if what == "health" else hook_poster(base)
+            timed = await fan_out(sessions, jobs, send)
+            # plain values: this module is __mp_main__ here, __main__ in the parent
+            conn.send(
+                (timed.latencies_ms, dict(timed.statuses), dict(timed.answers), timed.seconds)
+            )
+    finally:
+        loop.remove_reader(conn.fileno())
+        for session in sessions:
+            await session.close()
+
+
+class SenderProcess:
+    """The timed senders in a child process (``--senders process``)."""
+
+    def __init__(self, count: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_senders_child, args=(child, count), daemon=True)
+        self.process.start()
+        child.close()
+
+    async def start(self) -> None:
+        if await _ask(self.conn, None) != "ready":
+            raise SystemExit("the sender process did not start")
+
+    async def send(self, what: str, base: str, jobs: Sequence[Any]) -> Timed:
+        """``what`` (``health`` or ``hooks``) for each of ``jobs``, timed in the child."""
+        latencies, statuses, answers, taken = await _ask(self.conn, (what, base, list(jobs)))
+        return Timed(latencies, Counter(statuses), Counter(answers), taken)
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send("stop")
+        self.process.join(timeout=15)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=5)
+        self.conn.close()
+
+
 def warm_ups(model: Outgoing, count: int) -> list[Outgoing]:
     """``count`` ordinary (non-``/roulette``) comments shaped like ``model``."""
     warm: list[Outgoing] = []
@@ -678,6 +774,10 @@ async def measure(
     if _CONCURRENCY is not None:
         values["gitlab_concurrency"] = args.gitlab_concurrency
     settings = Settings(**values)
+    senders: SenderProcess | None = None
+    if args.senders_mode == "process":
+        senders = SenderProcess(args.senders)
+        await senders.start()
     worker: WorkerReplica | None = None
     if args.split:  # this process only acknowledges; a replica of its own processes
         settings = Settings(**(values | {"webhook_workers": 0}))
@@ -698,27 +798,8 @@ async def measure(
             delivery_tag(inbox_key("note", json.loads(o.body), o.headers, o.body)) for o in outgoing
         }
         gc.freeze()  # as ``bot.server`` does once started
-
-        async def get_health(session: aiohttp.ClientSession, _: int) -> tuple[int, str]:
-            async with session.get(f"{base}/health") as response:
-                return response.status, await response.text()
-
-        async def post_hook(session: aiohttp.ClientSession, job: Outgoing) -> tuple[int, str]:
-            async with session.post(
-                f"{base}/webhook/gitlab", data=job.body, headers=job.headers
-            ) as response:
-                answer = await response.json()
-                return response.status, str(answer.get("status"))
-
-        # One keep-alive connection per sender, as one GitLab Sidekiq thread would hold.
-        sessions = [
-            aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=1),
-                skip_auto_headers=("User-Agent",),
-                timeout=aiohttp.ClientTimeout(total=30),
-            )
-            for _ in range(args.senders)
-        ]
+        post_hook = hook_poster(base)
+        sessions = keep_alive_sessions(args.senders)
         try:
             # Warm the intake path (connections, compiled statements) with ordinary
             # comments, as a running bot is warm; their rows are removed before measuring.
@@ -738,10 +819,16 @@ async def measure(
                 await db.execute(delete(WebhookDelivery))
             rss_idle = rss_mb()
             worker_rss_idle = await worker.ask("rss") if worker is not None else None
-            health = await fan_out(sessions, range(len(outgoing)), get_health)
+            if senders is not None:
+                health = await senders.send("health", base, range(len(outgoing)))
+            else:
+                health = await fan_out(sessions, range(len(outgoing)), health_getter(base))
             load_before = await gitlab.load()
             wall_start = time.time()
-            hooks = await fan_out(sessions, outgoing, post_hook)
+            if senders is not None:
+                hooks = await senders.send("hooks", base, outgoing)
+            else:
+                hooks = await fan_out(sessions, outgoing, post_hook)
             sent_at = time.perf_counter() - hooks.seconds
             load_after = await gitlab.load()
             done_during_acks = (await inbox_states(app)).get("done", 0)
@@ -772,6 +859,8 @@ async def measure(
         await runner.cleanup()
         if worker is not None:
             worker.stop()
+        if senders is not None:
+            senders.stop()
 
     counts: dict[str, int] = found["counts"]
     return Result(
@@ -973,6 +1062,14 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=600)
     parser.add_argument("--mrs", type=int, default=100)
     parser.add_argument("--senders", type=int, default=32)
+    parser.add_argument(
+        "--senders-in",
+        dest="senders_mode",
+        choices=("process", "inline"),
+        default="process",
+        help="where the timed senders run: a process of their own, as GitLab is another"
+        " system (default), or this process's event loop, beside the web replica",
+    )
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument(
         "--gitlab-concurrency",
