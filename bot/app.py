@@ -91,6 +91,7 @@ async def _chat(app: web.Application) -> AsyncIterator[None]:
 
 async def _inbox(app: web.Application) -> AsyncIterator[None]:
     inbox = app[INBOX]
+    await inbox.warn_without_spool()
     inbox.start()
     yield
     await inbox.stop(grace=app[CONTEXT].settings.shutdown_timeout / 2)

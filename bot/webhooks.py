@@ -690,6 +690,22 @@ class Inbox:
             log.info("the spool is drained; deliveries are stored in the inbox again")
         self._spool_first = False
 
+    async def warn_without_spool(self) -> None:
+        """At start: log a warning when spooling is on (``SPOOL_MAX_BYTES`` > 0) but no
+        spool can take a delivery (``SPOOL_DIR`` cannot be written, Redis refuses): a
+        database outage would then answer GitLab 503 instead of keeping its deliveries,
+        and the operator hears of it now rather than during the outage."""
+        if not self.spools:
+            return
+        try:
+            await self.spool_check()
+        except SpoolError as e:
+            log.warning(
+                "no webhook spool can take a delivery (%s): while the database is down,"
+                " GitLab's deliveries will be refused with 503",
+                e,
+            )
+
     async def spool_check(self) -> None:
         """Raise :class:`~bot.spool.SpoolError` unless some spool can take a delivery now
         (``/readiness?scope=web`` while the database is down)."""

@@ -10,6 +10,7 @@ spooled deliveries processed once the database answers.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
@@ -382,12 +383,16 @@ async def test_a_full_spool_answers_503_with_retry_after_and_no_error(
 
 
 async def test_no_writable_spool_answers_503_with_retry_after(
-    tmp_path: Path, aiohttp_client: MakeClient
+    tmp_path: Path, aiohttp_client: MakeClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     (tmp_path / "file").write_text("in the way")
     url = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
     settings = settings_for(url, gitlab_webhook_secret=SECRET, spool_dir=str(tmp_path / "file"))
-    client = await aiohttp_client(create_app(settings, plugins=[Recorder]))
+    with caplog.at_level(logging.WARNING, logger="bot.webhooks"):
+        client = await aiohttp_client(create_app(settings, plugins=[Recorder]))
+    # said at start, before any outage needs the spool
+    (warning,) = [r for r in caplog.records if "no webhook spool" in r.getMessage()]
+    assert warning.levelname == "WARNING" and str(tmp_path / "file") in warning.getMessage()
     status, _, retry_after = await post(client, 1)
     assert (status, retry_after) == (503, "30")
     metrics = await (await client.get("/metrics")).text()

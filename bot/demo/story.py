@@ -142,6 +142,7 @@ async def start(
     settings = demo_settings(
         {
             "database_url": f"sqlite:///{database}",
+            "spool_dir": str(folder / "spool"),  # everything in the demo's own folder
             "http_host": HOST,
             "http_port": bound,
             "public_url": url,
