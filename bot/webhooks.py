@@ -369,16 +369,17 @@ class SystemClock:
 
 @dataclass(frozen=True)
 class Claim:
-    """A worker's hold on an inbox row.
+    """A worker's hold on an inbox row, and the row's delivery (read by the claim itself).
 
     ``token`` is the row's ``attempts`` value this claim wrote: the fencing token that
     every later update of the row by this worker must still find. ``held_until`` is
-    when the lease written by the claim runs out.
+    when the lease written by the claim runs out. ``event`` is the delivery to handle.
     """
 
     row_id: int
     token: int
     held_until: datetime
+    event: GitLabEvent
 
 
 Outcome = Literal["finished", "timeout", "lost"]
@@ -887,34 +888,36 @@ class Inbox:
         """
         now = self.clock.now()
         async with self.context.sessions.begin() as session:
-            token = await session.scalar(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id == row_id, _claimable(now))
-                .values(
-                    status="processing",
-                    locked_until=now + self.lease,
-                    attempts=WebhookDelivery.attempts + 1,
+            claimed = (
+                await session.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id == row_id, _claimable(now))
+                    .values(
+                        status="processing",
+                        locked_until=now + self.lease,
+                        attempts=WebhookDelivery.attempts + 1,
+                    )
+                    .returning(
+                        WebhookDelivery.attempts,
+                        WebhookDelivery.delivery_key,
+                        WebhookDelivery.event_type,
+                        WebhookDelivery.payload,
+                        WebhookDelivery.received_at,
+                    )
+                    .execution_options(synchronize_session=False)
                 )
-                .returning(WebhookDelivery.attempts)
-                .execution_options(synchronize_session=False)
-            )
-        if token is None:
+            ).one_or_none()
+        if claimed is None:
             return None
-        return Claim(row_id=row_id, token=int(token), held_until=now + self.lease)
+        token, key, kind, payload, received_at = claimed
+        event = GitLabEvent(
+            key=key, kind=kind, payload=payload, attempt=int(token), received_at=received_at
+        )
+        return Claim(row_id=row_id, token=int(token), held_until=now + self.lease, event=event)
 
     async def _process(self, claim: Claim) -> None:
         """Run the row's handlers under a renewed lease, then record the outcome."""
-        async with self.context.sessions() as session:
-            row = await session.get(WebhookDelivery, claim.row_id)
-        if row is None:
-            return
-        event = GitLabEvent(
-            key=row.delivery_key,
-            kind=row.event_type,
-            payload=row.payload,
-            attempt=claim.token,
-            received_at=row.received_at,
-        )
+        event = claim.event
         with bound_id(f"delivery-{claim.row_id}"):
             handler = asyncio.create_task(
                 self._handle(event), name=f"webhook-handler-{claim.row_id}"
