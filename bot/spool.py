@@ -164,8 +164,9 @@ class Spool(Protocol):
         """How many records the spool holds."""
         ...
 
-    async def check(self) -> None:
-        """Raise :class:`SpoolError` if a delivery could not be appended now."""
+    async def check(self, *, touch: bool = True) -> None:
+        """Raise :class:`SpoolError` if a delivery could not be appended now. With
+        ``touch=False`` nothing is created (a start-up check)."""
         ...
 
     async def close(self) -> None:
@@ -420,10 +421,20 @@ class JournalSpool:
                 continue
         return count
 
-    async def check(self) -> None:
+    async def check(self, *, touch: bool = True) -> None:
         """Raise :class:`SpoolError` unless one more small delivery would fit and the
-        directory can be written."""
-        await asyncio.to_thread(self._check)
+        directory can be written. ``touch=False``: only whether the directory (or the
+        folder it would be made in) can be written, creating nothing."""
+        await asyncio.to_thread(self._check if touch else self._check_untouched)
+
+    def _check_untouched(self) -> None:
+        folder = self.directory.absolute()
+        while not folder.exists() and folder.parent != folder:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise SpoolUnavailable(f"the journal in {self.directory}: {folder} is not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise SpoolUnavailable(f"the journal in {self.directory}: {folder} is not writable")
 
     def _check(self) -> None:
         try:
@@ -555,8 +566,8 @@ class RedisStreamSpool:
         """``XLEN``."""
         return int(await self._call("length", lambda: self._client.xlen(self.stream)))
 
-    async def check(self) -> None:
-        """Redis answers, and the stream is below its bound."""
+    async def check(self, *, touch: bool = True) -> None:
+        """Redis answers, and the stream is below its bound (``touch`` changes nothing)."""
         used = await self._call("check", lambda: self._client.get(self.bytes_key))
         if used is not None and int(used) >= self.max_bytes:
             raise SpoolFull(f"the Redis stream holds {int(used)} bytes of {self.max_bytes}")

@@ -699,7 +699,7 @@ class Inbox:
         if not self.spools:
             return
         try:
-            await self.spool_check()
+            await self.spool_check(touch=False)
         except SpoolError as e:
             log.warning(
                 "no webhook spool can take a delivery (%s): while the database is down,"
@@ -707,13 +707,14 @@ class Inbox:
                 e,
             )
 
-    async def spool_check(self) -> None:
+    async def spool_check(self, *, touch: bool = True) -> None:
         """Raise :class:`~bot.spool.SpoolError` unless some spool can take a delivery now
-        (``/readiness?scope=web`` while the database is down)."""
+        (``/readiness?scope=web`` while the database is down); ``touch=False`` creates
+        nothing (see ``Spool.check``)."""
         refusal: SpoolError = SpoolError("spooling is off (SPOOL_MAX_BYTES=0)")
         for spool in self.spools:
             try:
-                await spool.check()
+                await spool.check(touch=touch)
             except SpoolError as e:
                 refusal = e
                 continue

@@ -482,6 +482,7 @@ def test_serve_with_no_config_at_all(
 
     assert server.stop(signum) == 0, server.output()
     assert (cwd / "roulette.db").exists()
+    assert not (cwd / "spool").exists()  # the spool folder is made when first needed
     assert "users" in _tables(cwd / "roulette.db")
     output = server.output()
     assert "Traceback" not in output
