@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.db import read_sessionmaker
 from bot.i18n import Translator, environment, translator
 from bot.metrics import Metrics
 from bot.settings import Settings
@@ -30,6 +31,8 @@ class AppContext:
     metrics: Metrics = field(default_factory=Metrics)
     engine_: AsyncEngine | None = None
     sessions_: async_sessionmaker[AsyncSession] | None = None
+    # (sessions, the read sessions made from them): remade if ``sessions_`` is replaced
+    _reads: tuple[Any, async_sessionmaker[AsyncSession]] | None = field(default=None, repr=False)
     cache_: Cache | None = None
     gitlab_: GitLab | None = None  # None when GITLAB_URL is not configured
     chat_: Mattermost | None = None  # None when MATTERMOST_URL/TOKEN are not configured
@@ -46,6 +49,14 @@ class AppContext:
         if self.sessions_ is None:
             raise RuntimeError("the database is not open yet (the app has not started)")
         return self.sessions_
+
+    @property
+    def reads(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions for reads only (see ``bot.db.read_sessionmaker``): no write in them."""
+        sessions = self.sessions
+        if self._reads is None or self._reads[0] is not sessions:
+            self._reads = (sessions, read_sessionmaker(sessions))
+        return self._reads[1]
 
     @property
     def gitlab(self) -> GitLab:
@@ -83,6 +94,12 @@ class PluginContext:
     def sessions(self) -> async_sessionmaker[AsyncSession]:
         """One ``AsyncSession`` per event, request or job (``async with sessions.begin()``)."""
         return self._core.sessions
+
+    @property
+    def reads(self) -> async_sessionmaker[AsyncSession]:
+        """Sessions for reads only: on PostgreSQL without ``BEGIN`` and ``ROLLBACK`` round
+        trips (see ``bot.db.read_sessionmaker``). Never write in them."""
+        return self._core.reads
 
     @property
     def dialect(self) -> str:

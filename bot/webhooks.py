@@ -842,7 +842,7 @@ class Inbox:
         free = self.workers - len(self._running)
         if free <= 0:
             return 1.0
-        async with self.context.sessions() as session:
+        async with self.context.reads() as session:
             due = (
                 await session.execute(
                     select(WebhookDelivery.id, WebhookDelivery.status, WebhookDelivery.event_type)

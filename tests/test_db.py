@@ -9,12 +9,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 import bot.db
 from bot import migrate
-from bot.db import create_engine
+from bot.context import AppContext
+from bot.db import create_engine, create_sessionmaker
+from bot.models import JobRun
+from bot.settings import Settings
 from tests.conftest import until
 
 
@@ -86,3 +89,29 @@ async def test_migrate_waits_for_a_writer_then_switches_to_wal(
         writer.close()
     assert attempts[0] is False and attempts[-1] is True
     assert _journal_mode(rollback_journal_db) == "wal"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+async def test_read_sessions_skip_begin_and_rollback_on_postgresql(settings: Settings) -> None:
+    engine = create_engine(settings.async_database_url)
+    context = AppContext(settings=settings, engine_=engine, sessions_=create_sessionmaker(engine))
+    try:
+        async with context.sessions.begin() as session:
+            session.add(JobRun(job_name="digest", period="p1", owner="t"))
+        async with context.reads() as session:
+            assert await session.scalar(select(func.count()).select_from(JobRun)) == 1
+            raw = (await (await session.connection()).get_raw_connection()).driver_connection
+            postgresql = engine.dialect.name == "postgresql"
+            # psycopg sends no BEGIN in autocommit: each SELECT is its own statement
+            assert getattr(raw, "autocommit", None) is (True if postgresql else None)
+        async with context.sessions() as session:  # the pool's connections are as they were
+            raw = (await (await session.connection()).get_raw_connection()).driver_connection
+            assert getattr(raw, "autocommit", None) is (False if postgresql else None)
+        first = context.reads
+        assert (first is context.sessions) is not postgresql
+        assert context.reads is first  # made once
+        context.sessions_ = replaced = create_sessionmaker(engine)
+        assert context.reads is not first  # they follow the sessions they come from
+        assert (context.reads is replaced) is not postgresql
+    finally:
+        await engine.dispose()

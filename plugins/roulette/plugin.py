@@ -163,12 +163,12 @@ class RoulettePlugin(Plugin):
         if self._service is None:
             app = self.app
             gitlab = app.gitlab if app.has_gitlab else None
-            self._service = RouletteService(app.settings, app.sessions, app.cache, gitlab)
+            self._service = RouletteService(app.settings, app.reads, app.cache, gitlab)
         return self._service
 
     async def on_start(self) -> None:
         try:
-            await self.metrics.refresh_active(self.app.sessions)
+            await self.metrics.refresh_active(self.app.reads)
         except Exception:  # a metric must not stop the bot from starting
             log.warning("could not count the active reviews at start", exc_info=True)
         if self.app.serving:  # a one-shot command has no gauge worth refreshing
@@ -203,7 +203,7 @@ class RoulettePlugin(Plugin):
         while True:
             await self.refresh_available()
             try:
-                await self.metrics.refresh_active(self.app.sessions)
+                await self.metrics.refresh_active(self.app.reads)
             except Exception:  # a metric must never stop the bot
                 log.warning("could not count the active reviews", exc_info=True)
             await asyncio.sleep(self.refresh_interval)
@@ -258,7 +258,7 @@ class RoulettePlugin(Plugin):
     async def merge_request(self, event: GitLabEvent) -> None:
         payload = event.payload
         await tracking.merge_request_event(self.app.sessions, self.metrics, payload)
-        await self.metrics.refresh_active(self.app.sessions)
+        await self.metrics.refresh_active(self.app.reads)
         auto = self.config.auto_roulette == "on_open"
         if auto and self.app.has_gitlab and _opened_ready(payload):
             project = payload.get("project") or {}
@@ -512,11 +512,11 @@ class RoulettePlugin(Plugin):
         recorded = await tracking.record_roll(self.app.sessions, mr, team, picks, kept, released)
         if recorded.missing:
             log.warning("picked users missing from the database: %s", ", ".join(recorded.missing))
-        await self.metrics.refresh_active(self.app.sessions)
+        await self.metrics.refresh_active(self.app.reads)
 
     async def _gitlab_ids(self, usernames: Sequence[str]) -> list[int]:
         """GitLab ids, from the database (``sync-users`` stores them), else asked once."""
-        known = await tracking.gitlab_ids(self.app.sessions, usernames)
+        known = await tracking.gitlab_ids(self.app.reads, usernames)
         ids: list[int] = []
         for name in usernames:
             user_id = known.get(name.lower())
