@@ -328,20 +328,43 @@ async def answer_parent(
         loop.remove_reader(conn.fileno())
 
 
-class ProcessGitLab(GitLabSide):
-    mode = "child process"
+class ChildProcess:
+    """One of the benchmark's helper processes (spawned), spoken to through a pipe: it
+    runs ``target(pipe, *args)``; :meth:`ask` sends a command and awaits the answer,
+    :meth:`stop` says ``stop``, then waits ``grace`` seconds before terminating it."""
 
-    def __init__(self, mrs: int, comments: int, latency: float, jitter: float) -> None:
+    grace = 15.0
+
+    def __init__(self, target: Callable[..., None], *args: Any) -> None:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(
-            target=_standin_child, args=(child, mrs, comments, latency, jitter), daemon=True
-        )
+        self.process = context.Process(target=target, args=(child, *args), daemon=True)
         self.process.start()
         child.close()
 
-    async def _ask(self, command: str | None) -> Any:
+    async def ask(self, command: Any) -> Any:
+        """Send ``command`` (None: nothing, wait for the greeting) and await the answer."""
         return await _ask(self.conn, command)
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send("stop")
+        self.process.join(timeout=self.grace)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=5)
+        self.conn.close()
+
+
+class ProcessGitLab(ChildProcess, GitLabSide):
+    mode = "child process"
+    grace = 5.0
+
+    def __init__(self, mrs: int, comments: int, latency: float, jitter: float) -> None:
+        super().__init__(_standin_child, mrs, comments, latency, jitter)
+
+    async def _ask(self, command: str | None) -> Any:
+        return await self.ask(command)
 
     async def start(self) -> None:
         self.url = str(await self._ask(None))
@@ -357,15 +380,6 @@ class ProcessGitLab(GitLabSide):
     async def timeline(self) -> list[tuple[float, float]]:
         result: list[tuple[float, float]] = await self._ask("timeline")
         return result
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self.conn.send("stop")
-        self.process.join(timeout=5)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(timeout=5)
-        self.conn.close()
 
 
 def _worker_child(conn: Connection, values: dict[str, Any]) -> None:
@@ -383,29 +397,13 @@ async def _worker_serve(conn: Connection, values: dict[str, Any]) -> None:
         await runner.cleanup()
 
 
-class WorkerReplica:
+class WorkerReplica(ChildProcess):
     """``--split``: the inbox workers in a process of their own, as the chart's worker
     Deployment runs them beside web-only replicas (``WEBHOOK_WORKERS=0``), woken by the
     web side's NOTIFY."""
 
     def __init__(self, values: dict[str, Any]) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=_worker_child, args=(child, values), daemon=True)
-        self.process.start()
-        child.close()
-
-    async def ask(self, command: str | None) -> Any:
-        return await _ask(self.conn, command)
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self.conn.send("stop")
-        self.process.join(timeout=15)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(timeout=5)
-        self.conn.close()
+        super().__init__(_worker_child, values)
 
 
 async def _ask(conn: Connection, command: str | None) -> Any:
@@ -617,33 +615,20 @@ async def _senders_serve(conn: Connection, count: int) -> None:
             await session.close()
 
 
-class SenderProcess:
-    """The timed senders in a child process (``--senders process``)."""
+class SenderProcess(ChildProcess):
+    """The timed senders in a child process (``--senders-in process``)."""
 
     def __init__(self, count: int) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.conn, child = context.Pipe()
-        self.process = context.Process(target=_senders_child, args=(child, count), daemon=True)
-        self.process.start()
-        child.close()
+        super().__init__(_senders_child, count)
 
     async def start(self) -> None:
-        if await _ask(self.conn, None) != "ready":
+        if await self.ask(None) != "ready":
             raise SystemExit("the sender process did not start")
 
     async def send(self, what: str, base: str, jobs: Sequence[Any]) -> Timed:
         """``what`` (``health`` or ``hooks``) for each of ``jobs``, timed in the child."""
-        latencies, statuses, answers, taken = await _ask(self.conn, (what, base, list(jobs)))
+        latencies, statuses, answers, taken = await self.ask((what, base, list(jobs)))
         return Timed(latencies, Counter(statuses), Counter(answers), taken)
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self.conn.send("stop")
-        self.process.join(timeout=15)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(timeout=5)
-        self.conn.close()
 
 
 def warm_ups(model: Outgoing, count: int) -> list[Outgoing]:
