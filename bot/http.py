@@ -91,6 +91,18 @@ _ESCAPES = (("\\\\", ""), ('\\"', ""))  # escaped backslashes first, then escape
 _STRING = re.compile(r'"[^"]*"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# The only ways JSON text decoded from UTF-8 can carry a NUL or a surrogate into a string:
+# their escapes (raw control characters are invalid JSON, and UTF-8 cannot hold surrogates).
+_RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_LONG_DIGITS = re.compile(r"\d{19}")  # 18 digits always fit in 64 bits
+
+
+def _outside_strings(text: str) -> str:
+    """``text`` without its strings (escapes first): what is left of JSON is structure,
+    numbers and literals."""
+    for escape, replacement in _ESCAPES:
+        text = text.replace(escape, replacement)
+    return _STRING.sub("", text)
 
 
 def json_depth(text: str) -> int:
@@ -101,9 +113,10 @@ def json_depth(text: str) -> int:
     meaningless but finite; the parser then refuses the text at its first fault, before
     it could nest deeper than the valid prefix this function measured correctly.
     """
-    for escape, replacement in _ESCAPES:
-        text = text.replace(escape, replacement)
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return _depth(_NOT_BRACKET.sub("", _outside_strings(text)))
+
+
+def _depth(brackets: str) -> int:
     return max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
 
 
@@ -152,6 +165,14 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _distinct_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``_unique_keys`` for keys known to hold no NUL or surrogate: one ``dict`` call."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        return _unique_keys(pairs)  # raises, naming the key
+    return result
+
+
 def parse_json(body: bytes) -> Any:
     """The JSON document in ``body`` (UTF-8, RFC 8259), refusing what the store would refuse.
 
@@ -169,21 +190,32 @@ def parse_json(body: bytes) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadInput("the body is not valid UTF-8") from None
-    if json_depth(text) > MAX_JSON_DEPTH:
+    outside = _outside_strings(text)
+    brackets = _NOT_BRACKET.sub("", outside)
+    opening = brackets.count("[") + brackets.count("{")
+    if opening > MAX_JSON_DEPTH and _depth(brackets) > MAX_JSON_DEPTH:
         raise BadInput(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+    # The per-value checks run only where the text could need them (a webhook's payload
+    # seldom does): strings, when an escape could make a NUL or a surrogate; integers,
+    # when one is written with 19 digits or more.
+    risky = _RISKY_ESCAPE.search(text) is not None
     try:
         document = json.loads(
             text,
             parse_constant=_reject_constant,
-            parse_int=_bounded_int,
+            parse_int=_bounded_int if _LONG_DIGITS.search(outside) else int,
             parse_float=_finite_float,
-            object_pairs_hook=_unique_keys,
+            object_pairs_hook=_unique_keys if risky else _distinct_keys,
         )
     except json.JSONDecodeError as e:
         raise BadInput(f"the body is not valid JSON: {e.msg} at character {e.pos}") from None
+    except BadInput:
+        raise
+    except ValueError:  # int() past its 4,300 digits: unreachable after the scan above
+        raise BadInput("an integer is out of range (they must fit in 64 bits, signed)") from None
     except RecursionError:  # unreachable after the depth check; kept as a last guard
         raise BadInput(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
-    pending = [document]
+    pending = [document] if risky else []
     while pending:  # strings in arrays and values (keys were checked while parsing)
         item = pending.pop()
         if isinstance(item, str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -13,7 +14,10 @@ import pytest
 import redis.asyncio as redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from bot import http
 from bot.app import create_app
 from bot.plugins import Plugin, route
 from bot.settings import Settings
@@ -248,3 +252,59 @@ async def test_web_readiness_is_503_when_no_spool_can_take_deliveries(
     body = await response.json()
     assert body["failed"] == ["database"]
     assert body["checks"]["spool"] == "SpoolUnavailable"
+
+
+# --------------------------------------------------------------------------- parse_json
+
+
+def _strict(body: bytes) -> Any:
+    """``parse_json`` as it was before its fast path: every check on every value."""
+    text = body.decode("utf-8")
+    if http.json_depth(text) > http.MAX_JSON_DEPTH:
+        raise http.BadInput("deep")
+    document = json.loads(
+        text,
+        parse_constant=http._reject_constant,
+        parse_int=http._bounded_int,
+        parse_float=http._finite_float,
+        object_pairs_hook=http._unique_keys,
+    )
+    pending = [document]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            http.check_text(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return document
+
+
+_TEXT = st.text(st.sampled_from(["a", "é", "\x00", "\ud800", "\udfff", "\\", '"', "😀", "u"]))
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_JSON, st.booleans())
+def test_parse_json_refuses_and_accepts_exactly_what_every_check_would(
+    document: Any, ascii_only: bool
+) -> None:
+    body = json.dumps(document, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    try:
+        expected: Any = _strict(body)
+    except (http.BadInput, UnicodeDecodeError):
+        expected = http.BadInput
+    try:
+        got: Any = http.parse_json(body)
+    except http.BadInput:
+        got = http.BadInput
+    assert got == expected
