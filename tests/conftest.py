@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,7 +21,7 @@ import pytest
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import migrate
+from bot import migrate, webhooks
 from bot.db import create_engine, create_sessionmaker
 from bot.settings import Settings, build_settings
 from tests.services import TEST_DATABASE_URL, service_unavailable
@@ -119,9 +120,38 @@ def migrated_url(database_url: URL) -> URL:
     return database_url
 
 
+# The test being run's own spool folder (see ``settings_for``).
+_spool_dir: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _a_spool_folder_per_test(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``SPOOL_DIR`` defaults to ``spool`` in the working directory, which every test of a
+    pytest-xdist worker shares: a delivery one test spooled would be drained by the next
+    test's app into its own inbox. Each test gets a folder of its own (made lazily by the
+    spool, under this empty base)."""
+    _spool_dir[:] = [tmp_path_factory.mktemp("spool", numbered=True)]
+    yield
+    _spool_dir.clear()
+
+
+@pytest.fixture(autouse=True)
+def _patient_intake(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The intake spools a delivery whose commit takes longer than ``STORE_TIMEOUT``
+    (0.8 s), and keeps spooling until the spool is drained. On a loaded test machine (three
+    pytest workers on two cores, fsync stalls) a commit now and then does take that long,
+    and a test expecting ``accepted`` gets ``spooled``. The tests of the spool make the
+    database refuse at once (or stop it) and do not rely on the 0.8 s; ``serve``
+    subprocesses keep the real value."""
+    monkeypatch.setattr(webhooks, "STORE_TIMEOUT", 10.0)
+
+
 def settings_for(url: URL | str, **values: Any) -> Settings:
+    """Settings for ``url`` and ``values``; ``spool_dir`` defaults to the test's own."""
     if isinstance(url, URL):
         url = url.render_as_string(hide_password=False)
+    if _spool_dir:
+        values.setdefault("spool_dir", str(_spool_dir[0] / "spool"))
     return build_settings({"database_url": url, **values})
 
 
