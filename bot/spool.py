@@ -429,9 +429,13 @@ class JournalSpool:
 
     def _check_untouched(self) -> None:
         folder = self.directory.absolute()
-        while not folder.exists() and folder.parent != folder:
-            folder = folder.parent
-        if not folder.is_dir():
+        try:
+            while not folder.exists() and folder.parent != folder:
+                folder = folder.parent
+            is_folder = folder.is_dir()
+        except OSError as e:  # a folder above it cannot be read (EACCES)
+            raise SpoolUnavailable(f"the journal in {self.directory}: {e.strerror or e}") from e
+        if not is_folder:
             raise SpoolUnavailable(f"the journal in {self.directory}: {folder} is not a folder")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise SpoolUnavailable(f"the journal in {self.directory}: {folder} is not writable")

@@ -178,6 +178,23 @@ async def test_an_unwritable_journal_is_unavailable(tmp_path: Path) -> None:
         await spool.append([delivery(1)])
     with pytest.raises(SpoolUnavailable):
         await spool.check()
+    with pytest.raises(SpoolUnavailable, match="is not a folder"):
+        await spool.check(touch=False)
+    assert not (tmp_path / "spool").exists()
+
+
+async def test_the_start_up_check_reports_a_folder_it_cannot_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A SPOOL_DIR under a folder the bot's user may not read (stat answers EACCES): one
+    # line, never an exception that would stop the bot from starting.
+    def refused(self: Path, *args: object, **kwargs: object) -> os.stat_result:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "stat", refused)
+    spool = JournalSpool(tmp_path / "locked" / "spool", max_bytes=1 << 20)
+    with pytest.raises(SpoolUnavailable, match="Permission denied"):
+        await spool.check(touch=False)
 
 
 # --------------------------------------------------------------------------- the Redis stream
