@@ -167,9 +167,7 @@ def create_engine(url: URL, *, read_only: bool = False) -> AsyncEngine:
 
 
 def _sqlite_read_only_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
-    cursor.close()
+    _busy_timeout(dbapi_connection)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
