@@ -308,3 +308,26 @@ def test_parse_json_refuses_and_accepts_exactly_what_every_check_would(
     except http.BadInput:
         got = http.BadInput
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "accepted"),
+    [
+        ("[" * 64 + "]" * 64, True),  # the limit itself
+        ("[" * 65 + "]" * 65, False),
+        ('{"a":' * 65 + "1" + "}" * 65, False),
+        ('["' + "[{" * 100 + '"]', True),  # brackets inside a string do not nest
+        ('{"a": "' + "[" * 100 + '", "b": ' + "[" * 63 + "]" * 63 + "}", True),
+        ('{"a": "' + "]" * 100 + '", "b": ' + "[" * 64 + "]" * 64 + "}", False),
+        ('["\\"' + "[" * 100 + '"]', True),  # an escaped quote does not end the string
+        ("[" * 100_000, False),  # refused before the parser could recurse
+    ],
+)
+def test_parse_json_refuses_only_what_nests_deeper_than_the_limit(
+    text: str, accepted: bool
+) -> None:
+    if accepted:
+        http.parse_json(text.encode())
+    else:
+        with pytest.raises(http.BadInput, match="nests deeper than 64 levels"):
+            http.parse_json(text.encode())
