@@ -192,9 +192,9 @@ def parse_json(body: bytes) -> Any:
     # Brackets counted with those inside strings bound the nesting from above: only a
     # text with more of them than the limit (a webhook's payload has about 20) is
     # measured exactly, without its strings.
-    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
-        if json_depth(text) > MAX_JSON_DEPTH:
-            raise BadInput(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+    brackets = text.count("[") + text.count("{")
+    if brackets > MAX_JSON_DEPTH and json_depth(text) > MAX_JSON_DEPTH:
+        raise BadInput(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
     # The string checks run only where the text could need them (a webhook's payload
     # seldom does): when an escape could make a NUL or a surrogate. Every integer is
     # bounded: a hook per integer costs less than searching the text for long ones.
