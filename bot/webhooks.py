@@ -63,8 +63,7 @@ from typing import Any, Literal, Protocol
 import standardwebhooks
 from aiohttp import web
 from prometheus_client import Counter, Gauge
-from sqlalchemy import exists, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy import exists, or_, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
@@ -101,6 +100,46 @@ BATCH = 200  # deliveries written per intake transaction at most
 STORE_TIMEOUT = 0.8
 #: Seconds GitLab is asked to wait (``Retry-After``) when no spool can take a delivery.
 RETRY_AFTER = 30
+
+# The intake's INSERT on PostgreSQL: one statement text whatever the batch's size, so that
+# psycopg converts it once and the server prepares it (``INSERT ... VALUES`` with a row
+# per delivery is a new statement for every batch size, converted each time). The batch
+# is one JSON array parameter, in which each payload is the JSON text GitLab sent, as it
+# was received (the column is ``json``: kept as written, never serialised again); a
+# ``text[]`` per column would have psycopg escape every payload in Python. The columns
+# the model fills by default are given as parameters from the model.
+_INBOX = WebhookDelivery.__table__
+_PG_INTAKE = text(
+    "INSERT INTO webhook_inbox (delivery_key, source, event_type, ordering_key, payload,"
+    " status, attempts, received_at, next_attempt_at, updated_at)"
+    " SELECT d.key, :source, d.kind, d.ordering, d.payload, :status, :attempts,"
+    " d.received, d.received, d.received"
+    " FROM json_to_recordset(CAST(:batch AS json))"
+    " AS d(key text, kind text, ordering text, received timestamptz, payload json)"
+    " ON CONFLICT (delivery_key) DO NOTHING"
+    " RETURNING id, delivery_key"
+)
+
+
+def _intake_record(row: Mapping[str, Any]) -> str:
+    """One delivery of :data:`_PG_INTAKE`'s batch: a JSON object whose ``payload`` is the
+    text received (``row["json"]``), spliced in as it is, or ``row["payload"]`` serialised
+    (a delivery from a spool)."""
+    head = json.dumps(
+        {
+            "key": row["delivery_key"],
+            "kind": row["event_type"],
+            "ordering": ordering_key(row["event_type"], row["payload"]),
+            "received": row["received_at"].isoformat(),
+        }
+    )
+    payload = row.get("json") or json.dumps(row["payload"])
+    return f'{head[:-1]},"payload":{payload}}}'
+
+
+_PG_INTAKE_DEFAULTS = {
+    name: _INBOX.c[name].default.arg for name in ("source", "status", "attempts")
+}
 #: What :meth:`Inbox._store` returns for a delivery written to a spool.
 SPOOLED: Literal["spooled"] = "spooled"
 Stored = int | Literal["spooled"] | None
@@ -524,7 +563,7 @@ class Inbox:
 
         key = inbox_key(kind, payload, request.headers, body)
         try:
-            row_id = await self._store(key, kind, payload)
+            row_id = await self._store(key, kind, payload, body)
         except SpoolError as refusal:
             self.refused.labels(refusal.reason).inc()
             self.received.labels(kind, hook, "refused").inc()
@@ -547,9 +586,9 @@ class Inbox:
         log.info("delivery %s stored (%s, %s hook)", key, kind, hook, extra={"delivery": key})
         return json_response({"status": "accepted", "delivery": key, "id": row_id})
 
-    async def _store(self, key: str, kind: str, payload: dict[str, Any]) -> Stored:
-        """Store one delivery: its inbox id, None when the key was already stored, or
-        :data:`SPOOLED` when it went to a spool.
+    async def _store(self, key: str, kind: str, payload: dict[str, Any], body: bytes) -> Stored:
+        """Store one delivery (``payload``, parsed from ``body``, UTF-8 JSON): its inbox id,
+        None when the key was already stored, or :data:`SPOOLED` when it went to a spool.
 
         Deliveries arriving together are written in one transaction (group commit): one
         transaction per request would queue every acknowledgement behind the others'
@@ -564,6 +603,7 @@ class Inbox:
             "delivery_key": key,
             "event_type": kind,
             "payload": payload,
+            "json": body.decode("utf-8"),  # valid: ``payload`` was parsed from it
             "received_at": utcnow(),
         }
         self._pending.append((values, done))
@@ -722,21 +762,40 @@ class Inbox:
         raise refusal
 
     async def _insert(self, rows: list[dict[str, Any]]) -> dict[str, int]:
-        """INSERT ... ON CONFLICT DO NOTHING; the ids of the rows really inserted, by key."""
-        dialect = self.context.engine.dialect.name
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        """INSERT ... ON CONFLICT DO NOTHING; the ids of the rows really inserted, by key.
+
+        A row may carry ``json``, its payload as the JSON text received (PostgreSQL then
+        stores that text rather than serialising ``payload`` again)."""
+        if self.context.engine.dialect.name == "postgresql":
+            return await self._insert_postgresql(rows)
         rows = [
-            {**row, "ordering_key": ordering_key(row["event_type"], row["payload"])} for row in rows
+            {
+                "delivery_key": row["delivery_key"],
+                "event_type": row["event_type"],
+                "payload": row["payload"],
+                "received_at": row["received_at"],
+                "ordering_key": ordering_key(row["event_type"], row["payload"]),
+            }
+            for row in rows
         ]
         async with self.context.sessions.begin() as session:
             statement = (
-                insert(WebhookDelivery)
+                sqlite_insert(WebhookDelivery)
                 .on_conflict_do_nothing(index_elements=["delivery_key"])
                 .returning(WebhookDelivery.id, WebhookDelivery.delivery_key)
             )
             result = await session.execute(statement, rows)
+            return {str(key): int(row_id) for row_id, key in result.all()}
+
+    async def _insert_postgresql(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """:meth:`_insert` on PostgreSQL: one :data:`_PG_INTAKE`, then ``NOTIFY`` in the
+        same transaction when a row was inserted (every replica's workers wake)."""
+        batch = ",".join(_intake_record(row) for row in rows)
+        parameters = {**_PG_INTAKE_DEFAULTS, "batch": f"[{batch}]"}
+        async with self.context.sessions.begin() as session:
+            result = await session.execute(_PG_INTAKE, parameters)
             stored = {str(key): int(row_id) for row_id, key in result.all()}
-            if stored and dialect == "postgresql":  # wake every replica's workers
+            if stored:
                 await notify_stored(session)
             return stored
 

@@ -311,6 +311,9 @@ ACCEPTED = {
     "floats": '{"object_kind": "note", "f": [1e308, -1e-320, 0.1, -0.0]}',
     "escapes": '{"object_kind": "note", "note": "\\\\u0000 \\" \\\\ud800 \\/ \\t"}',
     "64 deep": _nested(64).decode(),
+    # as GitLab sends it (indented), and text that looks like the intake's own batch
+    "formatted": '{\n  "object_kind" : "note",\n\t"note": [ 1 , {} ]\r\n}\n',
+    "batch-like": '{"object_kind": "note", "note": "\\"}},{\\"key\\":\\"x\\"", "k\\"": 1}',
 }
 
 
