@@ -63,14 +63,14 @@ from typing import Any, Literal, Protocol
 import standardwebhooks
 from aiohttp import web
 from prometheus_client import Counter, Gauge
-from sqlalchemy import exists, or_, select, text, update
+from sqlalchemy import bindparam, exists, or_, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from bot.context import AppContext
-from bot.db import is_unavailable, ping, utcnow
+from bot.db import UTCDateTime, is_unavailable, ping, utcnow
 from bot.hookshapes import shape_problem
 from bot.http import BadInput, error_response, json_response, parse_json_object
 from bot.inboxwake import InboxListener, notify_stored
@@ -345,7 +345,7 @@ def ordering_key(kind: str, payload: Mapping[str, Any]) -> str | None:
     return None if mr_id is None else f"mr:{mr_id}"
 
 
-def _due(row: type[WebhookDelivery], now: datetime) -> ColumnElement[bool]:
+def _due(row: type[WebhookDelivery], now: ColumnElement[datetime]) -> ColumnElement[bool]:
     """``pending`` rows whose retry time has come, ``processing`` ones whose lease ran out."""
     return or_(
         (row.status == "pending") & (row.next_attempt_at <= now),
@@ -353,7 +353,7 @@ def _due(row: type[WebhookDelivery], now: datetime) -> ColumnElement[bool]:
     )
 
 
-def _claimable(now: datetime) -> ColumnElement[bool]:
+def _claimable(now: ColumnElement[datetime]) -> ColumnElement[bool]:
     """Rows a worker may claim at ``now``: due ones (:func:`_due`), unless another row with
     the same :func:`ordering_key` is held (``processing`` under a running lease) or an
     earlier one is due too (it goes first). So one merge request's deliveries are never
@@ -367,6 +367,41 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
         & ~exists().where(same, other.id != WebhookDelivery.id, held)
         & ~exists().where(same, other.id < WebhookDelivery.id, _due(other, now))
     )
+
+
+# The inbox's polling statements, built once: a worker runs them for every delivery, and
+# building one (with its cache key) costs more Python than running it. Parameters: ``now``
+# (the clock's time), ``free`` (how many rows), ``row_id``, ``until`` (the new lease's end).
+_NOW = bindparam("now", type_=UTCDateTime())
+_DUE_ROWS = (
+    select(WebhookDelivery.id, WebhookDelivery.status, WebhookDelivery.event_type)
+    .where(_claimable(_NOW))
+    .order_by(WebhookDelivery.id)
+    .limit(bindparam("free"))
+)
+_NEXT_RETRY = (
+    select(WebhookDelivery.next_attempt_at)
+    .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at > _NOW)
+    .order_by(WebhookDelivery.next_attempt_at)
+    .limit(1)
+)
+_CLAIM = (
+    update(WebhookDelivery)
+    .where(WebhookDelivery.id == bindparam("row_id"), _claimable(_NOW))
+    .values(
+        status="processing",
+        locked_until=bindparam("until", type_=UTCDateTime()),
+        attempts=WebhookDelivery.attempts + 1,
+    )
+    .returning(
+        WebhookDelivery.attempts,
+        WebhookDelivery.delivery_key,
+        WebhookDelivery.event_type,
+        WebhookDelivery.payload,
+        WebhookDelivery.received_at,
+    )
+    .execution_options(synchronize_session=False)
+)
 
 
 def token_matches(expected: str | None, given: str | None) -> bool:
@@ -902,20 +937,8 @@ class Inbox:
         if free <= 0:
             return 1.0
         async with self.context.reads() as session:
-            due = (
-                await session.execute(
-                    select(WebhookDelivery.id, WebhookDelivery.status, WebhookDelivery.event_type)
-                    .where(_claimable(now))
-                    .order_by(WebhookDelivery.id)
-                    .limit(free)
-                )
-            ).all()
-            upcoming = await session.scalar(
-                select(WebhookDelivery.next_attempt_at)
-                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at > now)
-                .order_by(WebhookDelivery.next_attempt_at)
-                .limit(1)
-            )
+            due = (await session.execute(_DUE_ROWS, {"now": now, "free": free})).all()
+            upcoming = await session.scalar(_NEXT_RETRY, {"now": now})
         for row_id, status, kind in due:
             claim = await self._claim(row_id)
             if claim is None:
@@ -948,25 +971,8 @@ class Inbox:
         """
         now = self.clock.now()
         async with self.context.sessions.begin() as session:
-            claimed = (
-                await session.execute(
-                    update(WebhookDelivery)
-                    .where(WebhookDelivery.id == row_id, _claimable(now))
-                    .values(
-                        status="processing",
-                        locked_until=now + self.lease,
-                        attempts=WebhookDelivery.attempts + 1,
-                    )
-                    .returning(
-                        WebhookDelivery.attempts,
-                        WebhookDelivery.delivery_key,
-                        WebhookDelivery.event_type,
-                        WebhookDelivery.payload,
-                        WebhookDelivery.received_at,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-            ).one_or_none()
+            parameters = {"row_id": row_id, "now": now, "until": now + self.lease}
+            claimed = (await session.execute(_CLAIM, parameters)).one_or_none()
         if claimed is None:
             return None
         token, key, kind, payload, received_at = claimed
