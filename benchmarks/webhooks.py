@@ -382,8 +382,11 @@ class ProcessGitLab(ChildProcess, GitLabSide):
         return result
 
 
-def _worker_child(conn: Connection, values: dict[str, Any]) -> None:
-    """A worker replica (``--split``): the app with its inbox workers, no HTTP site."""
+def _worker_child(conn: Connection, values: dict[str, Any], niceness: int) -> None:
+    """A worker replica (``--split``): the app with its inbox workers, no HTTP site;
+    ``niceness`` is added to the process's (``--worker-nice``)."""
+    if niceness:
+        os.nice(niceness)
     asyncio.run(_worker_serve(conn, values))
 
 
@@ -402,8 +405,14 @@ class WorkerReplica(ChildProcess):
     Deployment runs them beside web-only replicas (``WEBHOOK_WORKERS=0``), woken by the
     web side's NOTIFY."""
 
-    def __init__(self, values: dict[str, Any]) -> None:
-        super().__init__(_worker_child, values)
+    def __init__(self, values: dict[str, Any], niceness: int = 0) -> None:
+        super().__init__(_worker_child, values, niceness)
+
+
+async def largest_rss(workers: Sequence[WorkerReplica]) -> float | None:
+    """The largest resident memory (MB) of the worker replicas; None without any."""
+    sizes = [float(await worker.ask("rss")) for worker in workers]
+    return max(sizes) if sizes else None
 
 
 async def _ask(conn: Connection, command: str | None) -> Any:
@@ -763,12 +772,13 @@ async def measure(
     if args.senders_mode == "process":
         senders = SenderProcess(args.senders)
         await senders.start()
-    worker: WorkerReplica | None = None
-    if args.split:  # this process only acknowledges; a replica of its own processes
+    workers: list[WorkerReplica] = []
+    if args.split:  # this process only acknowledges; replicas of their own process
         settings = Settings(**(values | {"webhook_workers": 0}))
-        worker = WorkerReplica(values)
-        if await worker.ask(None) != "ready":
-            raise SystemExit("the worker replica did not start")
+        workers = [WorkerReplica(values, args.worker_nice) for _ in range(args.worker_replicas)]
+        for worker in workers:
+            if await worker.ask(None) != "ready":
+                raise SystemExit("a worker replica did not start")
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
     await runner.setup()  # opens the database, the cache, GitLab; starts the inbox workers
@@ -803,7 +813,7 @@ async def measure(
             async with context.sessions.begin() as db:
                 await db.execute(delete(WebhookDelivery))
             rss_idle = rss_mb()
-            worker_rss_idle = await worker.ask("rss") if worker is not None else None
+            worker_rss_idle = await largest_rss(workers)
             if senders is not None:
                 health = await senders.send("health", base, range(len(outgoing)))
             else:
@@ -839,10 +849,10 @@ async def measure(
             retried = await db.scalar(select(func.count()).where(WebhookDelivery.attempts > 1))
         load_end = await gitlab.load()
         rss_after = rss_mb()
-        worker_rss_after = await worker.ask("rss") if worker is not None else None
+        worker_rss_after = await largest_rss(workers)
     finally:
         await runner.cleanup()
-        if worker is not None:
+        for worker in workers:
             worker.stop()
         if senders is not None:
             senders.stop()
@@ -906,11 +916,15 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
         f"load:        {n} distinct /roulette Note Hook deliveries ({n // args.mrs} per MR,"
         f" shuffled), {args.senders} concurrent senders with a keep-alive connection each"
     )
-    replicas = (
-        "a web-only replica here, a worker replica in its own process (NOTIFY between them)"
-        if args.split
-        else "one process: web and workers"
-    )
+    replicas = "one process: web and workers"
+    if args.split:
+        count = args.worker_replicas
+        replicas = (
+            f"a web-only replica here, {count} worker replica{'s' if count > 1 else ''}"
+            f" in {'processes' if count > 1 else 'a process'} of their own"
+            f"{f' at nice {args.worker_nice}' if args.worker_nice else ''}"
+            " (NOTIFY between them)"
+        )
     print(f"replicas:    {replicas}")
     print(
         f"settings:    webhook_workers={args.workers}"
@@ -973,7 +987,8 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
     )
     if r.worker_rss_mb_idle is not None and r.worker_rss_mb_after is not None:
         print(
-            f"             worker replica: {r.worker_rss_mb_idle:.0f} MB before,"
+            f"             worker replica{'s (the largest)' if args.worker_replicas > 1 else ''}:"
+            f" {r.worker_rss_mb_idle:.0f} MB before,"
             f" {r.worker_rss_mb_after:.0f} MB after"
         )
     for message, count in tally.counts.most_common(5):
@@ -1007,6 +1022,8 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
             "probe_gitlab_calls": r.probe_calls,
             "probe_ms": round(r.probe_seconds * 1000, 1),
             "split": args.split,
+            "worker_replicas": args.worker_replicas if args.split else 0,
+            "worker_nice": args.worker_nice if args.split else 0,
             # The largest bot process (with --split, the larger of web and worker).
             "rss_mb_idle": round(max(r.rss_mb_idle, r.worker_rss_mb_idle or 0), 1),
             "rss_mb_after": round(max(r.rss_mb_after, r.worker_rss_mb_after or 0), 1),
@@ -1021,6 +1038,17 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
         }
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return ok
+
+
+def replicas(text: str) -> int:
+    """A count of worker replicas for ``--worker-replicas``: 1 to 8."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 8:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of replicas from 1 to 8")
+    return count
 
 
 def seconds(text: str) -> float:
@@ -1078,6 +1106,21 @@ def main() -> None:
         action="store_true",
         help="acknowledge in a web-only replica (WEBHOOK_WORKERS=0) and process in a worker"
         " replica of its own process, as the Helm chart runs them (PostgreSQL only)",
+    )
+    parser.add_argument(
+        "--worker-replicas",
+        type=replicas,
+        default=1,
+        help="--split: worker replicas, each a process of its own (the chart runs 2)",
+    )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        choices=range(20),
+        default=0,
+        metavar="0-19",
+        help="--split: niceness added to the worker replicas, so that on a small machine"
+        " the web replica is served first, as on nodes of its own (default 0)",
     )
     args = parser.parse_args()
     if args.split and not args.database_url:
