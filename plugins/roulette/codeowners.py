@@ -664,12 +664,14 @@ class GitLabScan:
 # --------------------------------------------------------------------------- fast matcher
 
 # Every entry has a global number ``gid``: the sections' entries laid end to end, so that
-# within a section a later entry has a higher number. A set of entries is an int whose
-# bit ``gid`` is set for each (a "mask"): unions and intersections of thousands of entries
-# are single operations in C, and a section's winner is the highest bit left in its range.
-# A "best" map (``matches_of``) holds, per section index, the number of the winning entry;
-# an exclusion's number is offset by the number of entries (it beats every entry of its
-# section, and has no owners).
+# within a section a later entry has a higher number, and a section's exclusions come
+# after all its other entries (an exclusion that matches a path beats every entry of its
+# section, wherever it stands). A set of entries is an int whose bit ``gid`` is set for
+# each (a "mask"): unions and intersections of thousands of entries are single operations
+# in C, and a section's winner is the highest bit left in its range; when that is an
+# exclusion, the section gives no owners. A "best" map (``matches_of``) holds, per section
+# index, the number of the winning entry; an exclusion's number is offset by the number
+# of entries.
 _Best = dict[int, int]
 _Test = Callable[[str], object]  # true if a name (or a directory) passes
 _EMPTY: frozenset[Owner] = frozenset()
@@ -1083,19 +1085,18 @@ class _Index:
         self.section_of: list[int] = []  # gid -> section
         # section -> the mask of the entries before it; the mask of its exclusions
         self.before: list[int] = []
-        self.exclusions: list[int] = []
         for index, written in enumerate(sections):
             self.before.append((1 << len(self.entries)) - 1)
-            self.entries.extend(written.entries)
+            self.entries.extend(entry for entry in written.entries if not entry.exclusion)
+            self.entries.extend(entry for entry in written.entries if entry.exclusion)
             self.section_of.extend([index] * len(written.entries))
         self.excluded = len(self.entries)  # the offset of the exclusions' numbers (_Best)
         # Entries with the same owner text (or a section's default owners) share one set.
         self._owner_sets: dict[int, frozenset[Owner]] = {}
-        # gid -> (the mask of the entries before its section, the section's exclusions,
-        # its owners): what picking a section's winner needs, made when it first wins
-        self.winner_facts: list[tuple[int, int, frozenset[Owner]] | None]
+        # gid -> (the mask of the entries before its section, its owners: none for an
+        # exclusion): what picking a section's winner needs, made when it first wins
+        self.winner_facts: list[tuple[int, frozenset[Owner]] | None]
         self.winner_facts = [None] * len(self.entries)
-        excluded: list[list[int]] = [[] for _ in sections]
         always: list[int] = []  # the entries that are just "L": their directory part holds
         any_name: list[int] = []  # the entries without "L": any basename passes
         exact: dict[str, int] = {}
@@ -1114,8 +1115,6 @@ class _Index:
                 continue
             kind, key, below, last, parts = shape
             section = section_of[gid]
-            if entry.exclusion:
-                excluded[section].append(gid)
             if kind == _EXACT:
                 exact[key] = exact.get(key, 0) | 1 << gid
                 continue
@@ -1157,7 +1156,6 @@ class _Index:
                 rules.added.append((2 if below else 3, section, gid))
         self.exact = exact
         self.always, self.any_name = _mask(always), _mask(any_name)
-        self.exclusions = [_mask(gids) for gids in excluded]
         self._file_heads()
         self.ends_with_lengths = sorted({len(s) for s in self.ends_with})
         self.starts_with_lengths = sorted({len(s) for s in self.starts_with})
@@ -1421,31 +1419,29 @@ class _Index:
         while matched:
             top = matched.bit_length() - 1
             section = self.section_of[top]
-            excluded = matched & self.exclusions[section]
-            best[section] = excluded.bit_length() - 1 + self.excluded if excluded else top
+            best[section] = top + self.excluded if self.entries[top].exclusion else top
             matched &= self.before[section]
         return best
 
     def owners(self, matched: int) -> frozenset[Owner]:
-        """The owners of the entries in ``matched``: each section's highest entry's, unless
-        an exclusion of the section is in it."""
+        """The owners of the entries in ``matched``: each section's highest entry's (none
+        when that is an exclusion)."""
         facts = self.winner_facts
         found: list[frozenset[Owner]] = []
         while matched:
-            top = matched.bit_length() - 1
-            before, exclusions, owners = facts[top] or self._winner_facts(top)
-            if not (exclusions and matched & exclusions):
-                found.append(owners)
+            before, owners = facts[matched.bit_length() - 1] or self._winner_facts(matched)
+            found.append(owners)
             matched &= before
         return _EMPTY.union(*found)
 
-    def _winner_facts(self, gid: int) -> tuple[int, int, frozenset[Owner]]:
-        section = self.section_of[gid]
+    def _winner_facts(self, matched: int) -> tuple[int, frozenset[Owner]]:
+        """The facts of the highest entry in ``matched`` (see :attr:`winner_facts`)."""
+        gid = matched.bit_length() - 1
         owners = self.entries[gid].owners
         owner_set = self._owner_sets.get(id(owners))
         if owner_set is None:
             owner_set = self._owner_sets[id(owners)] = frozenset(owners)
-        facts = self.winner_facts[gid] = (self.before[section], self.exclusions[section], owner_set)
+        facts = self.winner_facts[gid] = (self.before[self.section_of[gid]], owner_set)
         return facts
 
     def owners_of_paths(self, paths: Iterable[str]) -> dict[str, frozenset[Owner]]:
