@@ -693,34 +693,43 @@ def _mask(gids: Collection[int]) -> int:
     return int.from_bytes(bits, "little")
 
 
-def _atoms_match(atoms: _Segment, name: str, start: int = 0, at: int = 0) -> bool:
-    """Whether ``name[at:]`` (no ``/`` in it) matches ``atoms[start:]``: a segment's glob,
-    tested without compiling a regex."""
-    size = len(name)
-    for index in range(start, len(atoms)):
-        atom = atoms[index]
-        if isinstance(atom, _Lit):
-            if not name.startswith(atom.text, at):
-                return False
-            at += len(atom.text)
-        elif isinstance(atom, _Star):
-            if index == len(atoms) - 1:
-                return True
-            return any(_atoms_match(atoms, name, index + 1, k) for k in range(at, size + 1))
-        elif at >= size:
+def _atoms_match(atoms: _Segment, name: str) -> bool:
+    """Whether ``name`` (no ``/`` in it) matches the segment's ``atoms``, tested without
+    compiling a regex: left to right, and on a mismatch back to the last ``*``, which
+    then takes one character more (linear when there is one ``*``, the usual case)."""
+    size, count = len(name), len(atoms)
+    index = at = 0
+    star = -1  # the index of the last "*" met, and where its match ends
+    resume = 0
+    while True:
+        if index < count:
+            atom = atoms[index]
+            if isinstance(atom, _Star):
+                star, resume = index, at
+                index += 1
+                continue
+            if isinstance(atom, _Lit):
+                if name.startswith(atom.text, at):
+                    index += 1
+                    at += len(atom.text)
+                    continue
+            elif at < size and (isinstance(atom, _Any) or _in_class(atom, name[at])):
+                index += 1
+                at += 1
+                continue
+        elif at == size:
+            return True
+        if star < 0 or resume >= size:  # nothing left for a "*" to take
             return False
-        elif isinstance(atom, _Class):
-            char = name[at]
-            found = any(
-                low <= char <= high if low <= high else char in (low, high)
-                for low, high in atom.ranges
-            )
-            if found == atom.negate:
-                return False
-            at += 1
-        else:  # "?"
-            at += 1
-    return at == size
+        resume += 1
+        index, at = star + 1, resume
+
+
+def _in_class(atom: _Class, char: str) -> bool:
+    found = any(
+        low <= char <= high if low <= high else char in (low, high) for low, high in atom.ranges
+    )
+    return found != atom.negate
 
 
 class _Lazy:

@@ -689,3 +689,19 @@ def test_odd_patterns_and_paths(written: list[str], many: list[str]) -> None:
         for path in many:
             expected = gitlab_matches(pattern, path)
             assert bool(regex.fullmatch(co._normalize_path(path))) is expected, (pattern, path)
+
+
+_GLOB_ATOMS = st.sampled_from(["a", "b", "ab", "*", "**", "?", "[a-b]", "[!a]", "[^b]", "\\*", "."])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_GLOB_ATOMS, max_size=6), st.text(alphabet="ab.*", max_size=8))
+def test_a_segment_glob_tested_in_python_agrees_with_its_regex(
+    written: list[str], name: str
+) -> None:
+    # the test a glob gets before its regex is compiled (co._Lazy), on names with
+    # backtracking to do (several "*", literals that repeat)
+    [atoms] = co._parse_pattern("/" + "".join(written))
+    assert isinstance(atoms, tuple)
+    expected = re.fullmatch(co._segment_regex(atoms), name) is not None
+    assert co._atoms_match(atoms, name) == expected
