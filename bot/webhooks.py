@@ -101,45 +101,6 @@ STORE_TIMEOUT = 0.8
 #: Seconds GitLab is asked to wait (``Retry-After``) when no spool can take a delivery.
 RETRY_AFTER = 30
 
-# The intake's INSERT on PostgreSQL: one statement text whatever the batch's size, so that
-# psycopg converts it once and the server prepares it (``INSERT ... VALUES`` with a row
-# per delivery is a new statement for every batch size, converted each time). The batch
-# is one JSON array parameter, in which each payload is the JSON text GitLab sent, as it
-# was received (the column is ``json``: kept as written, never serialised again); a
-# ``text[]`` per column would have psycopg escape every payload in Python. The columns
-# the model fills by default are given as parameters from the model.
-_INBOX = WebhookDelivery.__table__
-_PG_INTAKE = text(
-    "INSERT INTO webhook_inbox (delivery_key, source, event_type, ordering_key, payload,"
-    " status, attempts, received_at, next_attempt_at, updated_at)"
-    " SELECT d.key, :source, d.kind, d.ordering, d.payload, :status, :attempts,"
-    " d.received, d.received, d.received"
-    " FROM json_to_recordset(CAST(:batch AS json))"
-    " AS d(key text, kind text, ordering text, received timestamptz, payload json)"
-    " ON CONFLICT (delivery_key) DO NOTHING"
-    " RETURNING id, delivery_key"
-)
-
-
-def _intake_record(row: Mapping[str, Any]) -> str:
-    """One delivery of :data:`_PG_INTAKE`'s batch: a JSON object whose ``payload`` is the
-    text received (``row["json"]``), spliced in as it is, or ``row["payload"]`` serialised
-    (a delivery from a spool)."""
-    head = json.dumps(
-        {
-            "key": row["delivery_key"],
-            "kind": row["event_type"],
-            "ordering": ordering_key(row["event_type"], row["payload"]),
-            "received": row["received_at"].isoformat(),
-        }
-    )
-    payload = row.get("json") or json.dumps(row["payload"])
-    return f'{head[:-1]},"payload":{payload}}}'
-
-
-_PG_INTAKE_DEFAULTS = {
-    name: _INBOX.c[name].default.arg for name in ("source", "status", "attempts")
-}
 #: What :meth:`Inbox._store` returns for a delivery written to a spool.
 SPOOLED: Literal["spooled"] = "spooled"
 Stored = int | Literal["spooled"] | None
@@ -343,6 +304,47 @@ def ordering_key(kind: str, payload: Mapping[str, Any]) -> str | None:
         subject = payload.get("merge_request")
     mr_id = _ident(subject.get("id")) if isinstance(subject, Mapping) else None
     return None if mr_id is None else f"mr:{mr_id}"
+
+
+# The intake's INSERT on PostgreSQL: one statement text whatever the batch's size, so that
+# psycopg converts it once and the server prepares it (``INSERT ... VALUES`` with a row
+# per delivery is a new statement for every batch size, converted each time). The batch
+# is one JSON array parameter, in which each payload is the JSON text GitLab sent, as it
+# was received (the column is ``json``: kept as written, never serialised again); a
+# ``text[]`` per column would have psycopg escape every payload in Python. The columns
+# the model fills by default are given as parameters from the model.
+_INBOX = WebhookDelivery.__table__
+_PG_INTAKE = text(
+    "INSERT INTO webhook_inbox (delivery_key, source, event_type, ordering_key, payload,"
+    " status, attempts, received_at, next_attempt_at, updated_at)"
+    " SELECT d.key, :source, d.kind, d.ordering, d.payload, :status, :attempts,"
+    " d.received, d.received, d.received"
+    " FROM json_to_recordset(CAST(:batch AS json))"
+    " AS d(key text, kind text, ordering text, received timestamptz, payload json)"
+    " ON CONFLICT (delivery_key) DO NOTHING"
+    " RETURNING id, delivery_key"
+)
+
+
+def _intake_record(row: Mapping[str, Any]) -> str:
+    """One delivery of :data:`_PG_INTAKE`'s batch: a JSON object whose ``payload`` is the
+    text received (``row["json"]``), spliced in as it is, or ``row["payload"]`` serialised
+    (a delivery from a spool)."""
+    head = json.dumps(
+        {
+            "key": row["delivery_key"],
+            "kind": row["event_type"],
+            "ordering": ordering_key(row["event_type"], row["payload"]),
+            "received": row["received_at"].isoformat(),
+        }
+    )
+    payload = row.get("json") or json.dumps(row["payload"])
+    return f'{head[:-1]},"payload":{payload}}}'
+
+
+_PG_INTAKE_DEFAULTS = {
+    name: _INBOX.c[name].default.arg for name in ("source", "status", "attempts")
+}
 
 
 def _due(row: type[WebhookDelivery], now: ColumnElement[datetime]) -> ColumnElement[bool]:
