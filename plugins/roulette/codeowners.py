@@ -699,8 +699,8 @@ def _atoms_match(atoms: _Segment, name: str) -> bool:
     then takes one character more (linear when there is one ``*``, the usual case)."""
     size, count = len(name), len(atoms)
     index = at = 0
-    star = -1  # the index of the last "*" met, and where its match ends
-    resume = 0
+    star = -1  # the index of the last "*" met (-1: none yet)
+    resume = 0  # where what that "*" takes ends
     while True:
         if index < count:
             atom = atoms[index]
@@ -1092,7 +1092,7 @@ class _Index:
         self.sections = len(sections)
         self.entries: list[Entry] = []
         self.section_of: list[int] = []  # gid -> section
-        # section -> the mask of the entries before it; the mask of its exclusions
+        # section -> the mask of the entries before it
         self.before: list[int] = []
         for index, written in enumerate(sections):
             self.before.append((1 << len(self.entries)) - 1)
