@@ -700,7 +700,7 @@ class Result:
     probe_seconds: float  # first call's start -> last call's end
     rss_mb_idle: float
     rss_mb_after: float
-    worker_rss_mb_idle: float | None  # --split: the worker replica's
+    worker_rss_mb_idle: float | None  # --split: the largest worker replica's
     worker_rss_mb_after: float | None
 
 
@@ -1125,6 +1125,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.split and not args.database_url:
         parser.error("--split needs --database-url (replicas share a PostgreSQL database)")
+    if not args.split and (args.worker_replicas != 1 or args.worker_nice):
+        parser.error("--worker-replicas and --worker-nice need --split")
     sys.exit(0 if asyncio.run(run(args)) else 1)
 
 

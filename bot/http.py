@@ -96,14 +96,6 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
-def _outside_strings(text: str) -> str:
-    """``text`` without its strings (escapes first): what is left of JSON is structure,
-    numbers and literals."""
-    for escape, replacement in _ESCAPES:
-        text = text.replace(escape, replacement)
-    return _STRING.sub("", text)
-
-
 def json_depth(text: str) -> int:
     """How deeply arrays and objects nest in the JSON ``text`` (0 for a scalar).
 
@@ -112,10 +104,9 @@ def json_depth(text: str) -> int:
     meaningless but finite; the parser then refuses the text at its first fault, before
     it could nest deeper than the valid prefix this function measured correctly.
     """
-    return _depth(_NOT_BRACKET.sub("", _outside_strings(text)))
-
-
-def _depth(brackets: str) -> int:
+    for escape, replacement in _ESCAPES:
+        text = text.replace(escape, replacement)
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
     return max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
 
 
@@ -211,7 +202,7 @@ def parse_json(body: bytes) -> Any:
         raise BadInput(f"the body is not valid JSON: {e.msg} at character {e.pos}") from None
     except BadInput:
         raise
-    except ValueError:  # int() past its 4,300 digits: unreachable after the scan above
+    except ValueError:  # int() past its 4,300 digits: unreachable, _bounded_int looks first
         raise BadInput("an integer is out of range (they must fit in 64 bits, signed)") from None
     except RecursionError:  # unreachable after the depth check; kept as a last guard
         raise BadInput(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
