@@ -22,9 +22,9 @@ from bot.logs import SecretMasker, configure_logging
 from bot.plugins import Area, RegistryError, default_areas, find_areas
 from bot.settings import ConfigError, Settings, load_settings
 
-# The heavy modules (aiohttp, Alembic, the app and its plugins) are imported by the
-# commands that use them, after the configuration is validated: a bad configuration
-# (or ``--help``) answers at once.
+# Alembic, the demo and the server are imported by the commands that use them. The
+# feature areas (about a second) are imported to validate their settings and to offer
+# their commands: a configuration file that cannot be read or parsed answers before them.
 
 log = logging.getLogger("bot.cli")
 PROG = "roulette-bot"
@@ -201,17 +201,43 @@ def _parser(areas: Sequence[Area]) -> argparse.ArgumentParser:
     return parser
 
 
-def _areas(config: str | None) -> tuple[Settings | ConfigError, list[Area]]:
-    """The settings (or why they are unusable) and the areas whose commands to offer."""
+def _settings(config: str | None) -> Settings | ConfigError:
+    """The settings, or why they are unusable."""
     try:
-        settings: Settings | ConfigError = load_settings(config)
+        return load_settings(config)
     except ConfigError as e:
-        settings = e
+        return e
+
+
+def _areas(settings: Settings | ConfigError) -> list[Area]:
+    """The areas whose commands to offer."""
     names = settings.plugins if isinstance(settings, Settings) else default_areas()
     try:
-        return settings, find_areas(names)
+        return find_areas(names)
     except RegistryError:
-        return settings, []
+        return []
+
+
+_CORE_COMMANDS = frozenset({"serve", "migrate", "sync-users"})
+
+
+def _core_command_only(argv: Sequence[str]) -> bool:
+    """``argv`` is exactly one of :data:`_CORE_COMMANDS`, with ``--config PATH`` or
+    ``--config=PATH`` around it: it needs no feature area to be parsed (anything else,
+    ``--help`` or an abbreviated option included, goes through the full parser)."""
+    words = list(argv)
+    commands = 0
+    while words:
+        word = words.pop(0)
+        if word == "--config" and words:
+            words.pop(0)
+        elif word.startswith("--config="):
+            continue
+        elif word in _CORE_COMMANDS:
+            commands += 1
+        else:
+            return False
+    return commands == 1
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -235,8 +261,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = early.parse_known_args(argv)[0].config
     except argparse.ArgumentError:
         config = None
-    loaded, areas = _areas(config)
-    args = _parser(areas).parse_args(argv)
+    loaded = _settings(config)
+    if isinstance(loaded, ConfigError) and _core_command_only(
+        sys.argv[1:] if argv is None else argv
+    ):
+        _fail_config(loaded)  # at once: the feature areas take a second to import
+    args = _parser(_areas(loaded)).parse_args(argv)
     if args.command == "demo":  # reads no configuration at all (see bot/demo)
         _demo(args)
         return

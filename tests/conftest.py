@@ -7,6 +7,7 @@ test gets a schema of its own (dropped afterwards), so tests never see each othe
 from __future__ import annotations
 
 import asyncio
+import compileall
 import inspect
 import time
 import uuid
@@ -173,6 +174,16 @@ async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[Async
 
 _SERVICE_MARKERS = {"postgres": "PostgreSQL", "redis": "Redis"}
 _outcomes: Counter[tuple[str, str]] = Counter()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Many tests start the bot in a fresh interpreter (the CLI, serve replicas, the demo).
+    # Where PYTHONDONTWRITEBYTECODE is set, each of them would compile the project's
+    # sources again: they are compiled once here, before pytest-xdist starts its workers.
+    if not hasattr(config, "workerinput"):
+        root = Path(__file__).resolve().parent.parent
+        for package in ("bot", "plugins", "benchmarks"):
+            compileall.compile_dir(root / package, quiet=1)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

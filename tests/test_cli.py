@@ -171,6 +171,11 @@ BAD_CONFIGS = [
 ]
 
 
+# Each case runs with one of the commands, in turn: they all read the configuration the
+# same way, and every fresh interpreter costs a couple of seconds of CPU.
+BAD_CONFIG_RUNS = [(case, COMMANDS[n % len(COMMANDS)]) for n, case in enumerate(BAD_CONFIGS)]
+
+
 @pytest.fixture(scope="module")
 def bad_config_runs(
     tmp_path_factory: pytest.TempPathFactory,
@@ -178,25 +183,25 @@ def bad_config_runs(
     """Every (case, command) run, started together: each process is a fresh interpreter."""
     runs: dict[tuple[str, str], Future[subprocess.CompletedProcess[str]]] = {}
     with ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 1) * 2)) as pool:
-        for case in BAD_CONFIGS:
-            for command in COMMANDS:
-                cwd = tmp_path_factory.mktemp(f"{case.name}-{command}")
-                args = [command]
-                if isinstance(case.yaml, bytes):
-                    (cwd / "roulette.yaml").write_bytes(case.yaml)
-                    args += ["--config", "roulette.yaml"]
-                elif case.yaml is not None:
-                    write(cwd / "roulette.yaml", case.yaml)
-                    args += ["--config", "roulette.yaml"]
-                # A free port: should a bad config ever be accepted, serve must not collide.
-                env = clean_env(HTTP_HOST="127.0.0.1", HTTP_PORT=str(free_port()))
-                env.update(case.env)
-                runs[case.name, command] = pool.submit(run, cli(*args), cwd, env)
+        for case, command in BAD_CONFIG_RUNS:
+            cwd = tmp_path_factory.mktemp(f"{case.name}-{command}")
+            args = [command]
+            if isinstance(case.yaml, bytes):
+                (cwd / "roulette.yaml").write_bytes(case.yaml)
+                args += ["--config", "roulette.yaml"]
+            elif case.yaml is not None:
+                write(cwd / "roulette.yaml", case.yaml)
+                args += ["--config", "roulette.yaml"]
+            # A free port: should a bad config ever be accepted, serve must not collide.
+            env = clean_env(HTTP_HOST="127.0.0.1", HTTP_PORT=str(free_port()))
+            env.update(case.env)
+            runs[case.name, command] = pool.submit(run, cli(*args), cwd, env)
         yield runs
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-@pytest.mark.parametrize("case", BAD_CONFIGS, ids=[c.name for c in BAD_CONFIGS])
+@pytest.mark.parametrize(
+    ("case", "command"), BAD_CONFIG_RUNS, ids=[f"{c.name}-{m}" for c, m in BAD_CONFIG_RUNS]
+)
 def test_bad_config_exits_2_with_one_line(
     bad_config_runs: dict[tuple[str, str], Future[subprocess.CompletedProcess[str]]],
     case: BadConfig,
@@ -260,6 +265,51 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         assert result.returncode == 2, args
         assert "usage: roulette-bot" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "core"),
+    [
+        (["migrate"], True),
+        (["--config", "x.yaml", "serve"], True),
+        (["sync-users", "--config=x.yaml"], True),
+        (["migrate", "--config", "serve"], True),  # "serve" is the file, as for argparse
+        ([], False),
+        (["--help"], False),
+        (["migrate", "--help"], False),
+        (["migrate", "--conf", "x.yaml"], False),  # an abbreviation: argparse judges it
+        (["migrate", "--config"], False),
+        (["migrate", "serve"], False),
+        (["run-job", "digest"], False),
+        (["leaderboard"], False),
+    ],
+)
+def test_which_command_lines_are_parsed_without_the_feature_areas(
+    argv: list[str], core: bool
+) -> None:
+    from bot.cli import _core_command_only
+
+    assert _core_command_only(argv) is core
+
+
+def test_an_unreadable_configuration_is_reported_before_the_feature_areas_load(
+    tmp_path: Path,
+) -> None:
+    # Importing the feature areas takes about a second: an operator fixing a typo in the
+    # file's name (or its YAML) should not wait for them.
+    code = textwrap.dedent(
+        """
+        import sys
+        from bot.cli import main
+        try:
+            main(["migrate", "--config", "nope.yaml"])
+        except SystemExit as e:
+            print(e.code, sorted(name for name in sys.modules if name.startswith("plugins.")))
+        """
+    )
+    result = run([sys.executable, "-c", code], tmp_path, clean_env())
+    assert result.stdout == "2 []\n", result.stdout + result.stderr
+    assert result.stderr.startswith(PREFIX + "config file nope.yaml: cannot read")
 
 
 # --------------------------------------------------------------------------- migrate
