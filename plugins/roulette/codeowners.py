@@ -1269,8 +1269,11 @@ class _Index:
             inherited = self.always | rules.below
             root = _Dir(inherited, inherited | rules.here, _Dir(inherited) if rules.here else None)
         self._dirs: dict[str, _Dir] = {"": root}
-        self._bases: dict[str, int] = {}
-        self._results: dict[int, frozenset[Owner]] = {}
+        # basename -> (its mask, a number shared by the basenames with that mask)
+        self._bases: dict[str, tuple[int, int]] = {}
+        self._base_numbers: dict[int, int] = {}
+        # (directory state, basename number) -> the owners of the files there and so named
+        self._results: dict[tuple[_Dir, int], frozenset[Owner]] = {}
         # (the parent's state for its subdirectories, the rules met) -> the state
         self._derived: dict[tuple[object, ...], _Dir] = {}
 
@@ -1364,9 +1367,9 @@ class _Index:
         state.below = _Dir(state.inherited, None, None, state.active)
         return state.below
 
-    def _base(self, name: str) -> int:
+    def _base(self, name: str) -> tuple[int, int]:
         """The state of a basename: the mask of the entries whose last segment it passes,
-        and of those without one."""
+        and of those without one; and a number that basenames with an equal mask share."""
         found: list[_Group] = []
         group = self.literal.get(name)
         if group is not None:
@@ -1399,17 +1402,21 @@ class _Index:
             if not group.ready:
                 group.freeze()
             mask |= group.mask
-        self._bases[name] = mask
-        return mask
+        numbers = self._base_numbers
+        number = numbers.get(mask)
+        if number is None:
+            number = numbers[mask] = len(numbers)
+        base = self._bases[name] = (mask, number)
+        return base
 
     # ----------------------------------------------------------------- matching
 
     def _trim(self) -> None:
         """Start afresh once the caches hold too much (a long-lived bot process): more
         than :data:`_CACHE_LIMIT` items, or masks of more than :data:`_CACHE_BYTES`
-        (states and answers hold masks of up to one bit per entry)."""
+        (states and basenames hold masks of up to one bit per entry)."""
         sizes = len(self._dirs) + len(self._bases) + len(self._results) + len(self._derived)
-        masks = 2 * len(self._derived) + len(self._bases) + len(self._results)
+        masks = 2 * len(self._derived) + len(self._bases)
         if sizes > _CACHE_LIMIT or masks * (len(self.entries) >> 3) > _CACHE_BYTES:
             self._reset()
 
@@ -1420,10 +1427,8 @@ class _Index:
         cut = path.rfind("/")
         state = self._dirs.get(path[:cut]) or self._dir(path[:cut])
         name = path[cut + 1 :]
-        base = self._bases.get(name)
-        if base is None:
-            base = self._base(name)
-        matched = state.mask & base | self.exact.get(path, 0)
+        base = self._bases.get(name) or self._base(name)
+        matched = state.mask & base[0] | self.exact.get(path, 0)
         best: _Best = {}
         while matched:
             top = matched.bit_length() - 1
@@ -1454,7 +1459,8 @@ class _Index:
         return facts
 
     def owners_of_paths(self, paths: Iterable[str]) -> dict[str, frozenset[Owner]]:
-        """Path as given -> its owners; files matching the same entries share one answer."""
+        """Path as given -> its owners; files in one directory whose basenames pass the
+        same entries share one answer."""
         self._trim()
         result: dict[str, frozenset[Owner]] = {}
         dirs, bases, results, exact = self._dirs, self._bases, self._results, self.exact
@@ -1463,15 +1469,14 @@ class _Index:
             cut = path.rfind("/")
             state = dirs.get(path[:cut]) or self._dir(path[:cut])
             name = path[cut + 1 :]
-            base = bases.get(name)
-            if base is None:
-                base = self._base(name)
-            matched = state.mask & base
+            base = bases.get(name) or self._base(name)
             if path in exact:
-                matched |= exact[path]
-            owners = results.get(matched)
+                result[original] = self.owners(state.mask & base[0] | exact[path])
+                continue
+            key = (state, base[1])
+            owners = results.get(key)
             if owners is None:
-                owners = results[matched] = self.owners(matched)
+                owners = results[key] = self.owners(state.mask & base[0])
             result[original] = owners
         return result
 
