@@ -63,7 +63,7 @@ from typing import Any, Literal, Protocol
 import standardwebhooks
 from aiohttp import web
 from prometheus_client import Counter, Gauge
-from sqlalchemy import bindparam, exists, or_, select, text, update
+from sqlalchemy import Select, bindparam, case, exists, func, or_, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
@@ -375,21 +375,57 @@ def _claimable(now: ColumnElement[datetime]) -> ColumnElement[bool]:
 # building one (with its cache key) costs more Python than running it. Parameters: ``now``
 # (the clock's time), ``free`` (how many rows), ``row_id``, ``until`` (the new lease's end).
 _NOW = bindparam("now", type_=UTCDateTime())
-_DUE_ROWS = (
-    select(WebhookDelivery.id, WebhookDelivery.status, WebhookDelivery.event_type)
-    .where(_claimable(_NOW))
-    .order_by(WebhookDelivery.id)
-    .limit(bindparam("free"))
-)
+
+
+def _due_rows() -> Select[int, str, str]:
+    """The first ``free`` rows :func:`_claimable` at ``now``, by id, read in one pass over
+    the rows not done yet: per ordering key, its first due row, unless one of its rows is
+    held. (The same test as correlated ``NOT EXISTS``, as the claim writes it, left the
+    plan to the row estimates: on a table not analysed yet, a backlog of 2,500 rows took
+    PostgreSQL 470 ms per poll, every due row compared with every other; this takes 4 ms.)
+    """
+    row = WebhookDelivery
+    due = _due(row, _NOW)
+    held = (row.status == "processing") & (row.locked_until >= _NOW)
+    key = row.ordering_key
+    live = (
+        select(
+            row.id,
+            row.status,
+            row.event_type,
+            key,
+            case((due, 1), else_=0).label("due"),
+            func.min(case((due, row.id))).over(partition_by=key).label("first_due"),
+            func.max(case((held, 1), else_=0)).over(partition_by=key).label("held"),
+        )
+        .where(or_(row.status == "pending", row.status == "processing"))
+        .subquery("live")
+    )
+    return (
+        select(live.c.id, live.c.status, live.c.event_type)
+        .where(
+            live.c.due == 1,
+            or_(  # a row without a key waits for no other
+                live.c.ordering_key.is_(None),
+                (live.c.id == live.c.first_due) & (live.c.held == 0),
+            ),
+        )
+        .order_by(live.c.id)
+        .limit(bindparam("free"))
+    )
+
+
+_DUE_ROWS = _due_rows()
 _NEXT_RETRY = (
     select(WebhookDelivery.next_attempt_at)
     .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at > _NOW)
     .order_by(WebhookDelivery.next_attempt_at)
     .limit(1)
 )
+_CLAIMABLE_AT = _claimable(_NOW)
 _CLAIM = (
     update(WebhookDelivery)
-    .where(WebhookDelivery.id == bindparam("row_id"), _claimable(_NOW))
+    .where(WebhookDelivery.id == bindparam("row_id"), _CLAIMABLE_AT)
     .values(
         status="processing",
         locked_until=bindparam("until", type_=UTCDateTime()),

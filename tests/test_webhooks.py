@@ -7,15 +7,17 @@ import base64
 import hashlib
 import hmac
 import json
+import random
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict, CIMultiDictProxy
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import URL
 
 from bot.app import create_app
@@ -26,6 +28,8 @@ from bot.plugins import Plugin, on_gitlab
 from bot.sandbox.gitlab import GitLabStandIn
 from bot.sandbox.webhooks import WebhookSender
 from bot.webhooks import (
+    _CLAIMABLE_AT,
+    _DUE_ROWS,
     GitLabEvent,
     SignatureError,
     delivery_key,
@@ -836,6 +840,51 @@ async def test_the_events_of_one_merge_request_are_handled_one_at_a_time_in_orde
 async def _settled(client: Client) -> bool:
     rows = await _rows(client)
     return bool(rows) and all(r.status in ("done", "dead") for r in rows)
+
+
+async def test_the_poll_offers_exactly_the_rows_a_claim_would_take(migrated_url: URL) -> None:
+    """The poll reads the claimable rows in one pass over the rows not done (window
+    functions); the claim tests one row with correlated ``NOT EXISTS``. On random inboxes
+    (rows held, expired, waiting for a retry or due, with and without an ordering key),
+    both must name the same rows, in id order."""
+    engine = create_engine(settings_for(migrated_url).async_database_url)
+    sessions = create_sessionmaker(engine)
+    rng = random.Random(13)
+    now = utcnow()
+    second = timedelta(seconds=1)
+    try:
+        for _ in range(25):
+            rows = []
+            for n in range(rng.randrange(1, 40)):
+                status = rng.choice(("pending", "pending", "processing", "done", "dead"))
+                rows.append(
+                    {
+                        "delivery_key": f"k{n}",
+                        "source": "gitlab",
+                        "event_type": "note",
+                        "payload": {},
+                        "status": status,
+                        "next_attempt_at": now + rng.choice((-5, -1, 3)) * second,
+                        "locked_until": now + rng.choice((-2, 4)) * second
+                        if status == "processing"
+                        else None,
+                        "ordering_key": rng.choice(("mr:1", "mr:2", "mr:3", None)),
+                    }
+                )
+            async with sessions() as session, session.begin():
+                await session.execute(delete(WebhookDelivery))
+                await session.execute(insert(WebhookDelivery), rows)
+            async with sessions() as session:
+                polled = (await session.execute(_DUE_ROWS, {"now": now, "free": 100})).all()
+                claimable = await session.scalars(
+                    select(WebhookDelivery.id).where(_CLAIMABLE_AT).order_by(WebhookDelivery.id),
+                    {"now": now},
+                )
+                assert [row.id for row in polled] == list(claimable), rows
+                limited = (await session.execute(_DUE_ROWS, {"now": now, "free": 2})).all()
+                assert limited == polled[:2]
+    finally:
+        await engine.dispose()
 
 
 def test_the_ordering_key_is_the_merge_request_an_event_concerns() -> None:
