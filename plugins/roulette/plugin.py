@@ -182,6 +182,7 @@ class RoulettePlugin(Plugin):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.metrics.close()
 
     async def refresh_available(self) -> bool:
         """One tick of the ``available_reviewers`` refresh: everyone's availability now
@@ -258,7 +259,7 @@ class RoulettePlugin(Plugin):
     async def merge_request(self, event: GitLabEvent) -> None:
         payload = event.payload
         await tracking.merge_request_event(self.app.sessions, self.metrics, payload)
-        await self.metrics.refresh_active(self.app.reads)
+        self.metrics.refresh_soon(self.app.reads)
         auto = self.config.auto_roulette == "on_open"
         if auto and self.app.has_gitlab and _opened_ready(payload):
             project = payload.get("project") or {}
@@ -512,7 +513,7 @@ class RoulettePlugin(Plugin):
         recorded = await tracking.record_roll(self.app.sessions, mr, team, picks, kept, released)
         if recorded.missing:
             log.warning("picked users missing from the database: %s", ", ".join(recorded.missing))
-        await self.metrics.refresh_active(self.app.reads)
+        self.metrics.refresh_soon(self.app.reads)
 
     async def _gitlab_ids(self, usernames: Sequence[str]) -> list[int]:
         """GitLab ids, from the database (``sync-users`` stores them), else asked once."""

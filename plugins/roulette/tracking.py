@@ -13,11 +13,12 @@ the merge, a second ``merge``) leave it as it is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import func, or_, select
@@ -47,9 +48,22 @@ TIME_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604
 class ReviewMetrics:
     """The review metrics on ``/metrics`` (triggers, completed and abandoned reviews, active
     reviews, times to first review and to approval, comments), registered in the app's
-    registry."""
+    registry.
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    ``sleep`` waits between two counts of the active assignments (see :meth:`refresh_active`;
+    tests pass a fake one)."""
+
+    #: Seconds between two counts of the active assignments when more are asked for while
+    #: one runs: a burst of rolls costs a count a second, not one per roll.
+    REFRESH_GAP: ClassVar[float] = 1.0
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._sleep = sleep
+        self._counting: asyncio.Task[None] | None = None
         self.triggers = Counter(
             "roulette_triggers",
             "Reviewer roulettes run, by team and outcome (ok, nobody, ended, invalid, error).",
@@ -72,6 +86,7 @@ class ReviewMetrics:
         self._teams_seen: set[str] = set()
         self._refreshing = False
         self._stale = False
+        self._counted = False  # a count ran in this refresh: the next waits its gap
         self.ttfr = Histogram(
             "review_ttfr_seconds",
             "From assignment to the reviewer's first comment.",
@@ -101,8 +116,9 @@ class ReviewMetrics:
         """Count the active assignments per team into ``active_reviews``.
 
         Calls that arrive while a count runs (many rolls end together) are folded into
-        one more count after it: the gauge ends right, at one query per burst rather
-        than one per roll. A team with no active assignment left is set to 0.
+        one more count, :attr:`REFRESH_GAP` seconds after it: the gauge ends right, at a
+        query a second during a burst rather than one per roll. A team with no active
+        assignment left is set to 0.
         """
         self._stale = True
         if self._refreshing:
@@ -110,6 +126,9 @@ class ReviewMetrics:
         self._refreshing = True
         try:
             while self._stale:
+                if self._counted:
+                    await self._sleep(self.REFRESH_GAP)
+                self._counted = True
                 self._stale = False
                 async with sessions() as session:
                     rows = await session.execute(
@@ -125,7 +144,29 @@ class ReviewMetrics:
                     self.active.labels(team).set(counts.get(team, 0))
                 self._teams_seen |= set(counts)
         finally:
-            self._refreshing = False
+            self._refreshing = self._counted = False
+
+    def refresh_soon(self, sessions: Sessions) -> None:
+        """:meth:`refresh_active` in the background: the roll or event that asks neither
+        waits for the count nor fails with it (a failure is logged as a warning)."""
+        if self._counting is not None and not self._counting.done():
+            self._stale = True  # the running count takes it
+            return
+        self._counting = asyncio.create_task(self._refresh_logged(sessions), name="active-reviews")
+
+    async def _refresh_logged(self, sessions: Sessions) -> None:
+        try:
+            await self.refresh_active(sessions)
+        except Exception:  # a metric must never fail what asked for it
+            log.warning("could not count the active reviews", exc_info=True)
+
+    async def close(self) -> None:
+        """Stop a count :meth:`refresh_soon` started, if one runs (the bot is stopping)."""
+        task, self._counting = self._counting, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 class ReviewEnded(Exception):

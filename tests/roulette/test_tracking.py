@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from bot.sandbox.gitlab import GitLabStandIn
 from bot.settings import Settings
 from bot.users import sync_organisation
 from plugins.roulette import tracking
+from tests.conftest import until
 
 PROJECT = "acme/shop"
 Sessions = async_sessionmaker[AsyncSession]
@@ -336,7 +338,12 @@ async def test_counts_asked_together_fold_into_one_more_count(
     gitlab: GitLab, sessions: Sessions
 ) -> None:
     registry = CollectorRegistry()
-    metrics = tracking.ReviewMetrics(registry)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    metrics = tracking.ReviewMetrics(registry, sleep=sleep)
     await _roll(gitlab, sessions)
     counted = 0
 
@@ -348,4 +355,53 @@ async def test_counts_asked_together_fold_into_one_more_count(
     asked = [metrics.refresh_active(counting) for _ in range(10)]  # type: ignore[arg-type]
     await asyncio.gather(*asked)
     assert counted == 2  # the first, and one more for the nine that came while it ran
+    assert waits == [tracking.ReviewMetrics.REFRESH_GAP]  # ... once its gap had passed
     assert registry.get_sample_value("active_reviews", {"team": "backend"}) == 2
+
+
+async def test_a_roll_asks_for_a_count_it_does_not_wait_for(
+    gitlab: GitLab, sessions: Sessions, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = CollectorRegistry()
+    gap = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        await gap.wait()
+
+    metrics = tracking.ReviewMetrics(registry, sleep=sleep)
+    await _roll(gitlab, sessions)
+    counted = 0
+    started = asyncio.Event()
+    proceed = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def counting() -> AsyncIterator[AsyncSession]:
+        nonlocal counted
+        counted += 1
+        started.set()
+        await proceed.wait()
+        async with sessions() as session:
+            yield session
+
+    def active() -> float | None:
+        return registry.get_sample_value("active_reviews", {"team": "backend"})
+
+    metrics.refresh_soon(counting)  # type: ignore[arg-type]
+    await asyncio.wait_for(started.wait(), 5)
+    for _ in range(9):  # more rolls end while the count runs: they return at once too
+        metrics.refresh_soon(counting)  # type: ignore[arg-type]
+    assert active() is None  # nothing counted yet
+    proceed.set()
+    await until(lambda: active() == 2, 10, "the first count")
+    assert counted == 1  # the nine wait for the gap, folded into one count
+    gap.set()
+    await until(lambda: counted == 2, 10, "the folded count")
+    await metrics.close()
+    assert counted == 2
+
+    def failing() -> AsyncSession:
+        raise ConnectionError("the database is down")
+
+    metrics.refresh_soon(failing)  # type: ignore[arg-type]
+    await until(lambda: "could not count the active reviews" in caplog.text, 10, "the warning")
+    await metrics.close()
