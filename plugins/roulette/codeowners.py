@@ -1461,6 +1461,7 @@ class _Index:
     def owners_of_paths(self, paths: Iterable[str]) -> dict[str, frozenset[Owner]]:
         """Path as given -> its owners; files in one directory whose basenames pass the
         same entries share one answer."""
+        paths = list(paths)  # read first: an iterable that matched too could reset the caches
         self._trim()
         result: dict[str, frozenset[Owner]] = {}
         dirs, bases, results, exact = self._dirs, self._bases, self._results, self.exact

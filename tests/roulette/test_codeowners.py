@@ -8,6 +8,7 @@ Three implementations are compared here: the matcher (``owners_of_paths``), the 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -403,6 +404,24 @@ def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         result = parsed.owners_of_paths(paths)
         assert all(result[p] == {Owner("name", "a")} for p in paths[:30])
         assert all(result[p] == {Owner("name", "all")} for p in paths[30:])
+
+
+def test_paths_that_match_as_they_are_read_get_their_own_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An iterable of paths that asks the same file for owners while it is read (and so
+    starts its caches afresh, with small bounds) must not get answers cached for others."""
+    monkeypatch.setattr(co, "_CACHE_LIMIT", 6)
+    parsed = parse("*.py @py\n*.md @doc\n/src/ @src\n/docs/*.md @docs\n")
+    paths = [f"{d}/{n}" for d in ("src", "docs", "x", "src/y") for n in ("a.py", "b.md", "c")]
+
+    def asking() -> Iterator[str]:
+        for path in paths:
+            parsed.owners_of(paths[-1 - paths.index(path)])
+            yield path
+
+    result = parsed.owners_of_paths(asking())
+    assert result == {path: reference_owners(parsed, path) for path in paths}
 
 
 def test_caches_are_bounded_by_the_size_of_their_masks(monkeypatch: pytest.MonkeyPatch) -> None:
