@@ -221,23 +221,18 @@ def _areas(settings: Settings | ConfigError) -> list[Area]:
 _CORE_COMMANDS = frozenset({"serve", "migrate", "sync-users"})
 
 
-def _core_command_only(argv: Sequence[str]) -> bool:
-    """``argv`` is exactly one of :data:`_CORE_COMMANDS`, with ``--config PATH`` or
-    ``--config=PATH`` around it: it needs no feature area to be parsed (anything else,
-    ``--help`` or an abbreviated option included, goes through the full parser)."""
-    words = list(argv)
-    commands = 0
-    while words:
-        word = words.pop(0)
-        if word == "--config" and words:
-            words.pop(0)
-        elif word.startswith("--config="):
-            continue
-        elif word in _CORE_COMMANDS:
-            commands += 1
-        else:
-            return False
-    return commands == 1
+def _early(argv: Sequence[str] | None) -> tuple[str | None, bool]:
+    """The ``--config`` given on the command line (leniently: the full parser reports a
+    malformed command line), and whether the rest is exactly one of
+    :data:`_CORE_COMMANDS`, which needs no feature area to be parsed (``--help``, an
+    area's command or anything argparse would refuse goes through the full parser)."""
+    early = argparse.ArgumentParser(prog=PROG, add_help=False, exit_on_error=False)
+    early.add_argument("--config", default=None)
+    try:
+        known, rest = early.parse_known_args(argv)
+    except argparse.ArgumentError:
+        return None, False
+    return known.config, len(rest) == 1 and rest[0] in _CORE_COMMANDS
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -253,18 +248,10 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    # Which areas' commands to offer depends on the configuration: read --config first
-    # (leniently: the full parser below reports a malformed command line).
-    early = argparse.ArgumentParser(prog=PROG, add_help=False, exit_on_error=False)
-    early.add_argument("--config", default=None)
-    try:
-        config = early.parse_known_args(argv)[0].config
-    except argparse.ArgumentError:
-        config = None
+    # Which areas' commands to offer depends on the configuration: read --config first.
+    config, core_only = _early(argv)
     loaded = _settings(config)
-    if isinstance(loaded, ConfigError) and _core_command_only(
-        sys.argv[1:] if argv is None else argv
-    ):
+    if isinstance(loaded, ConfigError) and core_only:
         _fail_config(loaded)  # at once: the feature areas take a second to import
     args = _parser(_areas(loaded)).parse_args(argv)
     if args.command == "demo":  # reads no configuration at all (see bot/demo)
