@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,20 +52,25 @@ class ReviewMetrics:
     reviews, times to first review and to approval, comments), registered in the app's
     registry.
 
-    ``sleep`` waits between two counts of the active assignments (see :meth:`refresh_active`;
-    tests pass a fake one)."""
+    ``sleep`` (seconds) and ``clock`` (a monotonic time in seconds) space the counts of
+    the active assignments (see :meth:`refresh_active`, :meth:`refresh_soon`); tests pass
+    fake ones."""
 
-    #: Seconds between two counts of the active assignments when more are asked for while
-    #: one runs: a burst of rolls costs a count a second, not one per roll.
+    #: Seconds between two counts of the active assignments asked for by rolls and events:
+    #: a burst of rolls costs a count a second, not one per roll.
     REFRESH_GAP: ClassVar[float] = 1.0
 
     def __init__(
         self,
         registry: CollectorRegistry,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sleep = sleep
+        self._clock = clock
         self._counting: asyncio.Task[None] | None = None
+        self._last_spaced = -math.inf  # when the last spaced count began (``clock``)
+        self._closed = False
         self.triggers = Counter(
             "roulette_triggers",
             "Reviewer roulettes run, by team and outcome (ok, nobody, ended, invalid, error).",
@@ -112,13 +119,15 @@ class ReviewMetrics:
             registry=registry,
         )
 
-    async def refresh_active(self, sessions: Sessions) -> None:
+    async def refresh_active(self, sessions: Sessions, *, spaced: bool = False) -> None:
         """Count the active assignments per team into ``active_reviews``.
 
         Calls that arrive while a count runs (many rolls end together) are folded into
         one more count, :attr:`REFRESH_GAP` seconds after it: the gauge ends right, at a
-        query a second during a burst rather than one per roll. A team with no active
-        assignment left is set to 0.
+        query a second during a burst rather than one per roll. ``spaced`` (the counts
+        rolls and events ask for, :meth:`refresh_soon`): the first count, too, waits
+        until :attr:`REFRESH_GAP` seconds after the last spaced one began. A team with
+        no active assignment left is set to 0.
         """
         self._stale = True
         if self._refreshing:
@@ -126,10 +135,15 @@ class ReviewMetrics:
         self._refreshing = True
         try:
             while self._stale:
-                if self._counted:
-                    await self._sleep(self.REFRESH_GAP)
+                wait = self.REFRESH_GAP
+                if not self._counted:
+                    wait = self._last_spaced + self.REFRESH_GAP - self._clock() if spaced else 0
+                if wait > 0:
+                    await self._sleep(wait)
                 self._counted = True
                 self._stale = False
+                if spaced:
+                    self._last_spaced = self._clock()
                 async with sessions() as session:
                     rows = await session.execute(
                         select(Team.name, func.count())
@@ -147,21 +161,28 @@ class ReviewMetrics:
             self._refreshing = self._counted = False
 
     def refresh_soon(self, sessions: Sessions) -> None:
-        """:meth:`refresh_active` in the background: the roll or event that asks neither
-        waits for the count nor fails with it (a failure is logged as a warning)."""
-        if self._counting is not None and not self._counting.done():
-            self._stale = True  # the running count takes it
+        """:meth:`refresh_active` in the background, :attr:`REFRESH_GAP` seconds or more
+        after the last such count began: the roll or event that asks neither waits for the
+        count nor fails with it. Asks that come while one waits or runs are folded into
+        it. A failed count is logged as a warning; the gauge then waits for the next ask,
+        or the plugin's refresh every minute. Nothing is counted after :meth:`close`."""
+        if self._closed:
             return
-        self._counting = asyncio.create_task(self._refresh_logged(sessions), name="active-reviews")
+        if self._counting is not None and not self._counting.done():
+            self._stale = True  # the waiting or running count takes it
+            return
+        self._counting = asyncio.create_task(self._refresh_later(sessions), name="active-reviews")
 
-    async def _refresh_logged(self, sessions: Sessions) -> None:
+    async def _refresh_later(self, sessions: Sessions) -> None:
         try:
-            await self.refresh_active(sessions)
+            await self.refresh_active(sessions, spaced=True)
         except Exception:  # a metric must never fail what asked for it
             log.warning("could not count the active reviews", exc_info=True)
 
     async def close(self) -> None:
-        """Stop a count :meth:`refresh_soon` started, if one runs (the bot is stopping)."""
+        """Stop a count :meth:`refresh_soon` started, if one waits or runs, and start no
+        more (the bot is stopping)."""
+        self._closed = True
         task, self._counting = self._counting, None
         if task is not None:
             task.cancel()

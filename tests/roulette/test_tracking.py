@@ -364,11 +364,14 @@ async def test_a_roll_asks_for_a_count_it_does_not_wait_for(
 ) -> None:
     registry = CollectorRegistry()
     gap = asyncio.Event()
+    waits: list[float] = []
+    now = [100.0]
 
     async def sleep(seconds: float) -> None:
+        waits.append(seconds)
         await gap.wait()
 
-    metrics = tracking.ReviewMetrics(registry, sleep=sleep)
+    metrics = tracking.ReviewMetrics(registry, sleep=sleep, clock=lambda: now[0])
     await _roll(gitlab, sessions)
     counted = 0
     started = asyncio.Event()
@@ -386,6 +389,9 @@ async def test_a_roll_asks_for_a_count_it_does_not_wait_for(
     def active() -> float | None:
         return registry.get_sample_value("active_reviews", {"team": "backend"})
 
+    def idle() -> bool:
+        return metrics._counting is not None and metrics._counting.done()
+
     metrics.refresh_soon(counting)  # type: ignore[arg-type]
     await asyncio.wait_for(started.wait(), 5)
     for _ in range(9):  # more rolls end while the count runs: they return at once too
@@ -396,12 +402,24 @@ async def test_a_roll_asks_for_a_count_it_does_not_wait_for(
     assert counted == 1  # the nine wait for the gap, folded into one count
     gap.set()
     await until(lambda: counted == 2, 10, "the folded count")
-    await metrics.close()
-    assert counted == 2
+    await until(idle, 10, "the counts done")
+
+    metrics.refresh_soon(counting)  # type: ignore[arg-type]  # right after: it waits too
+    await until(lambda: counted == 3, 10, "the next count")
+    assert waits == [tracking.ReviewMetrics.REFRESH_GAP] * 2
+    now[0] += tracking.ReviewMetrics.REFRESH_GAP
+    await until(idle, 10, "the counts done")
+    metrics.refresh_soon(counting)  # type: ignore[arg-type]  # a gap later: at once
+    await until(lambda: counted == 4, 10, "a count a gap later")
+    assert len(waits) == 2
 
     def failing() -> AsyncSession:
         raise ConnectionError("the database is down")
 
+    now[0] += tracking.ReviewMetrics.REFRESH_GAP
+    await until(idle, 10, "the counts done")
     metrics.refresh_soon(failing)  # type: ignore[arg-type]
     await until(lambda: "could not count the active reviews" in caplog.text, 10, "the warning")
     await metrics.close()
+    metrics.refresh_soon(counting)  # type: ignore[arg-type]
+    assert metrics._counting is None  # stopping: nothing more is counted
