@@ -10,7 +10,7 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -842,6 +842,10 @@ async def _settled(client: Client) -> bool:
     return bool(rows) and all(r.status in ("done", "dead") for r in rows)
 
 
+def _offset(now: datetime, seconds: int | None) -> datetime | None:
+    return None if seconds is None else now + timedelta(seconds=seconds)
+
+
 async def test_the_poll_offers_exactly_the_rows_a_claim_would_take(migrated_url: URL) -> None:
     """The poll reads the claimable rows in one pass over the rows not done (window
     functions); the claim tests one row with correlated ``NOT EXISTS``. On random inboxes
@@ -851,7 +855,6 @@ async def test_the_poll_offers_exactly_the_rows_a_claim_would_take(migrated_url:
     sessions = create_sessionmaker(engine)
     rng = random.Random(13)
     now = utcnow()
-    second = timedelta(seconds=1)
     try:
         for _ in range(25):
             rows = []
@@ -864,10 +867,9 @@ async def test_the_poll_offers_exactly_the_rows_a_claim_would_take(migrated_url:
                         "event_type": "note",
                         "payload": {},
                         "status": status,
-                        "next_attempt_at": now + rng.choice((-5, -1, 3)) * second,
-                        "locked_until": now + rng.choice((-2, 4)) * second
-                        if status == "processing"
-                        else None,
+                        # the boundaries too: due at ``now``, a lease ending at ``now``
+                        "next_attempt_at": _offset(now, rng.choice((-5, -1, 0, 3, None))),
+                        "locked_until": _offset(now, rng.choice((-2, 0, 4, None))),
                         "ordering_key": rng.choice(("mr:1", "mr:2", "mr:3", None)),
                     }
                 )
@@ -881,8 +883,9 @@ async def test_the_poll_offers_exactly_the_rows_a_claim_would_take(migrated_url:
                     {"now": now},
                 )
                 assert [row.id for row in polled] == list(claimable), rows
-                limited = (await session.execute(_DUE_ROWS, {"now": now, "free": 2})).all()
-                assert limited == polled[:2]
+                for free in (0, 1, 2):
+                    limited = await session.execute(_DUE_ROWS, {"now": now, "free": free})
+                    assert limited.all() == polled[:free]
     finally:
         await engine.dispose()
 
