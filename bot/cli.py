@@ -24,7 +24,8 @@ from bot.settings import ConfigError, Settings, load_settings
 
 # Alembic, the demo and the server are imported by the commands that use them. The
 # feature areas (about a second) are imported to validate their settings and to offer
-# their commands: a configuration file that cannot be read or parsed answers before them.
+# their commands: for serve, migrate and sync-users, a configuration file that cannot be
+# read or parsed is reported before them (``_early``).
 
 log = logging.getLogger("bot.cli")
 PROG = "roulette-bot"
