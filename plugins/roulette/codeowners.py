@@ -1061,7 +1061,8 @@ class _Index:
     worked out per distinct ``L``. States are masks of entries (ints, one bit per entry):
     the entries matching a file are its directory's mask AND its basename's (whose mask
     holds every entry without an ``L`` too), OR its exact entries; each section's winner
-    is the highest bit in the section's range. Files with the same mask share the answer.
+    is the highest bit in the section's range. Files in one directory state whose
+    basenames have equal masks share the answer.
 
     Regexes are compiled when first needed and used often (most of a big file's globs are
     tested a few times or never; until then a glob is tested in Python); ``prefix*suffix``
