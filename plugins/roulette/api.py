@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -170,7 +169,7 @@ async def replace_reviewer(
     if new is not None and assign and new.lower() not in {r.lower() for r in kept}:
         wanted = [*kept, new]
     if [r.lower() for r in wanted] != [r.lower() for r in mr.reviewers]:
-        ids = await _gitlab_ids(app, wanted)
+        ids = await tracking.reviewer_ids(app.sessions, gitlab, wanted, mr)
         if set(ids) != set(mr.reviewer_ids):
             await gitlab.set_reviewers(mr.project_id, mr.iid, ids)
     team = service.team_of(mr, service.people())
@@ -180,20 +179,3 @@ async def replace_reviewer(
         log.warning("hand-over to users missing from the database: %s", recorded.missing)
     log.info("hand-over on %s: @%s -> %s", ref, passer, f"@{new}" if new else "nobody")
     return new
-
-
-async def _gitlab_ids(app: PluginContext, usernames: Sequence[str]) -> list[int]:
-    """GitLab ids of ``usernames``, from the database, else asked of GitLab once each;
-    a user GitLab does not know is left out."""
-    known = await tracking.gitlab_ids(app.sessions, usernames)
-    ids: list[int] = []
-    for name in usernames:
-        user_id = known.get(name.lower())
-        if user_id is None:
-            user = await app.gitlab.user(name)
-            if user is None:
-                log.warning("GitLab knows no user %s; not set as reviewer", name)
-                continue
-            user_id = user.id
-        ids.append(user_id)
-    return ids

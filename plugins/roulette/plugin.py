@@ -146,6 +146,7 @@ class RoulettePlugin(Plugin):
         self.refresh_interval = self.REFRESH_INTERVAL
         self._service: RouletteService | None = None
         self._bot_username: str | None = None
+        self._identity: asyncio.Task[None] | None = None  # asking GitLab who the bot is
         self._refresher: asyncio.Task[None] | None = None
 
     @property
@@ -171,17 +172,22 @@ class RoulettePlugin(Plugin):
             await self.metrics.refresh_active(self.app.reads)
         except Exception:  # a metric must not stop the bot from starting
             log.warning("could not count the active reviews at start", exc_info=True)
-        if self.app.serving:  # a one-shot command has no gauge worth refreshing
-            self._refresher = asyncio.create_task(
-                self._refresh_availability(), name="roulette-available-reviewers"
-            )
+        if not self.app.serving:  # a one-shot command: no events, no gauge worth refreshing
+            return
+        if self.app.has_gitlab and self.app.settings.webhook_workers:
+            # Asked now, not by the first note: that note's roll would wait for it.
+            self._identity = asyncio.create_task(self._ask_identity(), name="roulette-identity")
+        self._refresher = asyncio.create_task(
+            self._refresh_availability(), name="roulette-available-reviewers"
+        )
 
     async def on_stop(self) -> None:
-        task, self._refresher = self._refresher, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._refresher, self._identity):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._refresher = self._identity = None
         await self.metrics.close()
 
     async def refresh_available(self) -> bool:
@@ -210,13 +216,21 @@ class RoulettePlugin(Plugin):
             await asyncio.sleep(self.refresh_interval)
 
     async def bot_username(self) -> str | None:
-        """The bot's own GitLab account, to ignore its notes (asked once)."""
+        """The bot's own GitLab account (``GET /user``), to ignore its notes; None when
+        GitLab cannot say (the next note asks again). A replica that processes events
+        asks at start (``on_start``); a note arriving meanwhile waits for that answer
+        rather than asking again."""
         if self._bot_username is None and self.app.has_gitlab:
-            try:
-                self._bot_username = (await self.app.gitlab.current_user()).username
-            except Exception:
-                log.warning("cannot tell which GitLab user the bot is", exc_info=True)
+            if self._identity is None or self._identity.done():
+                self._identity = asyncio.create_task(self._ask_identity())
+            await asyncio.shield(self._identity)
         return self._bot_username
+
+    async def _ask_identity(self) -> None:
+        try:
+            self._bot_username = (await self.app.gitlab.current_user()).username
+        except Exception:
+            log.warning("cannot tell which GitLab user the bot is", exc_info=True)
 
     # ----------------------------------------------------------------- GitLab events
 
@@ -504,7 +518,7 @@ class RoulettePlugin(Plugin):
         ids: list[int] | None = None
         if self.config.assign_in_gitlab and chosen:
             reviewers = chosen if replace else list(dict.fromkeys([*mr.reviewers, *chosen]))
-            ids = await self._gitlab_ids(reviewers)
+            ids = await tracking.reviewer_ids(self.app.reads, self.app.gitlab, reviewers, mr)
         # Made only now: a coroutine made before a lookup that raises is never awaited.
         writes: list[Awaitable[Any]] = [announce()] if announce is not None else []
         if ids is not None and set(ids) != set(mr.reviewer_ids):
@@ -514,21 +528,6 @@ class RoulettePlugin(Plugin):
         if recorded.missing:
             log.warning("picked users missing from the database: %s", ", ".join(recorded.missing))
         self.metrics.refresh_soon(self.app.reads)
-
-    async def _gitlab_ids(self, usernames: Sequence[str]) -> list[int]:
-        """GitLab ids, from the database (``sync-users`` stores them), else asked once."""
-        known = await tracking.gitlab_ids(self.app.reads, usernames)
-        ids: list[int] = []
-        for name in usernames:
-            user_id = known.get(name.lower())
-            if user_id is None:
-                user = await self.app.gitlab.user(name)
-                if user is None:
-                    log.warning("GitLab knows no user %s; not set as reviewer", name)
-                    continue
-                user_id = user.id
-            ids.append(user_id)
-        return ids
 
 
 def _opened_ready(payload: Mapping[str, Any]) -> bool:

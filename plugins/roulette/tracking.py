@@ -32,6 +32,7 @@ from bot.gitlab import (
     GitLabError,
     GitLabForbidden,
     GitLabUnavailable,
+    GitLabUser,
     MergeRequestInfo,
     MergeRequestRef,
     draft_change,
@@ -635,6 +636,33 @@ async def gitlab_ids(sessions: Sessions, usernames: Iterable[str]) -> dict[str, 
     async with sessions() as session:
         users = await _users(session, usernames)
     return {name: u.gitlab_id for name, u in users.items() if u.gitlab_id is not None}
+
+
+class UserReader(Protocol):
+    """What :func:`reviewer_ids` asks GitLab (``bot.gitlab.GitLab`` provides it)."""
+
+    async def user(self, username: str) -> GitLabUser | None: ...
+
+
+async def reviewer_ids(
+    sessions: Sessions, gitlab: UserReader, usernames: Sequence[str], mr: MergeRequestInfo
+) -> list[int]:
+    """The GitLab ids of ``usernames``, in their order, for ``PUT .../merge_requests/:iid``
+    (``reviewer_ids``): those of ``mr``'s current reviewers from ``mr``, the stored ones
+    (``sync-users`` stores them), the others asked of GitLab (``GET /users?username=``)
+    all at once, so that a roll waits for one more round trip at most, not one per
+    missing id. A user GitLab does not know is left out, with a warning; a GitLab failure
+    raises (``bot.gitlab.GitLabError``)."""
+    known = await gitlab_ids(sessions, usernames)
+    known.update((n.lower(), i) for n, i in zip(mr.reviewers, mr.reviewer_ids, strict=True))
+    missing = list(dict.fromkeys(n.lower() for n in usernames if n.lower() not in known))
+    asked = await asyncio.gather(*(gitlab.user(name) for name in missing))
+    for name, user in zip(missing, asked, strict=True):
+        if user is None:
+            log.warning("GitLab knows no user %s; not set as reviewer", name)
+        else:
+            known[name] = user.id
+    return [known[n.lower()] for n in usernames if n.lower() in known]
 
 
 # --------------------------------------------------------------------------- repair

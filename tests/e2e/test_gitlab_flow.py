@@ -245,6 +245,35 @@ async def test_the_bots_own_and_system_notes_are_ignored(bot: Bot) -> None:
     assert [n["body"] for n in bot.bot_notes()] == ["/roulette"]  # only the one we added
 
 
+def _identity_asks(standin: GitLabStandIn) -> int:
+    return sum(1 for method, path in standin.requests if (method, path) == ("GET", "/api/v4/user"))
+
+
+async def test_the_bot_asks_who_it_is_at_start_not_during_the_first_roll(bot: Bot) -> None:
+    """``GET /user`` (whose notes to ignore) is asked once, at start: the first
+    ``/roulette`` does not wait for one more GitLab round trip."""
+    await until(lambda: _identity_asks(bot.standin) == 1, 10, "GET /user at start")
+    asked_before = len(bot.standin.requests)
+    await bot.comment("alice", "/roulette")
+    await bot.settled()
+    assert len(bot.bot_notes()) == 1
+    assert ("GET", "/api/v4/user") not in bot.standin.requests[asked_before:]
+    assert _identity_asks(bot.standin) == 1
+
+
+async def test_who_the_bot_is_is_asked_again_when_gitlab_could_not_say_at_start(
+    migrated_url: URL, gitlab_url: str, standin: GitLabStandIn, aiohttp_client: MakeClient
+) -> None:
+    standin.fail_next(r"^/api/v4/user$", 401, method="GET")
+    bot = await start_bot(aiohttp_client, standin, e2e_settings(migrated_url, gitlab_url))
+    await until(lambda: _identity_asks(standin) == 1, 10, "GET /user at start")
+    own = standin.add_note(PROJECT, 1, "roulette-bot", "/roulette")
+    await bot.sender.deliver("Note Hook", bot.sender.note_payload(PROJECT, 1, own))
+    await bot.settled()
+    assert [n["body"] for n in bot.bot_notes()] == ["/roulette"]  # its own note: no roll
+    assert _identity_asks(standin) == 2
+
+
 async def test_an_unreadable_merge_request_gets_a_clear_note(bot: Bot) -> None:
     bot.standin.fail_next(r"/merge_requests/1(\?|$)", 404, times=10, method="GET")
     await bot.comment("alice", "/roulette")

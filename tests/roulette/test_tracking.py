@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db import create_engine, create_sessionmaker
-from bot.gitlab import GitLab, MergeRequestRef
+from bot.gitlab import GitLab, GitLabUser, MergeRequestInfo, MergeRequestRef
 from bot.models import MrReview, ReviewerAssignment, User
 from bot.sandbox.gitlab import GitLabStandIn
 from bot.settings import Settings
@@ -45,6 +45,10 @@ async def _roll(gitlab: GitLab, sessions: Sessions, iid: int = 1, *names: str) -
     mr = await gitlab.merge_request(MergeRequestRef(PROJECT, iid))
     picks = [(name, "team") for name in names or ("bob", "dave")]
     await tracking.record_roll(sessions, mr, "backend", picks, [], [])
+
+
+async def _mr(gitlab: GitLab, iid: int = 1) -> MergeRequestInfo:
+    return await gitlab.merge_request(MergeRequestRef(PROJECT, iid))
 
 
 async def _state(sessions: Sessions, iid: int = 1) -> tuple[str, dict[str, str]]:
@@ -313,6 +317,50 @@ async def test_ids_past_32_bits_are_stored_and_followed(
         review = await session.scalar(select(MrReview).where(MrReview.mr_id == 2**62))
         assert review is not None
         assert (review.project_id, review.mr_iid, review.state) == (2**40 + 5, 2**33, "merged")
+
+
+# --------------------------------------------------------------- reviewer ids
+
+
+class _TogetherUsers:
+    """A GitLab that answers ``user`` only once ``expected`` lookups are in flight
+    together: asked one after another, the first lookup never returns."""
+
+    def __init__(self, gitlab: GitLab, expected: int) -> None:
+        self.gitlab, self.expected = gitlab, expected
+        self.asked: list[str] = []
+        self._all_in = asyncio.Event()
+
+    async def user(self, username: str) -> GitLabUser | None:
+        self.asked.append(username)
+        if len(self.asked) == self.expected:
+            self._all_in.set()
+        await asyncio.wait_for(self._all_in.wait(), 5)
+        return await self.gitlab.user(username)
+
+
+async def test_missing_reviewer_ids_are_asked_of_gitlab_together(
+    gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ids ``PUT .../merge_requests/:iid`` needs cost a roll one more GitLab round trip
+    at most: the MR's reviewers' from the MR, the stored ones from the database, the
+    others asked together; a name GitLab does not know is left out (both engines)."""
+    erin = standin._find_user("erin")
+    assert erin is not None
+    await gitlab.set_reviewers((await _mr(gitlab)).project_id, 1, [erin.id])
+    mr = await _mr(gitlab)
+    async with sessions.begin() as session:  # synced without GitLab: no ids stored but this one
+        carol = await session.scalar(select(User).where(User.gitlab_username == "carol"))
+        assert carol is not None
+        carol.gitlab_id = 777
+    asking = _TogetherUsers(gitlab, expected=3)
+    wanted = ["Erin", "bob", "carol", "dave", "ghost"]
+    ids = await tracking.reviewer_ids(sessions, asking, wanted, mr)
+
+    by_name = {n: u.id for n in ("bob", "dave") if (u := standin._find_user(n)) is not None}
+    assert ids == [erin.id, by_name["bob"], 777, by_name["dave"]]
+    assert sorted(asking.asked) == ["bob", "dave", "ghost"]
+    assert "GitLab knows no user ghost; not set as reviewer" in caplog.text
 
 
 # --------------------------------------------------------------- the active_reviews gauge
