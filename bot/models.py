@@ -159,6 +159,7 @@ class WebhookDelivery(Base):
         CheckConstraint(_in("status", INBOX_STATES), name="status"),
         Index("ix_webhook_inbox_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_webhook_inbox_ordering_key_id", "ordering_key", "id"),
+        Index("ix_webhook_inbox_processed_at", "processed_at"),  # the retention's delete
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -242,6 +242,10 @@ class Settings(BaseSettings):
     webhook_retry_seconds: float = Field(default=2.0, gt=0, le=3600)
     webhook_lease_seconds: float = Field(default=20.0, ge=1, le=600)
     webhook_handler_timeout: float = Field(default=120.0, gt=0, le=3600)
+    # Processed deliveries are deleted this many days after they were processed (the
+    # replicas with workers look once an hour); 0 keeps them all. Dead letters are kept.
+    # The default outlasts the month GitLab keeps a hook's events, which can be resent.
+    webhook_retention_days: int = Field(default=35, ge=0, le=3650)
 
     teams: tuple[TeamConfig, ...] = ()
     users: tuple[UserConfig, ...] = ()

@@ -41,6 +41,13 @@ worker's rows are taken over once its lease runs out, a live worker's never, and
 worker that lost its lease cancels its handlers and records nothing. Handlers are
 bounded by ``webhook_handler_timeout`` (a timed-out attempt is a failed one). Time comes
 from a :class:`Clock`, which tests replace.
+
+Processed rows are deleted ``webhook_retention_days`` after they were processed
+(:meth:`Inbox.prune`, once an hour on every replica with workers, a batch at a time);
+dead letters are kept until an operator removes them. The default, 35 days, outlasts
+the month for which GitLab keeps a hook's events (its webhook logs, from which a
+delivery can be resent): a resent delivery still finds its row and is not processed
+twice.
 """
 
 from __future__ import annotations
@@ -63,7 +70,18 @@ from typing import Any, Literal, Protocol
 import standardwebhooks
 from aiohttp import web
 from prometheus_client import Counter, Gauge
-from sqlalchemy import Select, bindparam, case, exists, func, or_, select, text, update
+from sqlalchemy import (
+    Select,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
@@ -442,6 +460,24 @@ _CLAIM = (
 )
 
 
+# The retention: processed rows older than ``before``, oldest first, a batch at a time
+# (rows another replica is deleting are skipped on PostgreSQL, not waited for).
+PRUNE_BATCH = 500
+PRUNE_EVERY = 3600.0  # seconds between two looks
+_PRUNE = delete(WebhookDelivery).where(
+    WebhookDelivery.id.in_(
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.status == "done",
+            WebhookDelivery.processed_at < bindparam("before", type_=UTCDateTime()),
+        )
+        .order_by(WebhookDelivery.processed_at)
+        .limit(bindparam("batch"))
+        .with_for_update(skip_locked=True)
+    )
+)
+
+
 def token_matches(expected: str | None, given: str | None) -> bool:
     """Constant-time ``expected == given``; False when either is missing.
 
@@ -513,10 +549,12 @@ class Inbox:
         self.retry_seconds = settings.webhook_retry_seconds
         self.lease = timedelta(seconds=settings.webhook_lease_seconds)
         self.handler_timeout = settings.webhook_handler_timeout
+        self.retention = timedelta(days=settings.webhook_retention_days)
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.workers)
         self._pending: list[tuple[dict[str, Any], asyncio.Future[Stored]]] = []
@@ -577,6 +615,11 @@ class Inbox:
             "webhook_spool_depth",
             "Deliveries waiting in a spool for the database, by spool (redis, journal).",
             ["spool"],
+            registry=registry_,
+        )
+        self.pruned = Counter(
+            "webhook_inbox_pruned_total",
+            "Processed deliveries deleted from the inbox after WEBHOOK_RETENTION_DAYS.",
             registry=registry_,
         )
         self.refused = Counter(
@@ -901,6 +944,8 @@ class Inbox:
             log.info("web-only replica: deliveries are stored here, processed elsewhere")
             return
         self._loop_task = asyncio.create_task(self._run(), name="webhook-inbox")
+        if self.retention:
+            self._pruner = asyncio.create_task(self._prune_hourly(), name="webhook-inbox-prune")
         url = self.context.settings.async_database_url
         if url.get_backend_name() == "postgresql":
             self._listener = InboxListener(url, self._wake.set)
@@ -915,6 +960,9 @@ class Inbox:
         """
         self._stopping = True
         self._wake.set()
+        if self._pruner is not None:
+            await _cancel(self._pruner)
+            self._pruner = None
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
@@ -951,6 +999,39 @@ class Inbox:
                 break
             if delay > 0:
                 await self._wait(self._wake.wait(), delay)
+
+    async def prune(self) -> int:
+        """Delete the rows processed more than ``webhook_retention_days`` ago (none with
+        0), :data:`PRUNE_BATCH` per transaction, so that the table's locks stay short;
+        returns how many. Rows still to process and dead letters are never deleted."""
+        if not self.retention:
+            return 0
+        before = self.clock.now() - self.retention
+        removed = 0
+        while True:
+            async with self.context.sessions.begin() as session:
+                result = await session.execute(_PRUNE, {"before": before, "batch": PRUNE_BATCH})
+            count = int(getattr(result, "rowcount", 0) or 0)
+            removed += count
+            self.pruned.inc(count)
+            if count < PRUNE_BATCH or self._stopping:
+                break
+        if removed:
+            log.info("webhook inbox: %d processed deliveries past retention deleted", removed)
+        return removed
+
+    async def _prune_hourly(self) -> None:
+        """:meth:`prune` at start, then every :data:`PRUNE_EVERY` seconds (inbox clock)."""
+        while True:
+            try:
+                await self.prune()
+            except Exception as e:  # the database may be away: the next hour tries again
+                if is_unavailable(e):
+                    log.warning("webhook inbox retention: the database is unavailable")
+                else:
+                    log.exception("webhook inbox retention failed")
+                    self.context.metrics.unhandled_errors.labels("webhook_inbox").inc()
+            await self.clock.sleep(PRUNE_EVERY)
 
     async def _wait(self, waited: Awaitable[Any], seconds: float) -> None:
         """Wait for ``waited`` or ``seconds`` on the inbox clock, whichever comes first."""

@@ -128,6 +128,7 @@ async def running(settings: Settings, clock: FakeClock) -> AsyncIterator[tuple[I
 def lease_settings(migrated_url: URL) -> Settings:
     return settings_for(
         migrated_url,
+        webhook_retention_days=0,  # no hourly retention sleeper beside the poll's
         webhook_lease_seconds=LEASE,
         webhook_handler_timeout=60,
         webhook_retry_seconds=1,
@@ -305,6 +306,7 @@ async def test_a_handler_past_its_timeout_is_cancelled_and_retried(
 ) -> None:
     settings = settings_for(
         migrated_url,
+        webhook_retention_days=0,  # no hourly retention sleeper beside the poll's
         webhook_lease_seconds=LEASE,
         webhook_handler_timeout=15,  # longer than the lease: the heartbeat keeps it
         webhook_retry_seconds=1,
@@ -378,6 +380,8 @@ def test_the_default_lease_recovers_within_30_s() -> None:
         ("webhook_handler_timeout", 0),
         ("webhook_handler_timeout", -1),
         ("webhook_handler_timeout", 3601),
+        ("webhook_retention_days", -1),
+        ("webhook_retention_days", 3651),
     ],
 )
 def test_unusable_lease_or_timeout_settings_are_refused(field: str, value: float) -> None:

@@ -141,6 +141,8 @@ extraEnv. Required keys make a pod wait (CreateContainerConfigError) until they 
   value: {{ .webhook.leaseSeconds | quote }}
 - name: WEBHOOK_HANDLER_TIMEOUT
   value: {{ .webhook.handlerTimeout | quote }}
+- name: WEBHOOK_RETENTION_DAYS
+  value: {{ .webhook.retentionDays | quote }}
 {{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
