@@ -258,8 +258,8 @@ class GitLabSide(abc.ABC):
         """(requests served, seconds spent in the stand-in's handlers) so far."""
 
     @abc.abstractmethod
-    async def timeline(self) -> list[tuple[float, float]]:
-        """(start, end) of every request served so far (``time.monotonic``)."""
+    async def timeline(self) -> list[tuple[float, float, str, str]]:
+        """(start, end, method, path) of every request served so far (``time.monotonic``)."""
 
 
 class InlineGitLab(GitLabSide):
@@ -274,7 +274,7 @@ class InlineGitLab(GitLabSide):
     async def load(self) -> tuple[int, float]:
         return self.meter.snapshot()
 
-    async def timeline(self) -> list[tuple[float, float]]:
+    async def timeline(self) -> list[tuple[float, float, str, str]]:
         return list(self.gl.timeline)
 
 
@@ -377,8 +377,8 @@ class ProcessGitLab(ChildProcess, GitLabSide):
         requests, busy = await self._ask("load")
         return int(requests), float(busy)
 
-    async def timeline(self) -> list[tuple[float, float]]:
-        result: list[tuple[float, float]] = await self._ask("timeline")
+    async def timeline(self) -> list[tuple[float, float, str, str]]:
+        result: list[tuple[float, float, str, str]] = await self._ask("timeline")
         return result
 
 
@@ -698,6 +698,7 @@ class Result:
     probe_calls: int  # GitLab calls of one roll alone, before the burst
     probe_sequential: int  # of them, the most made one after another
     probe_seconds: float  # first call's start -> last call's end
+    probe_timeline: list[tuple[float, float, str, str]]  # ms from the first call, request
     rss_mb_idle: float
     rss_mb_after: float
     worker_rss_mb_idle: float | None  # --split: the largest worker replica's
@@ -727,6 +728,18 @@ def sequential_round_trips(calls: Sequence[tuple[float, float]]) -> int:
         if start >= free_at:
             count, free_at = count + 1, end
     return count
+
+
+def relative_calls(
+    calls: Sequence[tuple[float, float, str, str]],
+) -> list[tuple[float, float, str, str]]:
+    """``calls`` (monotonic seconds) as milliseconds from the first call's start, in order
+    of start: (start, end, method, path with its query)."""
+    first = min((call[0] for call in calls), default=0.0)
+    return [
+        (round((start - first) * 1000, 1), round((end - first) * 1000, 1), method, path)
+        for start, end, method, path in sorted(calls)
+    ]
 
 
 def rss_mb() -> float:
@@ -881,12 +894,13 @@ async def measure(
         states=states,
         retried=int(retried or 0),
         probe_calls=len(probe_calls),
-        probe_sequential=sequential_round_trips(probe_calls),
+        probe_sequential=sequential_round_trips([(start, end) for start, end, *_ in probe_calls]),
         probe_seconds=(
-            max(end for _, end in probe_calls) - min(start for start, _ in probe_calls)
+            max(call[1] for call in probe_calls) - min(call[0] for call in probe_calls)
             if probe_calls
             else 0.0
         ),
+        probe_timeline=relative_calls(probe_calls),
         rss_mb_idle=rss_idle,
         rss_mb_after=rss_after,
         worker_rss_mb_idle=worker_rss_idle,
@@ -979,6 +993,8 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
         f" (alone, before the burst, GitLab latency {args.gitlab_latency * 1000:.0f} ms"
         f" + up to {args.gitlab_jitter * 1000:.0f} ms)"
     )
+    for start, end, method, path in r.probe_timeline:
+        print(f"             {start:6.1f} -> {end:6.1f} ms  {method} {path}")
     inline = " (the stand-in included: inline)" if args.standin == "inline" else ""
     side = " (web-only replica)" if args.split else ""
     print(
@@ -1021,6 +1037,7 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
             "sequential_gitlab_round_trips": r.probe_sequential,
             "probe_gitlab_calls": r.probe_calls,
             "probe_ms": round(r.probe_seconds * 1000, 1),
+            "probe_calls": [list(call) for call in r.probe_timeline],
             "split": args.split,
             "worker_replicas": args.worker_replicas if args.split else 0,
             "worker_nice": args.worker_nice if args.split else 0,

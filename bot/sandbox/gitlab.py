@@ -240,9 +240,10 @@ class GitLabStandIn:
         self.token = token
         self.latency = latency
         self.jitter = jitter
-        #: (monotonic start, monotonic end) of every request answered, in order of start:
-        #: which calls overlapped, which waited for another.
-        self.timeline: list[tuple[float, float]] = []
+        #: (monotonic start, monotonic end, method, raw path with its query) of every
+        #: request answered, in order of answer: which calls overlapped, which waited for
+        #: another.
+        self.timeline: list[tuple[float, float, str, str]] = []
         self.premium = premium
         self.relative_url_root = relative_url_root.rstrip("/")
         #: The URL GitLab believes it lives at (web_url fields); ``serve`` sets it.
@@ -606,7 +607,7 @@ class GitLabStandIn:
         try:
             return await self._answer(request)
         finally:
-            self.timeline.append((started, time.monotonic()))
+            self.timeline.append((started, time.monotonic(), request.method, request.raw_path))
 
     async def _answer(self, request: web.Request) -> web.Response:
         raw = request.raw_path

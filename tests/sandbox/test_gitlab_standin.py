@@ -750,8 +750,12 @@ async def test_latency_is_added_to_every_answer_and_calls_are_timed(
     await in_thread(lambda: gl.http_get("/users", query_data={"username": "alice"}))
     assert len(standin.timeline) == 2
     first, second = standin.timeline
-    assert all(end - start >= 0.03 for start, end in standin.timeline)
+    assert all(end - start >= 0.03 for start, end, _, _ in standin.timeline)
     assert second[0] >= first[1]  # one after the other: the second waited for the first
+    assert [call[2:] for call in standin.timeline] == [
+        ("GET", "/api/v4/projects/g%2Fsub%2Fp"),
+        ("GET", "/api/v4/users?username=alice"),
+    ]
 
 
 def test_latency_cannot_be_negative() -> None:
