@@ -36,6 +36,7 @@ from bot.gitlab import (
     MergeRequestInfo,
     MergeRequestRef,
     draft_change,
+    gather_all,
     is_draft,
 )
 from bot.models import MrReview, ReviewerAssignment, Team, User
@@ -656,7 +657,7 @@ async def reviewer_ids(
     known = await gitlab_ids(sessions, usernames)
     known.update((n.lower(), i) for n, i in zip(mr.reviewers, mr.reviewer_ids, strict=True))
     missing = list(dict.fromkeys(n.lower() for n in usernames if n.lower() not in known))
-    asked = await asyncio.gather(*(gitlab.user(name) for name in missing))
+    asked = await gather_all(*(gitlab.user(name) for name in missing))
     for name, user in zip(missing, asked, strict=True):
         if user is None:
             log.warning("GitLab knows no user %s; not set as reviewer", name)
