@@ -106,13 +106,19 @@ class Worker(Plugin):
         self.finished.append(event.attempt)
 
 
+def replica_context(settings: Settings) -> AppContext:
+    """One replica's context: its own engine and metrics (dispose ``engine`` after)."""
+    engine = create_engine(settings.async_database_url)
+    return AppContext(
+        settings, metrics=Metrics(), engine_=engine, sessions_=create_sessionmaker(engine)
+    )
+
+
 @asynccontextmanager
 async def running(settings: Settings, clock: FakeClock) -> AsyncIterator[tuple[Inbox, Worker]]:
     """One replica's inbox workers (its own engine and metrics), started on ``clock``."""
-    engine = create_engine(settings.async_database_url)
-    context = AppContext(
-        settings, metrics=Metrics(), engine_=engine, sessions_=create_sessionmaker(engine)
-    )
+    context = replica_context(settings)
+    engine = context.engine
     worker = Worker(context)
     inbox = Inbox(context, Registry([worker]), clock=clock)
     inbox.start()
@@ -137,9 +143,13 @@ def lease_settings(migrated_url: URL) -> Settings:
 
 
 async def add_row(
-    sessions: async_sessionmaker[AsyncSession], clock: FakeClock, **values: Any
+    sessions: async_sessionmaker[AsyncSession],
+    clock: FakeClock,
+    received_ago: timedelta = timedelta(0),
+    **values: Any,
 ) -> int:
-    now = clock.now()
+    """A note delivery received ``received_ago`` before the clock's time, due then."""
+    now = clock.now() - received_ago
     row = WebhookDelivery(
         delivery_key=values.pop("delivery_key", "idem:one"),
         event_type="note",

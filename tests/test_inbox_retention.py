@@ -15,15 +15,12 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import webhooks
-from bot.context import AppContext
-from bot.db import create_engine, create_sessionmaker
-from bot.metrics import Metrics
 from bot.models import WebhookDelivery
 from bot.plugins import Registry
 from bot.settings import Settings
 from bot.webhooks import Inbox
 from tests.conftest import settings_for, until
-from tests.test_inbox_lease import NOTE, FakeClock, running
+from tests.test_inbox_lease import FakeClock, add_row, replica_context, running
 
 Sessions = async_sessionmaker[AsyncSession]
 DAY = timedelta(days=1)
@@ -31,17 +28,7 @@ DAY = timedelta(days=1)
 
 async def _add(sessions: Sessions, clock: FakeClock, key: str, **values: Any) -> None:
     """A row received 100 days ago, with ``values`` (status, processed_at...)."""
-    long_ago = clock.now() - 100 * DAY
-    row = WebhookDelivery(
-        delivery_key=key,
-        event_type="note",
-        payload=NOTE,
-        received_at=long_ago,
-        next_attempt_at=long_ago,
-        **values,
-    )
-    async with sessions.begin() as session:
-        session.add(row)
+    await add_row(sessions, clock, 100 * DAY, delivery_key=key, **values)
 
 
 async def _keys(sessions: Sessions) -> set[str]:
@@ -50,11 +37,7 @@ async def _keys(sessions: Sessions) -> set[str]:
 
 
 def _inbox(settings: Settings, clock: FakeClock) -> Inbox:
-    engine = create_engine(settings.async_database_url)
-    context = AppContext(
-        settings, metrics=Metrics(), engine_=engine, sessions_=create_sessionmaker(engine)
-    )
-    return Inbox(context, Registry([]), clock=clock)
+    return Inbox(replica_context(settings), Registry([]), clock=clock)
 
 
 def _pruned(inbox: Inbox) -> float:
