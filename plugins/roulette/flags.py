@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from bot.chat import markdown_text
 from bot.errors import CommandError
+from bot.i18n import Message
 
 USAGE = (
     "/roulette [reroll] [--explain] [--force] [--no-codeowner] [--include @user] [--exclude @user]"
@@ -33,13 +34,22 @@ class Flags:
     help: bool = False
 
 
+# shlex.split's two refusals (its ``ValueError`` texts), said in the reader's language.
+_UNSPLITTABLE = {
+    "No closing quotation": Message("a quotation mark is not closed"),
+    "No escaped character": Message("a backslash ends the text"),
+}
+
+
 def split_words(text: str, usage: str = USAGE) -> list[str]:
-    """``text`` split as a shell would; ``CommandError`` (with ``usage``) when it cannot be."""
+    """``text`` split as a shell would; ``CommandError`` (with ``usage``) when it cannot be:
+    an unclosed quotation mark, or a backslash with nothing after it."""
     try:
         return shlex.split(text)
     except ValueError as e:
+        reason = _UNSPLITTABLE.get(str(e), Message("unreadable quoting"))
         raise CommandError(
-            "cannot read the options ({reason}); usage: {usage}", reason=str(e), usage=usage
+            "cannot read the options ({reason}); usage: {usage}", reason=reason, usage=usage
         ) from None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.errors import CommandError
+from bot.i18n import translator
 from plugins.roulette.flags import Flags, parse_flags, split_words
 
 
@@ -44,3 +45,22 @@ def test_flags(text: str, expected: Flags) -> None:
 def test_bad_flags_say_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(CommandError, match=message):
         parse_flags(split_words(text))
+
+
+@pytest.mark.parametrize(
+    ("text", "english", "french"),
+    [
+        ('--include "@bob', "a quotation mark is not closed", "un guillemet n'est pas fermé"),
+        ("--include @bob \\", "a backslash ends the text", "une barre oblique inverse termine"),
+    ],
+)
+def test_options_that_cannot_be_split_are_refused_in_the_readers_language(
+    text: str, english: str, french: str
+) -> None:
+    """shlex says why in English; the reader reads it in their own language."""
+    with pytest.raises(CommandError) as refused:
+        split_words(text, "/roulette MR_URL")
+    assert str(refused.value) == (f"cannot read the options ({english}); usage: /roulette MR_URL")
+    in_french = refused.value.render(translator("fr"))
+    assert in_french.startswith(f"impossible de lire les options ({french}")
+    assert "quotation" not in in_french and "escaped" not in in_french
