@@ -244,8 +244,9 @@ class Settings(BaseSettings):
     webhook_handler_timeout: float = Field(default=120.0, gt=0, le=3600)
     # Processed deliveries are deleted this many days after they were processed (the
     # replicas with workers look once an hour); 0 keeps them all. Dead letters are kept.
-    # The default outlasts the month GitLab keeps a hook's events, which can be resent.
-    webhook_retention_days: int = Field(default=35, ge=0, le=3650)
+    # The default outlasts GitLab's webhook request logs (one to two months), from which
+    # a delivery can be resent.
+    webhook_retention_days: int = Field(default=90, ge=0, le=3650)
 
     teams: tuple[TeamConfig, ...] = ()
     users: tuple[UserConfig, ...] = ()

@@ -44,10 +44,10 @@ from a :class:`Clock`, which tests replace.
 
 Processed rows are deleted ``webhook_retention_days`` after they were processed
 (:meth:`Inbox.prune`, once an hour on every replica with workers, a batch at a time);
-dead letters are kept until an operator removes them. The default, 35 days, outlasts
-the month for which GitLab keeps a hook's events (its webhook logs, from which a
-delivery can be resent): a resent delivery still finds its row and is not processed
-twice.
+dead letters are kept until an operator removes them. The default, 90 days, outlasts
+GitLab's own webhook request logs, from which an administrator can resend a delivery
+(kept one to two months: GitLab drops a month's logs a month after it ends), so a
+resent delivery still finds its row and is not processed twice.
 """
 
 from __future__ import annotations

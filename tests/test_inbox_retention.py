@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -50,16 +50,29 @@ async def test_only_rows_processed_before_the_retention_are_deleted(
 ) -> None:
     clock = FakeClock()
     now = clock.now()
-    await _add(sessions, clock, "old-done", status="done", processed_at=now - 36 * DAY)
-    await _add(sessions, clock, "edge-done", status="done", processed_at=now - 35 * DAY)
-    await _add(sessions, clock, "recent-done", status="done", processed_at=now - 34 * DAY)
+    long_ago = now - 200 * DAY
+    await _add(sessions, clock, "old-done", status="done", processed_at=now - 91 * DAY)
+    await _add(sessions, clock, "edge-done", status="done", processed_at=now - 90 * DAY)
+    await _add(sessions, clock, "recent-done", status="done", processed_at=now - 89 * DAY)
     await _add(sessions, clock, "dead", status="dead", attempts=5, last_error="GitLab is down")
     await _add(sessions, clock, "pending", status="pending", attempts=2)
     await _add(sessions, clock, "held", status="processing", attempts=1, locked_until=now + DAY)
-    inbox = _inbox(settings_for(migrated_url), clock)  # the default: 35 days
+    # Done once, then queued again (or given up) by an operator: still to process, or
+    # a dead letter, whatever its old processed_at says.
+    await _add(sessions, clock, "requeued", status="pending", processed_at=long_ago)
+    await _add(sessions, clock, "dead-again", status="dead", attempts=5, processed_at=long_ago)
+    inbox = _inbox(settings_for(migrated_url), clock)  # the default: 90 days
     try:
         assert await inbox.prune() == 1
-        assert await _keys(sessions) == {"edge-done", "recent-done", "dead", "pending", "held"}
+        assert await _keys(sessions) == {
+            "edge-done",
+            "recent-done",
+            "dead",
+            "pending",
+            "held",
+            "requeued",
+            "dead-again",
+        }
         assert _pruned(inbox) == 1
         assert await inbox.prune() == 0  # nothing more, however often it looks
     finally:
@@ -72,15 +85,25 @@ async def test_a_long_backlog_is_deleted_a_batch_at_a_time(
     monkeypatch.setattr(webhooks, "PRUNE_BATCH", 7)
     clock = FakeClock()
     for number in range(30):  # 4 full batches and a short one
-        processed = clock.now() - 40 * DAY + number * timedelta(minutes=1)
+        processed = clock.now() - 100 * DAY + number * timedelta(minutes=1)
         await _add(sessions, clock, f"done-{number}", status="done", processed_at=processed)
     await _add(sessions, clock, "kept", status="done", processed_at=clock.now())
     inbox = _inbox(settings_for(migrated_url, webhook_retention_days=7), clock)
+    deleted: list[int] = []  # the rows each DELETE statement removed, in order
+
+    def count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE FROM WEBHOOK_INBOX"):
+            deleted.append(cursor.rowcount)
+
+    sync_engine = inbox.context.engine.sync_engine
+    event.listen(sync_engine, "after_cursor_execute", count)
     try:
         assert await inbox.prune() == 30
+        assert deleted == [7, 7, 7, 7, 2]  # one transaction per batch, oldest first
         assert await _keys(sessions) == {"kept"}
         assert _pruned(inbox) == 30
     finally:
+        event.remove(sync_engine, "after_cursor_execute", count)
         await inbox.context.engine.dispose()
 
 
@@ -100,10 +123,10 @@ async def test_the_workers_delete_at_start_then_once_an_hour(
 ) -> None:
     clock = FakeClock()
     now = clock.now()
-    await _add(sessions, clock, "past", status="done", processed_at=now - 36 * DAY)
+    await _add(sessions, clock, "past", status="done", processed_at=now - 91 * DAY)
     # Past the retention 30 minutes from now: the next hourly look deletes it.
     await _add(
-        sessions, clock, "soon", status="done", processed_at=now - 35 * DAY + timedelta(minutes=30)
+        sessions, clock, "soon", status="done", processed_at=now - 90 * DAY + timedelta(minutes=30)
     )
     settings = settings_for(migrated_url)
     async with running(settings, clock) as (inbox, _):

@@ -648,22 +648,25 @@ class UserReader(Protocol):
 async def reviewer_ids(
     sessions: Sessions, gitlab: UserReader, usernames: Sequence[str], mr: MergeRequestInfo
 ) -> list[int]:
-    """The GitLab ids of ``usernames``, in their order, for ``PUT .../merge_requests/:iid``
-    (``reviewer_ids``): those of ``mr``'s current reviewers from ``mr``, the stored ones
-    (``sync-users`` stores them), the others asked of GitLab (``GET /users?username=``)
-    all at once, so that a roll waits for one more round trip at most, not one per
-    missing id. A user GitLab does not know is left out, with a warning; a GitLab failure
-    raises (``bot.gitlab.GitLabError``)."""
-    known = await gitlab_ids(sessions, usernames)
+    """The GitLab ids of ``usernames``, in their order and each once (names are compared
+    without case), for ``PUT .../merge_requests/:iid`` (``reviewer_ids``): those of
+    ``mr``'s current reviewers from ``mr``, the stored ones (``sync-users`` stores them),
+    the others asked of GitLab (``GET /users?username=``) all at once, so that a roll
+    waits for one more round trip at most, not one per missing id. A user GitLab does
+    not know is left out, with a warning; a GitLab failure raises
+    (``bot.gitlab.GitLabError``)."""
+    names = {name.lower(): name for name in reversed(usernames)}  # the first spelling
+    wanted = list(dict.fromkeys(name.lower() for name in usernames))
+    known = await gitlab_ids(sessions, wanted)
     known.update((n.lower(), i) for n, i in zip(mr.reviewers, mr.reviewer_ids, strict=True))
-    missing = list(dict.fromkeys(n.lower() for n in usernames if n.lower() not in known))
-    asked = await gather_all(*(gitlab.user(name) for name in missing))
+    missing = [name for name in wanted if name not in known]
+    asked = await gather_all(*(gitlab.user(names[name]) for name in missing))
     for name, user in zip(missing, asked, strict=True):
         if user is None:
-            log.warning("GitLab knows no user %s; not set as reviewer", name)
+            log.warning("GitLab knows no user %s; not set as reviewer", names[name])
         else:
             known[name] = user.id
-    return [known[n.lower()] for n in usernames if n.lower() in known]
+    return list(dict.fromkeys(known[name] for name in wanted if name in known))
 
 
 # --------------------------------------------------------------------------- repair

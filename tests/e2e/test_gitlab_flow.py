@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy.engine import URL
 
@@ -272,6 +274,31 @@ async def test_who_the_bot_is_is_asked_again_when_gitlab_could_not_say_at_start(
     await bot.settled()
     assert [n["body"] for n in bot.bot_notes()] == ["/roulette"]  # its own note: no roll
     assert _identity_asks(standin) == 2
+
+
+async def test_a_note_arriving_while_the_bot_asks_who_it_is_waits_for_that_answer(
+    migrated_url: URL, gitlab_url: str, standin: GitLabStandIn, aiohttp_client: MakeClient
+) -> None:
+    standin.delay_next(r"^/api/v4/user$", 1.5, method="GET")
+    bot = await start_bot(aiohttp_client, standin, e2e_settings(migrated_url, gitlab_url))
+    await until(lambda: _identity_asks(standin) == 1, 10, "GET /user at start")
+    answered = [path for _, _, _, path in standin.timeline]
+    assert "/api/v4/user" not in answered  # still held when the comment comes
+    await bot.comment("alice", "/roulette")
+    await bot.settled()
+    assert len(bot.bot_notes()) == 1
+    assert _identity_asks(standin) == 1  # the comment waited for the same answer
+
+
+async def test_stopping_leaves_no_identity_lookup_running(
+    migrated_url: URL, gitlab_url: str, standin: GitLabStandIn, aiohttp_client: MakeClient
+) -> None:
+    standin.delay_next(r"^/api/v4/user$", 30, method="GET")
+    bot = await start_bot(aiohttp_client, standin, e2e_settings(migrated_url, gitlab_url))
+    await until(lambda: _identity_asks(standin) == 1, 10, "GET /user at start")
+    await bot.client.close()  # the app stops: its plugins' on_stop run
+    lookups = [t for t in asyncio.all_tasks() if t.get_name() == "roulette-identity"]
+    assert all(task.done() for task in lookups)
 
 
 async def test_an_unreadable_merge_request_gets_a_clear_note(bot: Bot) -> None:

@@ -354,13 +354,13 @@ async def test_missing_reviewer_ids_are_asked_of_gitlab_together(
         assert carol is not None
         carol.gitlab_id = 777
     asking = _TogetherUsers(gitlab, expected=3)
-    wanted = ["Erin", "bob", "carol", "dave", "ghost"]
+    wanted = ["Erin", "bob", "carol", "Dave", "Ghost", "erin", "BOB"]
     ids = await tracking.reviewer_ids(sessions, asking, wanted, mr)
 
     by_name = {n: u.id for n in ("bob", "dave") if (u := standin._find_user(n)) is not None}
-    assert ids == [erin.id, by_name["bob"], 777, by_name["dave"]]
-    assert sorted(asking.asked) == ["bob", "dave", "ghost"]
-    assert "GitLab knows no user ghost; not set as reviewer" in caplog.text
+    assert ids == [erin.id, by_name["bob"], 777, by_name["dave"]]  # each once, in order
+    assert sorted(asking.asked) == ["Dave", "Ghost", "bob"]  # once each, as written
+    assert "GitLab knows no user Ghost; not set as reviewer" in caplog.text
 
 
 # --------------------------------------------------------------- the active_reviews gauge
