@@ -295,6 +295,14 @@ class Note:
     system: bool
     created_at: str
 
+    @property
+    def created(self) -> datetime | None:
+        """``created_at`` as aware UTC; None when it is missing or unreadable."""
+        try:
+            return _timestamp(self.created_at)
+        except ValueError:
+            return None
+
 
 class _Unexpected(Exception):
     """GitLab's answer did not have the shape its documentation promises."""

@@ -331,10 +331,18 @@ class RoulettePlugin(Plugin):
                 except GitLabError as again:
                     log.warning("cannot answer on %s either: %s", ref, again)
             return
-        announced = find_reply([n.body for n in notes], key)
-        if announced is not None:
+        answer = next((n for n in notes if find_reply([n.body], key) is not None), None)
+        if answer is not None:
+            announced = find_reply([answer.body], key)
+            assert announced is not None
             if mr.state != "opened":
                 log.info("delivery %s was already answered on %s, now %s", key, ref, mr.state)
+                # Its record may be what the first attempt could not write (the database
+                # failed after the note): kept as history, ended as GitLab says.
+                team = self.service.team_of(mr, self.service.people())
+                await tracking.record_announced(
+                    self.app.sessions, mr, team, announced.picks, answer.created
+                )
                 return
             log.info("delivery %s was already answered on %s; finishing its work", key, ref)
             await self._apply_announced(mr, announced)

@@ -337,6 +337,47 @@ async def _record_roll(
         return Recorded(review.id, tuple(assigned), tuple(missing))
 
 
+async def record_announced(
+    sessions: Sessions,
+    mr: MergeRequestInfo,
+    team: str | None,
+    picks: Sequence[tuple[str, str]],
+    announced_at: datetime | None,
+) -> Recorded | None:
+    """Store a roll the bot announced on ``mr`` but never recorded, found by a retry once
+    ``mr`` is no longer open: the database failed after the note was posted (an outage),
+    and GitLab merged or closed the MR meanwhile. The review and its ``picks``
+    ((username, role), as the note lists them) are stored as of ``announced_at`` (the
+    note's time; now when unknown), then ended as GitLab says (at ``mr.merged_at`` or
+    ``mr.closed_at``), so that the merge or close is kept whichever of its event and this
+    retry comes first. Returns None, writing nothing, when the review is stored already
+    (its own events keep it right)."""
+    now = utcnow()
+    at = announced_at or now
+    async with sessions.begin() as session:
+        if await _review(session, mr.project_id, mr.iid) is not None:
+            return None
+        review = await ensure_review(session, mr, team, at)
+        users = await _users(session, [name for name, _ in picks])
+        rows: list[ReviewerAssignment] = []
+        missing: list[str] = []
+        for name, role in picks:
+            user = users.get(name.lower())
+            if user is None:
+                missing.append(name)
+                continue
+            rows.append(
+                ReviewerAssignment(
+                    review_id=review.id, user_id=user.id, role=role, status="active", assigned_at=at
+                )
+            )
+        session.add_all(rows)
+        if mr.state in ENDED:
+            ended_at = (mr.merged_at if mr.state == "merged" else mr.closed_at) or now
+            _end(review, rows, mr.state, max(ended_at, at))
+        return Recorded(review.id, tuple(n for n, _ in picks if n not in missing), tuple(missing))
+
+
 # --------------------------------------------------------------------------- hand-over
 
 

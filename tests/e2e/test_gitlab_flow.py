@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import pytest
+from sqlalchemy import delete, update
 from sqlalchemy.engine import URL
 
 from bot.app import REGISTRY
 from bot.chat import ChatUser, CommandContext
+from bot.db import utcnow
 from bot.errors import CommandError
 from bot.models import MrReview, ReviewerAssignment, User, WebhookDelivery
 from bot.sandbox.gitlab import GitLabStandIn
@@ -109,6 +112,41 @@ async def test_a_crash_after_posting_still_gives_one_note(bot: Bot) -> None:
     picked = bot.reviewers()
     assert picked and all(f"@{name}" in note["body"] for name in picked)
     assert set(await bot.assignments()) == set(picked)
+
+
+async def test_a_roll_an_outage_left_unrecorded_is_kept_once_the_mr_is_merged(bot: Bot) -> None:
+    """The database failed after the note was posted (an outage): GitLab has the note and
+    the reviewers, the bot no record, and the merge's event found no review to end. The
+    retry of the roll's delivery keeps the roll as its note announced it, ended as GitLab
+    says, and posts nothing more."""
+    await bot.comment("alice", "/roulette")
+    await bot.settled()
+    [note] = bot.bot_notes()
+    picked = bot.reviewers()
+    async with bot.context.sessions.begin() as db:  # what the outage lost
+        await db.execute(delete(ReviewerAssignment))
+        await db.execute(delete(MrReview))
+    bot.standin.merge(PROJECT, 1, by="alice")
+    await bot.sender.mr_event(PROJECT, 1, "merge", "alice")
+    await bot.settled()
+    assert await bot.rows(MrReview) == []  # no review to end: nothing stored
+    async with bot.context.sessions.begin() as db:  # the roll's delivery, retried
+        await db.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.event_type == "note")
+            .values(status="pending", next_attempt_at=utcnow())
+        )
+    await bot.settled()
+
+    assert bot.bot_notes() == [note]
+    review = await bot.review()
+    merged_at = bot.standin.merge_request(PROJECT, 1)["merged_at"]
+    assert review.state == "merged"
+    assert review.merged_at == datetime.fromisoformat(merged_at)
+    assert review.triggered_at <= review.merged_at
+    roles = await bot.assignments()
+    assert set(roles) == set(picked)
+    assert {status for _, status in roles.values()} == {"completed"}
 
 
 async def test_gitlab_down_for_good_dead_letters_the_delivery(bot: Bot) -> None:
