@@ -341,7 +341,7 @@ class RoulettePlugin(Plugin):
                 # failed after the note): kept as history, ended as GitLab says.
                 team = self.service.team_of(mr, self.service.people())
                 await tracking.record_announced(
-                    self.app.sessions, mr, team, announced.picks, answer.created
+                    self.app.sessions, self.metrics, mr, team, announced.picks, answer.created
                 )
                 return
             log.info("delivery %s was already answered on %s; finishing its work", key, ref)

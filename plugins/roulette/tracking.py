@@ -339,6 +339,7 @@ async def _record_roll(
 
 async def record_announced(
     sessions: Sessions,
+    metrics: ReviewMetrics,
     mr: MergeRequestInfo,
     team: str | None,
     picks: Sequence[tuple[str, str]],
@@ -349,9 +350,10 @@ async def record_announced(
     and GitLab merged or closed the MR meanwhile. The review and its ``picks``
     ((username, role), as the note lists them) are stored as of ``announced_at`` (the
     note's time; now when unknown), then ended as GitLab says (at ``mr.merged_at`` or
-    ``mr.closed_at``), so that the merge or close is kept whichever of its event and this
-    retry comes first. Returns None, writing nothing, when the review is stored already
-    (its own events keep it right)."""
+    ``mr.closed_at``) and counted in ``metrics`` as its event would have been, so that the
+    merge or close is kept whichever of its event and this retry comes first. Returns
+    None, writing nothing, when the review is stored already (its own events keep it
+    right)."""
     now = utcnow()
     at = announced_at or now
     async with sessions.begin() as session:
@@ -375,7 +377,13 @@ async def record_announced(
         if mr.state in ENDED:
             ended_at = (mr.merged_at if mr.state == "merged" else mr.closed_at) or now
             _end(review, rows, mr.state, max(ended_at, at))
-        return Recorded(review.id, tuple(n for n, _ in picks if n not in missing), tuple(missing))
+    if mr.state == "merged":
+        for _ in rows:
+            metrics.comment_count.observe(0)
+        metrics.completed.inc()
+    elif mr.state == "closed":
+        metrics.abandoned.inc()
+    return Recorded(review.id, tuple(n for n, _ in picks if n not in missing), tuple(missing))
 
 
 # --------------------------------------------------------------------------- hand-over

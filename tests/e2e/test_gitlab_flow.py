@@ -147,6 +147,8 @@ async def test_a_roll_an_outage_left_unrecorded_is_kept_once_the_mr_is_merged(bo
     roles = await bot.assignments()
     assert set(roles) == set(picked)
     assert {status for _, status in roles.values()} == {"completed"}
+    metrics = await (await bot.client.get("/metrics")).text()
+    assert "reviews_completed_total 1.0" in metrics  # the merge counted once
 
 
 async def test_gitlab_down_for_good_dead_letters_the_delivery(bot: Bot) -> None:
