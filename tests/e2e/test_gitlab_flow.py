@@ -291,6 +291,15 @@ def _identity_asks(standin: GitLabStandIn) -> int:
     return sum(1 for method, path in standin.requests if (method, path) == ("GET", "/api/v4/user"))
 
 
+async def _started(
+    migrated_url: URL, gitlab_url: str, standin: GitLabStandIn, aiohttp_client: MakeClient
+) -> Bot:
+    """A bot started, once it has asked GitLab who it is (``GET /user``)."""
+    bot = await start_bot(aiohttp_client, standin, e2e_settings(migrated_url, gitlab_url))
+    await until(lambda: _identity_asks(standin) == 1, 10, "GET /user at start")
+    return bot
+
+
 async def test_the_bot_asks_who_it_is_at_start_not_during_the_first_roll(bot: Bot) -> None:
     """``GET /user`` (whose notes to ignore) is asked once, at start: the first
     ``/roulette`` does not wait for one more GitLab round trip."""
@@ -307,8 +316,7 @@ async def test_who_the_bot_is_is_asked_again_when_gitlab_could_not_say_at_start(
     migrated_url: URL, gitlab_url: str, standin: GitLabStandIn, aiohttp_client: MakeClient
 ) -> None:
     standin.fail_next(r"^/api/v4/user$", 401, method="GET")
-    bot = await start_bot(aiohttp_client, standin, e2e_settings(migrated_url, gitlab_url))
-    await until(lambda: _identity_asks(standin) == 1, 10, "GET /user at start")
+    bot = await _started(migrated_url, gitlab_url, standin, aiohttp_client)
     own = standin.add_note(PROJECT, 1, "roulette-bot", "/roulette")
     await bot.sender.deliver("Note Hook", bot.sender.note_payload(PROJECT, 1, own))
     await bot.settled()
@@ -320,8 +328,7 @@ async def test_a_note_arriving_while_the_bot_asks_who_it_is_waits_for_that_answe
     migrated_url: URL, gitlab_url: str, standin: GitLabStandIn, aiohttp_client: MakeClient
 ) -> None:
     standin.delay_next(r"^/api/v4/user$", 1.5, method="GET")
-    bot = await start_bot(aiohttp_client, standin, e2e_settings(migrated_url, gitlab_url))
-    await until(lambda: _identity_asks(standin) == 1, 10, "GET /user at start")
+    bot = await _started(migrated_url, gitlab_url, standin, aiohttp_client)
     answered = [path for _, _, _, path in standin.timeline]
     assert "/api/v4/user" not in answered  # still held when the comment comes
     await bot.comment("alice", "/roulette")
@@ -334,8 +341,7 @@ async def test_stopping_leaves_no_identity_lookup_running(
     migrated_url: URL, gitlab_url: str, standin: GitLabStandIn, aiohttp_client: MakeClient
 ) -> None:
     standin.delay_next(r"^/api/v4/user$", 30, method="GET")
-    bot = await start_bot(aiohttp_client, standin, e2e_settings(migrated_url, gitlab_url))
-    await until(lambda: _identity_asks(standin) == 1, 10, "GET /user at start")
+    bot = await _started(migrated_url, gitlab_url, standin, aiohttp_client)
     await bot.client.close()  # the app stops: its plugins' on_stop run
     lookups = [t for t in asyncio.all_tasks() if t.get_name() == "roulette-identity"]
     assert all(task.done() for task in lookups)
