@@ -888,23 +888,23 @@ class _Rules:
     whose directory part then holds for every file below it (``below``: ``X/**/*``,
     ``X/**/L``) and of those that hold for the files directly in it (``here``: ``X/*``,
     ``X/L``); an entry with a last segment ``L`` still needs the basename to pass it (the
-    basename's mask, :meth:`_Index._base`). Filled as a list, then frozen by
-    :meth:`freeze`."""
+    basename's mask, :meth:`_Index._base`). Filled as lists of entry numbers, then
+    frozen by :meth:`freeze`."""
 
-    __slots__ = ("activate", "added", "below", "here", "ready")
+    __slots__ = ("activate", "below", "below_gids", "here", "here_gids", "ready")
 
     def __init__(self) -> None:
-        # (what, section, gid); what: 0 below, 1 here, 2 below with L, 3 here with L
-        self.added: list[tuple[int, int, int]] = []
+        self.below_gids: list[int] = []
+        self.here_gids: list[int] = []
         # for heads "/a/b/**/c/d": last name "d" -> ("/c/d", shortest directory, rules)
         self.activate: _Active | None = None
         self.ready = False  # frozen: done when a directory first meets the rules
 
     def freeze(self) -> _Rules:
-        """Build the masks ``below`` and ``here`` from ``added``."""
+        """Build the masks ``below`` and ``here`` from the entry numbers."""
         self.ready = True
-        self.below = _mask([gid for what, _, gid in self.added if not what & 1])
-        self.here = _mask([gid for what, _, gid in self.added if what & 1])
+        self.below = _mask(self.below_gids)
+        self.here = _mask(self.here_gids)
         return self
 
 
@@ -949,6 +949,7 @@ class _Head:
             self.suffix = [p for p in parts[stars[-1] + 1 :] if isinstance(p, _Seg)]
             if len(self.prefix) + len(self.suffix) != len(segments):
                 self.regex = _Lazy(_parts_regex(parts))
+        self.size = len(self.prefix) + len(self.suffix)  # the fewest names it matches
         # filed by depth and literal names, nothing is left to test but "*"
         self.sure = self.fixed and all(s.text is not None or s.star for s in self.prefix)
 
@@ -980,12 +981,16 @@ class _Head:
             ends = len(self.suffix)
             found = [(i, s.test()) for i, s in enumerate(self.prefix)]
             found += [(i - ends, s.test()) for i, s in enumerate(self.suffix)]
-            self.size = len(self.prefix) + ends
             self.tests = tests = [(i, test) for i, test in found if test is not None]
         count = len(names)
         if count != self.size if self.fixed else count < self.size:
             return False
         return all(test(names[index]) for index, test in tests)
+
+
+def _passes(head: _Head, directory: str, names: list[str]) -> bool:
+    """``directory`` (split into ``names``) matches ``head``, found under one of its names."""
+    return len(names) >= head.size if head.sure else head.matches(directory, names)
 
 
 def _parts_regex(parts: Sequence[_Part]) -> str:
@@ -1114,7 +1119,7 @@ class _Index:
         rooted: dict[str, _Rules] = {}  # "/a\0/b" -> the rules of "/a/**/b"
         shapes: dict[str, _Shape | None] = {}
         segments: dict[str, _Seg] = {}
-        by_dir, section_of = self.by_dir, self.section_of
+        by_dir = self.by_dir
         for gid, entry in enumerate(self.entries):
             pattern = entry.pattern
             if pattern in shapes:
@@ -1124,7 +1129,6 @@ class _Index:
             if shape is None:  # the pattern never matches (nor does the exclusion)
                 continue
             kind, key, below, last, parts = shape
-            section = section_of[gid]
             if kind == _EXACT:
                 exact[key] = exact.get(key, 0) | 1 << gid
                 continue
@@ -1158,12 +1162,11 @@ class _Index:
                     assert parts is not None
                     head = self.heads[key] = _Head(parts)
                 rules = head.rules
+            (rules.below_gids if below else rules.here_gids).append(gid)
             if last is None:
-                rules.added.append((0 if below else 1, section, gid))
                 any_name.append(gid)
             else:
                 (last.group or self._group(last)).gids.append(gid)
-                rules.added.append((2 if below else 3, section, gid))
         self.exact = exact
         self.always, self.any_name = _mask(always), _mask(any_name)
         self._file_heads()
@@ -1231,6 +1234,10 @@ class _Index:
             elif keys:
                 from_end, position, name = min(keys, key=lambda k: (count[k[2]], k[0], k[1]))
                 index = self.end if from_end else self.start
+                # "**/a/*", "**/*/a": filed under "a", a directory of its size matches
+                others = [*head.prefix, *head.suffix]
+                del others[len(others) - 1 - position if from_end else position]
+                head.sure = head.regex is None and all(s.star for s in others)
                 while len(index) <= position:
                     index.append({})
                 index[position].setdefault(name, []).append(head)
@@ -1241,7 +1248,7 @@ class _Index:
                     # "*/L" (a directory at depth 1 or more) is "L" below every directory
                     # at depth 1: met there, and inherited like any other rule.
                     rules = _Rules()
-                    rules.added = [(what & 2, s, gid) for what, s, gid in head.rules.added]
+                    rules.below_gids = [*head.rules.below_gids, *head.rules.here_gids]
                 self.at_depth.setdefault(depth, []).append(rules)
             elif head.fixed and head.regex is None:
                 self.by_depth.setdefault(len(head.prefix), []).append(head)
@@ -1281,66 +1288,82 @@ class _Index:
     # ----------------------------------------------------------------- states
 
     def _dir(self, directory: str) -> _Dir:
-        """The state of ``directory`` (``"/a/b"``), built from its parent's."""
-        cut = directory.rfind("/")
-        up = directory[:cut]
-        parent = (self._dirs.get(up) or self._dir(up)).below
-        if parent is _LATER:
-            parent = self._below(self._dirs[up])
-        fired: list[_Rules] = []
-        rules = self.by_dir.get(directory)
-        if rules is not None:
-            fired.append(rules)
-        name = directory[cut + 1 :]
-        named = self.by_name.get(name)
-        if named is not None:
-            for _needle, rules in named.get("/", ()):
+        """The state of ``directory`` (``"/a/b"``), built from its nearest known ancestor's
+        downwards: each directory's from its parent's, the names split once."""
+        dirs = self._dirs
+        missing = [directory]
+        up = directory[: directory.rfind("/")]
+        state = dirs.get(up)
+        while state is None:
+            missing.append(up)
+            up = up[: up.rfind("/")]
+            state = dirs.get(up)
+        names = directory[1:].split("/")
+        count = len(names) - len(missing)  # the names of the known ancestor
+        by_dir, by_name, derived = self.by_dir, self.by_name, self._derived
+        end_items, at_depth, tested = self.end_items, self.at_depth, self.tested
+        for directory in reversed(missing):
+            name = names[count]
+            count += 1
+            parent = state.below
+            if parent is _LATER:  # made now: the state of subdirectories that add nothing
+                parent = state.below = _Dir(state.inherited, None, None, state.active)
+            fired: list[_Rules] = []
+            rules = by_dir.get(directory)
+            if rules is not None:
                 fired.append(rules)
-            if cut > 0:
-                for needle, rules in named.get(up[up.rfind("/") + 1 :], ()):
-                    if needle is None or directory.endswith(needle):
+            named = by_name.get(name)
+            if named is not None:
+                fired.extend([rules for _needle, rules in named.get("/", ())])
+                if count > 1:
+                    for needle, rules in named.get(names[count - 2], ()):
+                        if needle is None or directory.endswith(needle):
+                            fired.append(rules)
+            for active in parent.active:
+                for suffix, shortest, rules in active.get(name, ()):
+                    if len(directory) >= shortest and directory.endswith(suffix):
                         fired.append(rules)
-        for active in parent.active:
-            for suffix, shortest, rules in active.get(name, ()):
-                if len(directory) >= shortest and directory.endswith(suffix):
-                    fired.append(rules)
-        if self.tested:
-            names = directory[1:].split("/")
-            count = len(names)
-            for names_at, by_names in self.fixed.get(count, ()):
-                heads = by_names.get(names_at(names))
-                if heads:
-                    fired.extend([h.rules for h in heads if h.sure or h.matches(directory, names)])
-            for position, index in self.start_items:
-                if position >= count:
-                    break
-                heads = index.get(names[position])
-                if heads:
-                    fired.extend([h.rules for h in heads if h.matches(directory, names)])
-            for position, index in self.end_items:
+            for position, index in end_items:
                 if position >= count:
                     break
                 heads = index.get(names[count - 1 - position])
                 if heads:
-                    fired.extend([h.rules for h in heads if h.matches(directory, names)])
-            heads = self.by_depth.get(count)
-            if heads:
-                fired.extend([h.rules for h in heads if h.matches(directory, names)])
-            if self.anywhere:
-                fired.extend([h.rules for h in self.anywhere if h.matches(directory, names)])
-            found = self.at_depth.get(count)
-            if found:
-                fired.extend(found)
-        if not fired:
-            self._dirs[directory] = parent
-            return parent
-        # Directories that meet the same rules below the same state share their state.
-        key = (parent, *fired)
-        state = self._derived.get(key)
-        if state is None:
-            state = self._derived[key] = self._derive(parent, fired)
-        self._dirs[directory] = state
+                    mine = names[:count]
+                    fired.extend([h.rules for h in heads if _passes(h, directory, mine)])
+            if at_depth:
+                fired.extend(at_depth.get(count, ()))
+            if tested:
+                self._tested(directory, names[:count], fired)
+            if not fired:
+                dirs[directory] = state = parent
+                continue
+            # Directories that meet the same rules below the same state share their state.
+            key = (parent, *fired)
+            state = derived.get(key)
+            if state is None:
+                state = derived[key] = self._derive(parent, fired)
+            dirs[directory] = state
         return state
+
+    def _tested(self, directory: str, names: list[str], fired: list[_Rules]) -> None:
+        """Add to ``fired`` the rules of the heads found from the start of ``directory``
+        (split into ``names``), by its depth, or by a regex, that it matches."""
+        count = len(names)
+        for names_at, by_names in self.fixed.get(count, ()):
+            heads = by_names.get(names_at(names))
+            if heads:
+                fired.extend([h.rules for h in heads if h.sure or h.matches(directory, names)])
+        for position, index in self.start_items:
+            if position >= count:
+                break
+            heads = index.get(names[position])
+            if heads:
+                fired.extend([h.rules for h in heads if _passes(h, directory, names)])
+        heads = self.by_depth.get(count)
+        if heads:
+            fired.extend([h.rules for h in heads if h.matches(directory, names)])
+        if self.anywhere:
+            fired.extend([h.rules for h in self.anywhere if h.matches(directory, names)])
 
     @staticmethod
     def _derive(parent: _Dir, fired: list[_Rules]) -> _Dir:
@@ -1362,11 +1385,6 @@ class _Index:
             return _Dir(inherited, None, None, active) if changed else parent
         # the state of its subdirectories: the parent's, or made when first needed
         return _Dir(inherited, inherited | here, _LATER if changed else parent, active)
-
-    def _below(self, state: _Dir) -> _Dir:
-        """The state of ``state``'s subdirectories that meet no rules."""
-        state.below = _Dir(state.inherited, None, None, state.active)
-        return state.below
 
     def _base(self, name: str) -> tuple[int, int]:
         """The state of a basename: the mask of the entries whose last segment it passes,

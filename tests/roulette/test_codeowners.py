@@ -396,6 +396,21 @@ def test_owners_of_paths_and_all_owners() -> None:
     assert parsed.owners_of_paths(paths) == result
 
 
+def test_a_path_thousands_of_directories_deep_is_matched() -> None:
+    # Git puts no limit on depth; each directory's state is built from its parent's, in a
+    # loop (a recursion stopped at Python's limit, about a thousand directories).
+    parsed = parse("* @all\na/ @a\n/a/**/b/ @b\n**/c/*/ @c\n")
+    deep = "/".join(["a"] * 3000)
+    expected = {"f.py": "a", "b/f.py": "b", "c/d/f.py": "c", "c/f.py": "a"}
+    paths = [f"{deep}/{tail}" for tail in expected]
+    result = parsed.owners_of_paths(paths)
+    assert result == {f"{deep}/{t}": frozenset({Owner("name", o)}) for t, o in expected.items()}
+    for path in paths:
+        assert result[path] == reference_owners(parsed, path)
+    fresh = parse("a/ @a\n")  # and one path alone, on empty caches
+    assert [m.owners for m in fresh.matches_of(f"{deep}/x")] == [(Owner("name", "a"),)]
+
+
 def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(co, "_CACHE_LIMIT", 10)
     parsed = parse("* @all\n/a/ @a\n")
