@@ -266,13 +266,15 @@ class RoulettePlugin(Plugin):
             return
         project_id = int(project.get("id") or mr.get("target_project_id") or 0)
         await tracking.reviewer_commented(
-            self.app.sessions, self.metrics, project_id, iid, author, body
+            self.app.sessions, self.metrics, project_id, iid, author, body, event.received_at
         )
 
     @on_gitlab("merge_request")
     async def merge_request(self, event: GitLabEvent) -> None:
         payload = event.payload
-        await tracking.merge_request_event(self.app.sessions, self.metrics, payload)
+        await tracking.merge_request_event(
+            self.app.sessions, self.metrics, payload, event.received_at
+        )
         self.metrics.refresh_soon(self.app.reads)
         auto = self.config.auto_roulette == "on_open"
         if auto and self.app.has_gitlab and _opened_ready(payload):

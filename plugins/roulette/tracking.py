@@ -493,9 +493,13 @@ async def reviewer_commented(
     iid: int,
     author: str,
     body: str,
+    received_at: datetime | None = None,
 ) -> bool:
-    """A note by ``author``: their first response if they review this MR. True if counted."""
-    now = utcnow()
+    """A note by ``author``: their first response if they review this MR. True if counted.
+
+    ``received_at`` is when its Note Hook was received (:func:`event_time`): the response
+    is timed from it, however late the inbox processes it."""
+    now = event_time(received_at)
     async with sessions.begin() as session:
         review = await _review(session, project_id, iid)
         if review is None or author.lower() == review.author_username.lower():
@@ -515,8 +519,8 @@ async def reviewer_commented(
         row.comment_chars += len(body)
         metrics.comment_length.observe(len(body))
         if row.first_response_at is None:
-            row.first_response_at = now
-            metrics.ttfr.observe(max(0.0, (now - row.assigned_at).total_seconds()))
+            row.first_response_at = answered = max(now, row.assigned_at)
+            metrics.ttfr.observe((answered - row.assigned_at).total_seconds())
         if review.first_review_at is None:
             review.first_review_at = now
         return True
@@ -526,15 +530,20 @@ async def merge_request_event(
     sessions: Sessions,
     metrics: ReviewMetrics,
     payload: Mapping[str, Any],
+    received_at: datetime | None = None,
 ) -> str | None:
-    """Apply a Merge Request Hook to the review it concerns; returns what changed."""
+    """Apply a Merge Request Hook to the review it concerns; returns what changed.
+
+    ``received_at`` is when the hook was received (:func:`event_time`): approvals, merges
+    and closes are stored as of then, however late the inbox processes the hook; a
+    reviewer's times are never before their assignment."""
     attributes = payload.get("object_attributes") or {}
     action = str(attributes.get("action") or "")
     project = payload.get("project") or {}
     project_id = int(project.get("id") or attributes.get("target_project_id") or 0)
     iid = int(attributes.get("iid") or 0)
     actor = _username(payload.get("user"))
-    now = utcnow()
+    now = event_time(received_at)
     async with sessions.begin() as session:
         review = await _review(session, project_id, iid)
         changes = payload.get("changes") or {}
@@ -555,13 +564,14 @@ async def merge_request_event(
 
         if action in ("approved", "approval"):
             if actor_row is not None and actor_row.approved_at is None:
-                actor_row.approved_at = now
+                actor_row.approved_at = approved = max(now, actor_row.assigned_at)
                 if actor_row.status == "active":  # an ended assignment stays ended
                     actor_row.status = "approved"
+                waited = (approved - actor_row.assigned_at).total_seconds()
                 if actor_row.first_response_at is None:
-                    actor_row.first_response_at = now
-                    metrics.ttfr.observe((now - actor_row.assigned_at).total_seconds())
-                metrics.time_to_approval.observe((now - actor_row.assigned_at).total_seconds())
+                    actor_row.first_response_at = approved
+                    metrics.ttfr.observe(waited)
+                metrics.time_to_approval.observe(waited)
             if review.first_review_at is None and actor_row is not None:
                 review.first_review_at = now
             if action == "approved" and review.approved_at is None:
@@ -596,6 +606,15 @@ def _where(review: MrReview) -> str:
     return f"{review.project_path}!{review.mr_iid}"
 
 
+def event_time(received_at: datetime | None) -> datetime:
+    """When a webhook's event happened, as well as the bot can tell: when its delivery was
+    received (``received_at``, UTC, the inbox's ``received_at``), not when it is processed
+    -- after a backlog or an outage the inbox may process it minutes or hours later --
+    and never after now (UTC). Now when ``received_at`` is None."""
+    now = utcnow()
+    return now if received_at is None or received_at > now else received_at
+
+
 def _end(
     review: MrReview, rows: Iterable[ReviewerAssignment], state: str, at: datetime
 ) -> list[ReviewerAssignment]:
@@ -608,7 +627,7 @@ def _end(
     ended = [row for row in rows if row.status in OPEN]
     for row in ended:
         row.status = "completed" if state == "merged" else "abandoned"
-        row.ended_at = at
+        row.ended_at = max(at, row.assigned_at)
     return ended
 
 
@@ -662,7 +681,7 @@ async def _reviewers_changed(
         user = users.get(name)
         row = rows.get(user.id) if user else None
         if row is not None and row.status in OPEN:
-            row.status, row.ended_at = "removed", now
+            row.status, row.ended_at = "removed", max(now, row.assigned_at)
     for name in added if review.state not in ENDED else ():  # no load on an ended review
         user = users.get(name)
         if user is None:

@@ -177,6 +177,107 @@ async def test_a_draft_change_in_either_shape_is_stored(
         assert await session.scalar(select(MrReview.draft)) is True
 
 
+# --------------------------------------------------------------- event times
+
+
+async def _rolled_hours_ago(gitlab: GitLab, sessions: Sessions, hours: float) -> datetime:
+    """A roll of bob and dave on !1 whose assignments were made ``hours`` ago."""
+    await _roll(gitlab, sessions)
+    assigned = datetime.now(UTC) - timedelta(hours=hours)
+    async with sessions.begin() as session:
+        for row in (await session.scalars(select(ReviewerAssignment))).all():
+            row.assigned_at = assigned
+    return assigned
+
+
+async def _times(sessions: Sessions) -> dict[str, ReviewerAssignment]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(User.gitlab_username, ReviewerAssignment).join(
+                User, User.id == ReviewerAssignment.user_id
+            )
+        )
+        return {name: row for name, row in rows.all()}
+
+
+def _observed(metrics: tracking.ReviewMetrics, name: str) -> tuple[float, float]:
+    """(count, sum) of one of ``metrics``' histograms."""
+    samples = {s.name: s.value for m in metrics.ttfr.collect() for s in m.samples}
+    samples |= {s.name: s.value for m in metrics.time_to_approval.collect() for s in m.samples}
+    return samples[f"{name}_count"], samples[f"{name}_sum"]
+
+
+async def test_events_processed_late_are_stored_as_of_their_delivery(
+    gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn, metrics: tracking.ReviewMetrics
+) -> None:
+    # An outage or a backlog delays processing: the times are when GitLab's hooks came.
+    assigned = await _rolled_hours_ago(gitlab, sessions, 3)
+    commented = assigned + timedelta(hours=1)
+    approved = assigned + timedelta(hours=2)
+    merged = assigned + timedelta(hours=2, minutes=30)
+    assert await tracking.reviewer_commented(
+        sessions,
+        metrics,
+        standin.merge_request(PROJECT, 1)["project_id"],
+        1,
+        "bob",
+        "LGTM?",
+        commented,
+    )
+    approval = _event(standin, "approved") | {"user": {"username": "dave"}}
+    await tracking.merge_request_event(sessions, metrics, approval, approved)
+    standin.merge(PROJECT, 1)
+    await tracking.merge_request_event(sessions, metrics, _event(standin, "merge"), merged)
+
+    rows = await _times(sessions)
+    assert rows["bob"].first_response_at == commented
+    assert rows["dave"].first_response_at == rows["dave"].approved_at == approved
+    assert rows["bob"].ended_at == rows["dave"].ended_at == merged
+    async with sessions() as session:
+        review = await session.scalar(select(MrReview))
+        assert review is not None
+        assert (review.first_review_at, review.approved_at) == (commented, approved)
+        assert review.merged_at == merged
+    assert _observed(metrics, "review_ttfr_seconds") == (2, 3600 + 7200)
+    assert _observed(metrics, "review_time_to_approval_seconds") == (1, 7200)
+
+
+async def test_an_event_received_before_the_assignment_is_timed_at_it(
+    gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn, metrics: tracking.ReviewMetrics
+) -> None:
+    # The roll was processed after the reviewer's note and approval had come in: nothing
+    # is stored before the assignment, and no duration is negative.
+    assigned = await _rolled_hours_ago(gitlab, sessions, 1)
+    earlier = assigned - timedelta(minutes=10)
+    project_id = standin.merge_request(PROJECT, 1)["project_id"]
+    assert await tracking.reviewer_commented(sessions, metrics, project_id, 1, "bob", "hm", earlier)
+    approval = _event(standin, "approved") | {"user": {"username": "dave"}}
+    await tracking.merge_request_event(sessions, metrics, approval, earlier)
+    removed = _event(
+        standin,
+        "update",
+        changes={"reviewers": {"previous": [{"username": "bob"}], "current": []}},
+    )
+    await tracking.merge_request_event(sessions, metrics, removed, earlier)
+
+    rows = await _times(sessions)
+    assert rows["bob"].first_response_at == rows["bob"].ended_at == assigned
+    assert rows["dave"].first_response_at == rows["dave"].approved_at == assigned
+    assert _observed(metrics, "review_ttfr_seconds") == (2, 0)
+    assert _observed(metrics, "review_time_to_approval_seconds") == (1, 0)
+
+
+async def test_an_event_time_is_never_after_now(
+    gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn, metrics: tracking.ReviewMetrics
+) -> None:
+    # A replica whose clock runs ahead received it: stored as of now, not in the future.
+    await _roll(gitlab, sessions)
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    project_id = standin.merge_request(PROJECT, 1)["project_id"]
+    assert await tracking.reviewer_commented(sessions, metrics, project_id, 1, "bob", "ok", ahead)
+    assert (await _times(sessions))["bob"].first_response_at < ahead - timedelta(minutes=50)
+
+
 # --------------------------------------------------------------- repair
 
 
