@@ -275,7 +275,8 @@ async def test_an_event_time_is_never_after_now(
     ahead = datetime.now(UTC) + timedelta(hours=1)
     project_id = standin.merge_request(PROJECT, 1)["project_id"]
     assert await tracking.reviewer_commented(sessions, metrics, project_id, 1, "bob", "ok", ahead)
-    assert (await _times(sessions))["bob"].first_response_at < ahead - timedelta(minutes=50)
+    answered = (await _times(sessions))["bob"].first_response_at
+    assert answered is not None and answered < ahead - timedelta(minutes=50)
 
 
 # --------------------------------------------------------------- repair
