@@ -154,19 +154,20 @@ _NAME_RE = re.compile(rf"(?<![A-Za-z0-9_@])@({_COMPONENT}(?:/{_COMPONENT})*)")
 _EMAIL_RE = re.compile(r"[^@ \t\n\v\f\r]{1,100}@[^@ \t\n\v\f\r]{1,255}(?<=[A-Za-z0-9_])")
 
 
-def _token_owners(token: str) -> list[Owner]:
-    """The owners GitLab finds in one whitespace-separated token (``@a,`` holds ``@a``)."""
+def _token_owners(token: str) -> tuple[Owner, ...]:
+    """The owners GitLab finds in one whitespace-separated token (``@a,`` holds ``@a``),
+    each once, in the order found."""
     if token[:1] == "@" and (whole := _NAME_RE.match(token)) and whole.end() == len(token):
         # Just one name, the common case: no role ("@@"), no other "@", so no email.
         name = whole.group(1)
-        return [Owner("group" if "/" in name else "name", name)]
+        return (Owner("group" if "/" in name else "name", name),)
     found: list[Owner] = []
     if role := _ROLE_RE.fullmatch(token):
         found.append(Owner("role", role.group(1).lower()))
     for name in _NAME_RE.finditer(token):
         found.append(Owner("group" if "/" in name.group(1) else "name", name.group(1)))
     found.extend(Owner("email", email.lower()) for email in _EMAIL_RE.findall(token))
-    return found
+    return tuple(dict.fromkeys(found))
 
 
 class _OwnerReader:
@@ -185,13 +186,18 @@ class _OwnerReader:
         if known is None:
             tokens = text.split() if self.plain else _TOKEN_RE.findall(text)
             get = self.tokens.get
-            found = [get(token) or self._token(token) for token in tokens]
             malformed: tuple[str, ...] = ()
-            if not all(found):
-                malformed = tuple(t for t, owners in zip(tokens, found, strict=True) if not owners)
-            if len(found) == 1:
-                every = found[0]
+            if len(tokens) == 1:  # most entries name one owner
+                token = tokens[0]
+                every = get(token) or self._token(token)
+                if not every:
+                    malformed = (token,)
             else:
+                found = [get(token) or self._token(token) for token in tokens]
+                if not all(found):
+                    malformed = tuple(
+                        t for t, owners in zip(tokens, found, strict=True) if not owners
+                    )
                 every = tuple(dict.fromkeys(chain.from_iterable(found)))
             known = self.texts[text] = (bool(tokens), every, malformed)
         for token in known[2]:
@@ -199,7 +205,7 @@ class _OwnerReader:
         return known[0], known[1]
 
     def _token(self, token: str) -> tuple[Owner, ...]:
-        owners = self.tokens[token] = tuple(dict.fromkeys(_token_owners(token)))
+        owners = self.tokens[token] = _token_owners(token)
         return owners
 
 
@@ -908,6 +914,30 @@ class _Rules:
         return self
 
 
+class _Named:
+    """What a directory's name gives: ``rules`` met by every directory so named (``b/``),
+    ``deep`` by those that have a parent (``**/*/b/``), and ``parents``: the name of the
+    parent -> (needle, rules) met when the directory's path also ends with the needle
+    (``a/b/``: no needle; ``x/a/b/``: ``/x/a/b``)."""
+
+    __slots__ = ("deep", "parents", "rules")
+
+    def __init__(self) -> None:
+        self.rules: _Rules | None = None
+        self.deep: _Rules | None = None
+        self.parents: dict[str, list[tuple[str | None, _Rules]]] | None = None
+
+
+def _merged(into: _Rules | None, rules: _Rules) -> _Rules:
+    """The rules of ``into`` and of ``rules`` (not frozen yet) as one."""
+    if into is None:
+        return rules
+    merged = _Rules()
+    merged.below_gids = [*into.below_gids, *rules.below_gids]
+    merged.here_gids = [*into.here_gids, *rules.here_gids]
+    return merged
+
+
 class _Group:
     """The entries sharing one last segment ``L``: those that are just ``**/L`` and those
     whose directory part must match too; ``mask`` (made by :meth:`freeze`) holds both."""
@@ -1079,7 +1109,8 @@ class _Index:
         self.exact: dict[str, int] = {}
         self.by_dir: dict[str, _Rules] = {}
         # last name -> name before it ("/" if none needed) -> (needle if longer, rules)
-        self.by_name: dict[str, dict[str, list[tuple[str | None, _Rules]]]] = {}
+        self.by_name: dict[str, _Named] = {}  # what a directory's name gives
+        self.by_parent: dict[str, _Rules] = {}  # "**/a/*": met below a directory "a"
         self.heads: dict[str, _Head] = {}
         self.start: list[dict[str, list[_Head]]] = []  # i -> i-th name -> heads
         self.end: list[dict[str, list[_Head]]] = []  # j -> j-th name from the end -> heads
@@ -1146,10 +1177,14 @@ class _Index:
                 if rules is None:
                     rules = needles[key] = _Rules()
                     names = key.split("/")  # "", ..., parent, name
-                    inner = self.by_name.setdefault(names[-1], {})
-                    before = names[-2] if len(names) > 2 else "/"
-                    needle = key if len(names) > 3 else None
-                    inner.setdefault(before, []).append((needle, rules))
+                    named = self._named(names[-1])
+                    if len(names) == 2:  # "/b": every directory named "b"
+                        named.rules = rules
+                    else:  # "/a/b", "/x/a/b": then its parent is "a"
+                        if named.parents is None:
+                            named.parents = {}
+                        needle = key if len(names) > 3 else None
+                        named.parents.setdefault(names[-2], []).append((needle, rules))
             elif kind == _ROOTED:
                 rules = rooted.get(key)
                 if rules is None:
@@ -1200,6 +1235,13 @@ class _Index:
         last.group = group
         return group
 
+    def _named(self, name: str) -> _Named:
+        """What a directory named ``name`` gives, made when first needed."""
+        named = self.by_name.get(name)
+        if named is None:
+            named = self.by_name[name] = _Named()
+        return named
+
     def _activate(self, prefix: str, suffix: str, rules: _Rules) -> None:
         """File ``rules`` of the head ``prefix/**/suffix`` (both literal) under ``prefix``:
         a directory below it whose path ends with ``suffix`` meets them."""
@@ -1234,10 +1276,17 @@ class _Index:
             elif keys:
                 from_end, position, name = min(keys, key=lambda k: (count[k[2]], k[0], k[1]))
                 index = self.end if from_end else self.start
-                # "**/a/*", "**/*/a": filed under "a", a directory of its size matches
+                # "**/a/*/*", "**/*/*/a": filed under "a", a directory of its size matches
                 others = [*head.prefix, *head.suffix]
                 del others[len(others) - 1 - position if from_end else position]
                 head.sure = head.regex is None and all(s.star for s in others)
+                if head.sure and from_end and head.size == 2:
+                    if position == 0:  # "**/*/a": a directory "a" that has a parent
+                        named = self._named(name)
+                        named.deep = _merged(named.deep, head.rules)
+                    else:  # "**/a/*": a directory whose parent is "a"
+                        self.by_parent[name] = _merged(self.by_parent.get(name), head.rules)
+                    continue
                 while len(index) <= position:
                     index.append({})
                 index[position].setdefault(name, []).append(head)
@@ -1300,7 +1349,12 @@ class _Index:
             state = dirs.get(up)
         names = directory[1:].split("/")
         count = len(names) - len(missing)  # the names of the known ancestor
-        by_dir, by_name, derived = self.by_dir, self.by_name, self._derived
+        by_dir, by_name, by_parent, derived = (
+            self.by_dir,
+            self.by_name,
+            self.by_parent,
+            self._derived,
+        )
         end_items, at_depth, tested = self.end_items, self.at_depth, self.tested
         for directory in reversed(missing):
             name = names[count]
@@ -1314,11 +1368,19 @@ class _Index:
                 fired.append(rules)
             named = by_name.get(name)
             if named is not None:
-                fired.extend([rules for _needle, rules in named.get("/", ())])
+                if named.rules is not None:
+                    fired.append(named.rules)
                 if count > 1:
-                    for needle, rules in named.get(names[count - 2], ()):
-                        if needle is None or directory.endswith(needle):
-                            fired.append(rules)
+                    if named.deep is not None:
+                        fired.append(named.deep)
+                    if named.parents is not None:
+                        for needle, rules in named.parents.get(names[count - 2], ()):
+                            if needle is None or directory.endswith(needle):
+                                fired.append(rules)
+            if by_parent and count > 1:
+                rules = by_parent.get(names[count - 2])
+                if rules is not None:
+                    fired.append(rules)
             for active in parent.active:
                 for suffix, shortest, rules in active.get(name, ()):
                     if len(directory) >= shortest and directory.endswith(suffix):
