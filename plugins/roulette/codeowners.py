@@ -198,7 +198,9 @@ class _OwnerReader:
                     malformed = tuple(
                         t for t, owners in zip(tokens, found, strict=True) if not owners
                     )
-                every = tuple(dict.fromkeys(chain.from_iterable(found)))
+                every = tuple(chain.from_iterable(found))
+                if len(set(every)) < len(every):  # an owner named twice: kept once
+                    every = tuple(dict.fromkeys(every))
             known = self.texts[text] = (bool(tokens), every, malformed)
         for token in known[2]:
             warnings.append(f"line {line}: ignored malformed owner {token!r}")
@@ -254,6 +256,11 @@ def _parse_header(
     return name, optional, approvals, defaults
 
 
+# Entry(...) through tuple.__new__: the named tuple's own __new__ is a Python function, and
+# a big file makes thousands of entries.
+_new_entry = tuple.__new__
+
+
 def parse(text: str) -> CodeOwners:
     """Parse a CODEOWNERS file and compile its matchers."""
     warnings: list[str] = []
@@ -298,7 +305,7 @@ def parse(text: str) -> CodeOwners:
                 written, owners = read[0], read[1]
             if not written:
                 owners = defaults
-        current.entries.append(Entry(pattern, owners, exclusion, number))
+        current.entries.append(_new_entry(Entry, (pattern, owners, exclusion, number)))
     return CodeOwners([s.build() for s in sections], warnings)
 
 

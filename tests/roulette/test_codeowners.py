@@ -257,6 +257,15 @@ def test_owners_are_found_within_tokens_as_gitlab_does() -> None:
     )
 
 
+def test_an_owner_named_twice_is_kept_once_in_order() -> None:
+    # "@a" and "@a," name one owner, as do "@@owners" and "@@Owner", or two cases of an email.
+    parsed = parse("* @a @b @a, USER@x.org user@x.org @b\ndocs/ @@owners @c @@Owner @c\n")
+    first, second = parsed.sections[0].entries
+    assert first.owners == (Owner("name", "a"), Owner("name", "b"), Owner("email", "user@x.org"))
+    assert second.owners == (Owner("role", "owner"), Owner("name", "c"))
+    assert parsed.warnings == ()
+
+
 def test_exclusions_take_no_owners() -> None:
     parsed = parse("* @all\n!vendor/ @someone\n")
     assert parsed.sections[0].entries[1] == Entry("vendor/", (), True, 2)
