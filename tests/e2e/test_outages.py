@@ -26,6 +26,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +272,14 @@ def review_state(postgres: Postgres, database: URL, iid: int) -> str | None:
     return None if row is None else str(row[0])
 
 
+def review_merged_at(postgres: Postgres, database: URL, iid: int) -> datetime | None:
+    with postgres.connect(str(database.database)) as connection:
+        row = connection.execute(
+            "SELECT merged_at FROM mr_reviews WHERE mr_iid = %s", (iid,)
+        ).fetchone()
+    return None if row is None else row[0]
+
+
 def inbox_done(postgres: Postgres, database: URL) -> int:
     with postgres.connect(str(database.database)) as connection:
         row = connection.execute("SELECT count(*) FROM webhook_inbox WHERE status = 'done'")
@@ -330,11 +339,14 @@ async def test_a_database_outage_loses_no_comment_and_answers_each_once(
     assert metric(metrics, "webhook_spooled_total", spool=spool) == 4
     assert 'unhandled_errors_total{where="http"}' not in metrics
 
+    restarted = datetime.now(UTC)
     postgres.start()
     await until(
         lambda: all(bot_notes(standin, iid) for iid in iids), WITHIN, "every comment answered"
     )
     await until(lambda: review_state(postgres, database, 1) == "merged", WITHIN, "the merge")
+    merged_at = review_merged_at(postgres, database, 1)
+    assert merged_at is not None and merged_at < restarted  # when GitLab's hook came
     await bot.settled()
     assert [len(bot_notes(standin, iid)) for iid in iids] == [1, 1, 1]
     assert len(bot_notes(standin, 1)) == 1
