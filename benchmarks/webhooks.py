@@ -53,6 +53,7 @@ from typing import Any
 
 import aiohttp
 import psycopg
+import yaml
 from aiohttp import web
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import URL, make_url
@@ -78,6 +79,16 @@ PROJECTS = ("acme/shop", "acme/billing", "acme/search", "acme/portal")
 TEAMS = ("backend", "frontend", "platform")
 PEOPLE_PER_TEAM = 10
 DEFAULT_WORKERS: int = Settings.model_fields["webhook_workers"].default
+# The Helm chart's values: with --split, the acknowledging process is one of its web pods.
+CHART_VALUES = Path(__file__).resolve().parent.parent / "helm/reviewer-roulette/values.yaml"
+
+
+def web_pod_pool() -> dict[str, int]:
+    """The database pool of the chart's web pods, as settings."""
+    pool = yaml.safe_load(CHART_VALUES.read_text())["web"]["databasePool"]
+    return {"database_pool_size": pool["size"], "database_max_overflow": pool["maxOverflow"]}
+
+
 # A bot older than GITLAB_CONCURRENCY (measured as a baseline) ran its GitLab calls in
 # asyncio's default executor: min(32, cores + 4) threads.
 _CONCURRENCY = Settings.model_fields.get("gitlab_concurrency")
@@ -787,7 +798,7 @@ async def measure(
         await senders.start()
     workers: list[WorkerReplica] = []
     if args.split:  # this process only acknowledges; replicas of their own process
-        settings = Settings(**(values | {"webhook_workers": 0}))
+        settings = Settings(**(values | {"webhook_workers": 0} | web_pod_pool()))
         workers = [WorkerReplica(values, args.worker_nice) for _ in range(args.worker_replicas)]
         for worker in workers:
             if await worker.ask(None) != "ready":
@@ -933,8 +944,11 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
     replicas = "one process: web and workers"
     if args.split:
         count = args.worker_replicas
+        pool = web_pod_pool()
         replicas = (
-            f"a web-only replica here, {count} worker replica{'s' if count > 1 else ''}"
+            f"a web-only replica here (the chart's database pool:"
+            f" {pool['database_pool_size']} + {pool['database_max_overflow']} overflow),"
+            f" {count} worker replica{'s' if count > 1 else ''}"
             f" in {'processes' if count > 1 else 'a process'} of their own"
             f"{f' at nice {args.worker_nice}' if args.worker_nice else ''}"
             " (NOTIFY between them)"

@@ -36,7 +36,12 @@ ONE_SHOT = web.AppKey("one_shot", bool)
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     context = app[CONTEXT]
-    engine = create_engine(context.settings.async_database_url)
+    settings = context.settings
+    engine = create_engine(
+        settings.async_database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
     context.engine_ = engine
     context.sessions_ = create_sessionmaker(engine)
     yield

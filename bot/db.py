@@ -138,10 +138,15 @@ def sqlite_migration_pragmas(dbapi_connection: Any, _record: Any = None) -> None
         )
 
 
-def create_engine(url: URL, *, read_only: bool = False) -> AsyncEngine:
+def create_engine(
+    url: URL, *, read_only: bool = False, pool_size: int = 10, max_overflow: int = 10
+) -> AsyncEngine:
     """An async engine for ``url`` (already converted by ``Settings.async_database_url``).
 
-    ``read_only`` engines cannot write, and never create a missing SQLite file.
+    ``read_only`` engines cannot write, and never create a missing SQLite file. On
+    PostgreSQL, the engine keeps up to ``pool_size`` connections open and opens up to
+    ``max_overflow`` more while busy (``DATABASE_POOL_SIZE``, ``DATABASE_MAX_OVERFLOW``);
+    a session waits up to 5 s for one, then fails with SQLAlchemy's ``TimeoutError``.
     """
     if url.get_backend_name() == "sqlite":
         if read_only and url.database not in (None, "", ":memory:"):
@@ -159,8 +164,8 @@ def create_engine(url: URL, *, read_only: bool = False) -> AsyncEngine:
     return create_async_engine(
         url,
         pool_pre_ping=True,
-        pool_size=10,
-        max_overflow=10,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         pool_timeout=5,
         connect_args={"connect_timeout": 5},
     )

@@ -188,6 +188,12 @@ class Settings(BaseSettings):
     )
 
     database_url: str = DEFAULT_DATABASE_URL
+    # PostgreSQL connections this process may open: a pool kept open, and as many more
+    # as the overflow while it is busy (closed when returned). At least 2: the replica
+    # that holds the Mattermost websocket keeps one for its leader lock. A worker replica
+    # opens one more, for LISTEN. Ignored on SQLite.
+    database_pool_size: int = Field(default=10, ge=2, le=500)
+    database_max_overflow: int = Field(default=10, ge=0, le=500)
     redis_url: SecretStr | None = None
     # Redis is a cache: while it is down, /readiness answers 200 "degraded" unless this
     # is true (then 503, the strict behaviour for operators who want it).

@@ -5,17 +5,23 @@ replicas writing at once, on both engines: ``test_scheduler``, ``test_inbox_leas
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 import bot.db
 from bot import migrate
+from bot.app import create_app
 from bot.context import AppContext
 from bot.db import create_engine, create_sessionmaker
+from bot.http import CONTEXT
 from bot.models import JobRun
 from bot.settings import Settings
 from tests.conftest import until
@@ -115,3 +121,22 @@ async def test_read_sessions_skip_begin_and_rollback_on_postgresql(settings: Set
         assert (context.reads is replaced) is not postgresql
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_the_apps_pool_holds_what_its_settings_say(
+    settings: Settings, aiohttp_client: Callable[[web.Application], Awaitable[Any]]
+) -> None:
+    # DATABASE_POOL_SIZE connections kept, DATABASE_MAX_OVERFLOW more, then a wait.
+    small = settings.model_copy(
+        update={"database_pool_size": 2, "database_max_overflow": 1, "webhook_workers": 0}
+    )
+    client = await aiohttp_client(create_app(small, plugins=[]))
+    engine = client.app[CONTEXT].engine
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(3):
+            await held.enter_async_context(engine.connect())
+        assert (engine.pool.size(), engine.pool.checkedout(), engine.pool.overflow()) == (2, 3, 1)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5), engine.connect():
+                pass

@@ -282,6 +282,8 @@ def test_the_pods_environment_and_config_file_make_valid_settings(
             monkeypatch.setenv(name, value)
         settings = load_settings()
         assert settings.webhook_workers == workers
+        pool = settings.database_pool_size + settings.database_max_overflow
+        assert pool == (16 if workers else 5)
         assert settings.public_url == "https://roulette.example.com"
         assert settings.gitlab_url == "https://gitlab.example.com"
         assert settings.log_format == "json"
@@ -332,6 +334,37 @@ def test_web_autoscales_on_cpu_and_memory_between_2_and_10(chart: helm.Chart) ->
     assert not [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
 
 
+def most_connections(docs: list[dict[str, Any]]) -> int:
+    """The PostgreSQL connections the rendered pods may open at once, at their largest: per
+    Deployment, its most replicas (its HPA's maxReplicas) x (DATABASE_POOL_SIZE +
+    DATABASE_MAX_OVERFLOW, plus one for LISTEN where WEBHOOK_WORKERS > 0)."""
+    most = {
+        d["spec"]["scaleTargetRef"]["name"]: d["spec"]["maxReplicas"]
+        for d in docs
+        if d["kind"] == "HorizontalPodAutoscaler"
+    }
+    total = 0
+    for deployment in (web(docs), worker(docs)):
+        env = plain(container(deployment))
+        pool = int(env["DATABASE_POOL_SIZE"]) + int(env["DATABASE_MAX_OVERFLOW"])
+        pool += int(env["WEBHOOK_WORKERS"]) > 0
+        name = deployment["metadata"]["name"]
+        total += most.get(name, deployment["spec"].get("replicas", 0)) * pool
+    return total
+
+
+def test_the_largest_release_fits_postgresqls_default_connections(chart: helm.Chart) -> None:
+    # PostgreSQL's default max_connections is 100, 3 of them kept for superusers; the
+    # migrations job and an operator's psql need a few more.
+    docs = render(chart)
+    assert plain(container(web(docs)))["DATABASE_POOL_SIZE"] == "3"
+    assert plain(container(worker(docs)))["DATABASE_MAX_OVERFLOW"] == "6"
+    assert most_connections(docs) == 10 * 5 + 2 * 17 <= 90
+    # The values say how many: bigger pools or more replicas count in full.
+    bigger = render(chart, {"web": {"databasePool": {"size": 10, "maxOverflow": 10}}})
+    assert most_connections(bigger) == 10 * 20 + 2 * 17
+
+
 def test_the_service_sends_requests_to_web_pods_only(chart: helm.Chart) -> None:
     docs = render(chart)
     service = find(docs, "Service", FULLNAME)
@@ -371,9 +404,11 @@ def test_migrations_run_as_a_hook_before_install_and_upgrade(chart: helm.Chart) 
     pod = job["spec"]["template"]["spec"]
     migrate = pod["containers"][0]
     assert migrate["command"] == ["roulette-bot", "migrate"]
-    # The same secrets and settings as serve (WEBHOOK_WORKERS aside).
+    # The same secrets and settings as serve (the per-component ones aside: the migration
+    # needs one connection).
     serve_env = env_of(container(web(docs)))
-    serve_env.pop("WEBHOOK_WORKERS")
+    for name in ("WEBHOOK_WORKERS", "DATABASE_POOL_SIZE", "DATABASE_MAX_OVERFLOW"):
+        serve_env.pop(name)
     assert env_of(migrate) == serve_env
 
     # Pre-install hooks run before the release's own objects exist: whatever the Job

@@ -69,6 +69,10 @@ spec:
             {{- include "reviewer-roulette.env" $root | trim | nindent 12 }}
             - name: WEBHOOK_WORKERS
               value: {{ .workers | quote }}
+            - name: DATABASE_POOL_SIZE
+              value: {{ $values.databasePool.size | quote }}
+            - name: DATABASE_MAX_OVERFLOW
+              value: {{ $values.databasePool.maxOverflow | quote }}
             {{- with $values.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
