@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from bot.context import AppContext
+from bot.db import is_unavailable
 from bot.db import ping as ping_database
 from bot.logs import bound_id
 
@@ -287,6 +288,10 @@ async def read_form(request: web.Request) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- middlewares
 
+#: Seconds a client is asked to wait (``Retry-After``) when the database cannot serve its
+#: request (the readiness probe looks every 10 s; a restart takes a few).
+RETRY_AFTER = 5
+
 
 def _route_label(request: web.Request) -> str:
     resource = request.match_info.route.resource
@@ -336,7 +341,18 @@ async def _guarded(
         return error_response(e.status, e.reason.lower(), **headers)
     except asyncio.CancelledError:
         raise
-    except Exception:
+    except Exception as e:
+        if is_unavailable(e):  # down, not broken: say when to come back (the type only:
+            # a driver's message can hold the server's address)
+            log.warning(
+                "database unavailable for %s %s: %s",
+                request.method,
+                request.rel_url.path,
+                type(e).__name__,
+            )
+            return error_response(
+                503, "the database is unavailable", **{"Retry-After": str(RETRY_AFTER)}
+            )
         log.exception("unhandled error in %s %s", request.method, request.rel_url.path)
         context.metrics.unhandled_errors.labels("http").inc()
         return error_response(500, "internal error")

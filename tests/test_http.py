@@ -331,3 +331,22 @@ def test_parse_json_refuses_only_what_nests_deeper_than_the_limit(
     else:
         with pytest.raises(http.BadInput, match="nests deeper than 64 levels"):
             http.parse_json(text.encode())
+
+
+@pytest.mark.parametrize("path", ["/api/v1/leaderboard", "/api/v1/badges", "/"])
+async def test_a_page_that_needs_the_unreachable_database_is_503_not_500(
+    aiohttp_client: MakeClient, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Any route: what it needs is down, not broken. Retry-After says when to come back;
+    # nothing is counted or logged as a defect.
+    app = create_app(settings_for("postgresql+psycopg://postgres@127.0.0.1:1/nowhere"))
+    client = await aiohttp_client(app)
+    response = await client.get(path)
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "5"
+    assert await response.json() == {"error": "the database is unavailable"}
+    metrics = await (await client.get("/metrics")).text()
+    assert 'unhandled_errors_total{where="http"}' not in metrics
+    said = [r for r in caplog.records if r.name == "bot.http" and r.levelno >= logging.WARNING]
+    assert [(r.levelname, r.exc_info) for r in said] == [("WARNING", None)]
+    assert said[0].getMessage().startswith(f"database unavailable for GET {path}:")

@@ -53,6 +53,10 @@ def answer(description: str, schema: str = "Error") -> dict[str, Any]:
 NOT_FOUND = answer("Unknown user, team or badge, or the area serving it is not enabled")
 BAD_REQUEST = answer("Bad parameter or body")
 UNAUTHORISED = answer("No valid bearer token (API_TOKENS)")
+# Every route answers this while the database cannot serve it (bot.http's middleware).
+UNAVAILABLE = answer("The database is unavailable: retry after Retry-After seconds") | {
+    "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}
+}
 
 _STATS = {
     "reviews_assigned": {"type": "integer"},
@@ -295,6 +299,7 @@ def document(
         ]
         if extra:
             op["parameters"] = [*op.get("parameters", ()), *extra]
+        op["responses"] = {**op.get("responses", {}), "503": UNAVAILABLE}
         paths.setdefault(path, {})[method.lower()] = op
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -302,7 +307,8 @@ def document(
             "title": "Reviewer Roulette API",
             "version": VERSION,
             "description": "Leaderboards, statistics, badges, out-of-office periods and "
-            'availability. Errors are JSON {"error": ...} with a 4xx status.',
+            'availability. Errors are JSON {"error": ...} with a 4xx status, or 503 while '
+            "the database is unavailable.",
         },
         "paths": paths,
         "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},

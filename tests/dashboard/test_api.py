@@ -197,6 +197,7 @@ async def test_openapi_covers_every_api_route(client: Client) -> None:
         operation = document["paths"].get(path, {}).get(method.lower())
         assert operation is not None, f"{key} is missing from the OpenAPI document"
         assert operation.get("responses"), f"{key} declares no responses"
+        assert "Retry-After" in operation["responses"]["503"]["headers"], key  # database down
         for response in operation["responses"].values():
             for content in response.get("content", {}).values():
                 jsonschema.Draft202012Validator.check_schema(content["schema"])
