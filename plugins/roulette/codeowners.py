@@ -1086,6 +1086,8 @@ class _Index:
     ``/a/b/L``, ``/a/b/**/L``       dict by directory ``/a/b``
     ``a/b/L``, ``a/b/**/L``         dict by directory name ``b`` (then the directory must
                                     end with ``/a/b``)
+    ``*/b/L``; ``b/*/L``            dict by directory name ``b`` (then it has a parent);
+                                    dict by the parent's name ``b``
     ``L``, ``**/L``                 just a test of the basename (below)
     ``/a/**/c/L``                   activated at ``/a`` (a state below it looks ``c`` up)
     ``/a/*/c/L`` (one depth)        dict by depth and all its literal names
@@ -1115,7 +1117,6 @@ class _Index:
     def __init__(self, sections: Sequence[Section]) -> None:
         self.exact: dict[str, int] = {}
         self.by_dir: dict[str, _Rules] = {}
-        # last name -> name before it ("/" if none needed) -> (needle if longer, rules)
         self.by_name: dict[str, _Named] = {}  # what a directory's name gives
         self.by_parent: dict[str, _Rules] = {}  # "**/a/*": met below a directory "a"
         self.heads: dict[str, _Head] = {}

@@ -405,6 +405,25 @@ def test_owners_of_paths_and_all_owners() -> None:
     assert parsed.owners_of_paths(paths) == result
 
 
+def test_a_star_beside_one_name_is_found_by_that_name() -> None:
+    # "**/*/b/" needs a directory "b" with a parent; "**/a/*/" a directory below "a".
+    parsed = parse("* @all\n**/*/b/ @deep\n**/a/*/ @child\n**/*/b/*.md @docs\n")
+    expected = {
+        "b/f.py": "all",
+        "x/b/f.py": "deep",
+        "x/b/y/f.py": "deep",
+        "x/b/r.md": "docs",
+        "a/f.py": "all",
+        "a/x/f.py": "child",
+        "q/a/x/y/f.py": "child",
+        "a/b/f.py": "child",  # both: the later entry wins
+    }
+    result = parsed.owners_of_paths(list(expected))
+    assert result == {path: frozenset({Owner("name", o)}) for path, o in expected.items()}
+    for path in expected:
+        assert result[path] == reference_owners(parsed, path)
+
+
 def test_a_path_thousands_of_directories_deep_is_matched() -> None:
     # Git puts no limit on depth; each directory's state is built from its parent's, in a
     # loop (a recursion stopped at Python's limit, about a thousand directories).
