@@ -518,11 +518,12 @@ async def reviewer_commented(
         row.comment_count += 1
         row.comment_chars += len(body)
         metrics.comment_length.observe(len(body))
+        answered = max(now, row.assigned_at)  # not before they were asked
         if row.first_response_at is None:
-            row.first_response_at = answered = max(now, row.assigned_at)
+            row.first_response_at = answered
             metrics.ttfr.observe((answered - row.assigned_at).total_seconds())
         if review.first_review_at is None:
-            review.first_review_at = now
+            review.first_review_at = answered
         return True
 
 
@@ -573,7 +574,7 @@ async def merge_request_event(
                     metrics.ttfr.observe(waited)
                 metrics.time_to_approval.observe(waited)
             if review.first_review_at is None and actor_row is not None:
-                review.first_review_at = now
+                review.first_review_at = max(now, actor_row.assigned_at)
             if action == "approved" and review.approved_at is None:
                 review.approved_at = now
         elif action in ("unapproved", "unapproval"):

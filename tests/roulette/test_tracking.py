@@ -263,6 +263,9 @@ async def test_an_event_received_before_the_assignment_is_timed_at_it(
     rows = await _times(sessions)
     assert rows["bob"].first_response_at == rows["bob"].ended_at == assigned
     assert rows["dave"].first_response_at == rows["dave"].approved_at == assigned
+    async with sessions() as session:
+        review = await session.scalar(select(MrReview))
+        assert review is not None and review.first_review_at == assigned
     assert _observed(metrics, "review_ttfr_seconds") == (2, 0)
     assert _observed(metrics, "review_time_to_approval_seconds") == (1, 0)
 
