@@ -84,8 +84,11 @@ CHART_VALUES = Path(__file__).resolve().parent.parent / "helm/reviewer-roulette/
 
 
 def web_pod_pool() -> dict[str, int]:
-    """The database pool of the chart's web pods, as settings."""
-    pool = yaml.safe_load(CHART_VALUES.read_text())["web"]["databasePool"]
+    """The database pool of the chart's web pods, as settings; the bot's defaults for a
+    chart that sets none (an older revision's, measured as a baseline)."""
+    pool = yaml.safe_load(CHART_VALUES.read_text())["web"].get("databasePool")
+    if pool is None:
+        return {}
     return {"database_pool_size": pool["size"], "database_max_overflow": pool["maxOverflow"]}
 
 
@@ -944,10 +947,9 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
     replicas = "one process: web and workers"
     if args.split:
         count = args.worker_replicas
-        pool = web_pod_pool()
+        pool = settings.database_pool_size, settings.database_max_overflow
         replicas = (
-            f"a web-only replica here (the chart's database pool:"
-            f" {pool['database_pool_size']} + {pool['database_max_overflow']} overflow),"
+            f"a web-only replica here (database pool {pool[0]} + {pool[1]} overflow),"
             f" {count} worker replica{'s' if count > 1 else ''}"
             f" in {'processes' if count > 1 else 'a process'} of their own"
             f"{f' at nice {args.worker_nice}' if args.worker_nice else ''}"
