@@ -1317,14 +1317,8 @@ class _Index:
         }
         self.start_items = [(i, index) for i, index in enumerate(self.start) if index]
         self.end_items = [(j, index) for j, index in enumerate(self.end) if index]
-        self.tested = bool(
-            self.start_items
-            or self.end_items
-            or self.fixed
-            or self.by_depth
-            or self.anywhere
-            or self.at_depth
-        )
+        # whether _tested has anything to look at (end_items, at_depth and fixed are _dir's)
+        self.tested = bool(self.start_items or self.by_depth or self.anywhere)
 
     def _reset(self) -> None:
         root = _Dir(self.always)
@@ -1363,7 +1357,7 @@ class _Index:
             self.by_parent,
             self._derived,
         )
-        end_items, at_depth, tested = self.end_items, self.at_depth, self.tested
+        end_items, at_depth, fixed, tested = self.end_items, self.at_depth, self.fixed, self.tested
         for directory in reversed(missing):
             name = names[count]
             count += 1
@@ -1402,6 +1396,14 @@ class _Index:
                     fired.extend([h.rules for h in heads if _passes(h, directory, mine)])
             if at_depth:
                 fired.extend(at_depth.get(count, ()))
+            if fixed:
+                for names_at, by_names in fixed.get(count, ()):
+                    heads = by_names.get(names_at(names))
+                    if heads:
+                        mine = names[:count]
+                        fired.extend(
+                            [h.rules for h in heads if h.sure or h.matches(directory, mine)]
+                        )
             if tested:
                 self._tested(directory, names[:count], fired)
             if not fired:
@@ -1416,13 +1418,10 @@ class _Index:
         return state
 
     def _tested(self, directory: str, names: list[str], fired: list[_Rules]) -> None:
-        """Add to ``fired`` the rules of the heads found from the start of ``directory``
-        (split into ``names``), by its depth, or by a regex, that it matches."""
+        """Add to ``fired`` the rules of the heads found by a name from the start of
+        ``directory`` (split into ``names``), by its depth, or by a regex, that it
+        matches (those found by their fixed depth and names are :meth:`_dir`'s)."""
         count = len(names)
-        for names_at, by_names in self.fixed.get(count, ()):
-            heads = by_names.get(names_at(names))
-            if heads:
-                fired.extend([h.rules for h in heads if h.sure or h.matches(directory, names)])
         for position, index in self.start_items:
             if position >= count:
                 break
