@@ -1396,7 +1396,7 @@ class _Index:
                     fired.extend([h.rules for h in heads if _passes(h, directory, mine)])
             if at_depth:
                 fired.extend(at_depth.get(count, ()))
-            if fixed:
+            if fixed:  # names_at reads positions below count: this directory's names
                 for names_at, by_names in fixed.get(count, ()):
                     heads = by_names.get(names_at(names))
                     if heads:
