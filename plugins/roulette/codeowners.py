@@ -1053,20 +1053,23 @@ class _Dir:
 
     __slots__ = ("active", "below", "inherited", "mask")
 
-    def __init__(
-        self,
-        inherited: int,
-        mask: int | None = None,
-        below: _Dir | None = None,
-        active: tuple[_Active, ...] = (),
-    ) -> None:
+    # No defaults and no logic: made for nearly every directory of a big change, and a
+    # plain __init__ costs half as much. :func:`_plain_dir` makes one that adds nothing.
+    def __init__(self, inherited: int, mask: int, below: _Dir, active: tuple[_Active, ...]) -> None:
         self.active = active  # heads "/a/**/b" whose "/a" is this directory or above
         self.inherited = inherited
-        self.mask = inherited if mask is None else mask
-        self.below = self if below is None else below
+        self.mask = mask
+        self.below = below
 
 
-_LATER = _Dir(0)  # stands for a ``below`` state not made yet
+def _plain_dir(inherited: int, active: tuple[_Active, ...] = ()) -> _Dir:
+    """A state whose files and subdirectories get just ``inherited``."""
+    state = _Dir(inherited, inherited, _LATER, active)
+    state.below = state
+    return state
+
+
+_LATER: _Dir = _Dir.__new__(_Dir)  # stands for a ``below`` state not made yet
 
 
 # Where a pattern is filed (see _Index): its kind, key, and whether it holds for every
@@ -1321,12 +1324,15 @@ class _Index:
         self.tested = bool(self.start_items or self.by_depth or self.anywhere)
 
     def _reset(self) -> None:
-        root = _Dir(self.always)
+        root = _plain_dir(self.always)
         rules = self.by_dir.get("")
         if rules is not None:
             rules.freeze()
             inherited = self.always | rules.below
-            root = _Dir(inherited, inherited | rules.here, _Dir(inherited) if rules.here else None)
+            if rules.here:
+                root = _Dir(inherited, inherited | rules.here, _plain_dir(inherited), ())
+            else:
+                root = _plain_dir(inherited)
         self._dirs: dict[str, _Dir] = {"": root}
         # basename -> (its mask, a number shared by the basenames with that mask)
         self._bases: dict[str, tuple[int, int]] = {}
@@ -1363,7 +1369,7 @@ class _Index:
             count += 1
             parent = state.below
             if parent is _LATER:  # made now: the state of subdirectories that add nothing
-                parent = state.below = _Dir(state.inherited, None, None, state.active)
+                parent = state.below = _plain_dir(state.inherited, state.active)
             fired: list[_Rules] = []
             rules = by_dir.get(directory)
             if rules is not None:
@@ -1451,7 +1457,7 @@ class _Index:
                 changed = True
             here |= rules.here
         if not here:
-            return _Dir(inherited, None, None, active) if changed else parent
+            return _plain_dir(inherited, active) if changed else parent
         # the state of its subdirectories: the parent's, or made when first needed
         return _Dir(inherited, inherited | here, _LATER if changed else parent, active)
 
@@ -1555,9 +1561,8 @@ class _Index:
         dirs, bases, results, exact = self._dirs, self._bases, self._results, self.exact
         for original in paths:
             path = original if original[:1] == "/" else "/" + original
-            cut = path.rfind("/")
-            state = dirs.get(path[:cut]) or self._dir(path[:cut])
-            name = path[cut + 1 :]
+            directory, _, name = path.rpartition("/")
+            state = dirs.get(directory) or self._dir(directory)
             base = bases.get(name) or self._base(name)
             if path in exact:
                 result[original] = self.owners(state.mask & base[0] | exact[path])
