@@ -894,6 +894,7 @@ _Part = _Seg | str  # str is always _GLOBSTAR
 
 
 _Active = dict[str, list[tuple[str, int, "_Rules"]]]
+_Answers = dict["_Dir", frozenset[Owner]]
 
 
 class _Rules:
@@ -1334,11 +1335,11 @@ class _Index:
             else:
                 root = _plain_dir(inherited)
         self._dirs: dict[str, _Dir] = {"": root}
-        # basename -> (its mask, a number shared by the basenames with that mask)
-        self._bases: dict[str, tuple[int, int]] = {}
-        self._base_numbers: dict[int, int] = {}
-        # (directory state, basename number) -> the owners of the files there and so named
-        self._results: dict[tuple[_Dir, int], frozenset[Owner]] = {}
+        # basename -> (its mask, the answers shared by the basenames with that mask:
+        # directory state -> the owners of the files there and so named)
+        self._bases: dict[str, tuple[int, _Answers]] = {}
+        self._answers: dict[int, _Answers] = {}  # a basename's mask -> its answers
+        self._answered = 0  # how many answers they hold
         # (the parent's state for its subdirectories, the rules met) -> the state
         self._derived: dict[tuple[object, ...], _Dir] = {}
 
@@ -1461,9 +1462,10 @@ class _Index:
         # the state of its subdirectories: the parent's, or made when first needed
         return _Dir(inherited, inherited | here, _LATER if changed else parent, active)
 
-    def _base(self, name: str) -> tuple[int, int]:
+    def _base(self, name: str) -> tuple[int, _Answers]:
         """The state of a basename: the mask of the entries whose last segment it passes,
-        and of those without one; and a number that basenames with an equal mask share."""
+        and of those without one; and the answers that basenames with an equal mask share
+        (keyed by directory state: no key object is made per file)."""
         found: list[_Group] = []
         group = self.literal.get(name)
         if group is not None:
@@ -1496,11 +1498,10 @@ class _Index:
             if not group.ready:
                 group.freeze()
             mask |= group.mask
-        numbers = self._base_numbers
-        number = numbers.get(mask)
-        if number is None:
-            number = numbers[mask] = len(numbers)
-        base = self._bases[name] = (mask, number)
+        answers = self._answers.get(mask)
+        if answers is None:
+            answers = self._answers[mask] = {}
+        base = self._bases[name] = (mask, answers)
         return base
 
     # ----------------------------------------------------------------- matching
@@ -1509,7 +1510,7 @@ class _Index:
         """Start afresh once the caches hold too much (a long-lived bot process): more
         than :data:`_CACHE_LIMIT` items, or masks of more than :data:`_CACHE_BYTES`
         (states and basenames hold masks of up to one bit per entry)."""
-        sizes = len(self._dirs) + len(self._bases) + len(self._results) + len(self._derived)
+        sizes = len(self._dirs) + len(self._bases) + self._answered + len(self._derived)
         masks = 2 * len(self._derived) + len(self._bases)
         if sizes > _CACHE_LIMIT or masks * (len(self.entries) >> 3) > _CACHE_BYTES:
             self._reset()
@@ -1558,7 +1559,8 @@ class _Index:
         paths = list(paths)  # read first: an iterable that matched too could reset the caches
         self._trim()
         result: dict[str, frozenset[Owner]] = {}
-        dirs, bases, results, exact = self._dirs, self._bases, self._results, self.exact
+        dirs, bases, exact = self._dirs, self._bases, self.exact
+        answered = 0
         for original in paths:
             path = original if original[:1] == "/" else "/" + original
             directory, _, name = path.rpartition("/")
@@ -1567,11 +1569,13 @@ class _Index:
             if path in exact:
                 result[original] = self.owners(state.mask & base[0] | exact[path])
                 continue
-            key = (state, base[1])
-            owners = results.get(key)
+            answers = base[1]
+            owners = answers.get(state)
             if owners is None:
-                owners = results[key] = self.owners(state.mask & base[0])
+                owners = answers[state] = self.owners(state.mask & base[0])
+                answered += 1
             result[original] = owners
+        self._answered += answered
         return result
 
 

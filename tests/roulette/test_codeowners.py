@@ -442,11 +442,18 @@ def test_a_path_thousands_of_directories_deep_is_matched() -> None:
 def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(co, "_CACHE_LIMIT", 10)
     parsed = parse("* @all\n/a/ @a\n")
-    paths = [f"a/{n}/{n}.txt" for n in range(30)] + [f"b/{n}.txt" for n in range(30)]
-    for _ in range(3):
+    index = parsed._index
+    for batch in range(3):  # new paths each time: the caches would grow
+        paths = [f"a/{batch}-{n}/{n}.txt" for n in range(30)]
+        paths += [f"b/{batch}-{n}.txt" for n in range(30)]
         result = parsed.owners_of_paths(paths)
         assert all(result[p] == {Owner("name", "a")} for p in paths[:30])
         assert all(result[p] == {Owner("name", "all")} for p in paths[30:])
+        # what the caches hold is counted right, and starts afresh before each batch
+        # once past the bound: never more than one batch's worth beyond it
+        held = sum(len(answers) for answers in index._answers.values())
+        assert index._answered == held
+        assert len(index._dirs) + len(index._bases) + held <= 10 + 3 * len(paths)
 
 
 def test_paths_that_match_as_they_are_read_get_their_own_answers(
