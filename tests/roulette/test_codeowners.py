@@ -200,6 +200,24 @@ def test_line_splits_at_the_first_unescaped_whitespace() -> None:
     )
 
 
+@pytest.mark.parametrize("separator", ["\x1c", "\x1d", "\x1e", "\x1f"])
+def test_ascii_separators_are_not_whitespace_as_in_gitlab(separator: str) -> None:
+    """GitLab splits a line at Ruby's ``\\s`` (space, tab, line and form feeds); Python's
+    ``str.split()`` also splits at the ASCII separators U+001C to U+001F, which are part
+    of the pattern or the owner token here."""
+    parsed = parse(f"/a{separator}b/ @x\n/c/ @y{separator}@z\n")
+    assert [e.pattern for e in parsed.sections[0].entries] == [f"/a{separator}b/", "/c/"]
+    assert parsed.owners_of(f"a{separator}b/f.txt") == {Owner("name", "x")}
+    assert parsed.owners_of("a/f.txt") == frozenset()
+    # one token: a name ends at the separator, the next "@" starts one, and GitLab's
+    # email pattern ([^@\\s]+@[^@\\s]+) takes the separator in too
+    assert parsed.owners_of("c/f.txt") == {
+        Owner("name", "y"),
+        Owner("name", "z"),
+        Owner("email", f"y{separator}@z"),
+    }
+
+
 def test_owner_kinds() -> None:
     text = (
         "* @alice @my-group @org/team/sub Alice@Example.com @@developer @@Maintainers @@owner"
