@@ -298,6 +298,8 @@ class StatusReader:
             rf"|(?P<away>{alternatives(self._names)}))(?!\S)"
         )
         self._emojis = {e.strip().strip(":").casefold() for e in emojis} - {""}
+        # status -> its availability (immutable: shared by everyone with that status)
+        self._readings: dict[UserStatus, engine.Availability] = {}
 
     def away_keyword(self, message: str | None) -> str | None:
         """The configured away keyword that marks ``message`` away, or None if none does."""
@@ -314,7 +316,18 @@ class StatusReader:
         return None
 
     def availability(self, status: UserStatus) -> engine.Availability:
-        """The availability that ``status`` gives its user (see the class docstring)."""
+        """The availability that ``status`` gives its user (see the class docstring).
+
+        Remembered per distinct status (a pick reads every active person's, and most
+        are alike), up to :data:`_READINGS_KEPT` of them."""
+        found = self._readings.get(status)
+        if found is None:
+            if len(self._readings) >= _READINGS_KEPT:
+                self._readings.clear()
+            found = self._readings[status] = self._read(status)
+        return found
+
+    def _read(self, status: UserStatus) -> engine.Availability:
         if status.availability == "busy":
             return engine.Availability(status="busy", detail=Message("GitLab status is busy"))
         if (keyword := self.away_keyword(status.message)) is not None:
@@ -326,6 +339,9 @@ class StatusReader:
             detail = Message("GitLab status emoji :{emoji}:", {"emoji": emoji})
             return engine.Availability(status="away", detail=detail)
         return engine.Availability()
+
+
+_READINGS_KEPT = 4096  # distinct statuses whose reading is remembered (then started afresh)
 
 
 def _status_key(username: str) -> str:
@@ -376,6 +392,10 @@ class RouletteService:
         self.with_ooo = "ooo" in settings.plugins
         self.statuses = StatusReader(config.away_keywords, config.away_emojis, config.back_keywords)
         self._parsed = _Parsed()
+        # The settings are frozen: the organisation is read from them once, not per pick.
+        self._people = tuple(configured_people(settings))
+        self._usernames = {u.gitlab.lower(): u.gitlab for u in settings.users}
+        self._emails = {u.email.lower(): u.gitlab for u in settings.users if u.email}
 
     @property
     def has_gitlab(self) -> bool:
@@ -640,7 +660,8 @@ class RouletteService:
     # ----------------------------------------------------------------- organisation
 
     def people(self) -> list[engine.Person]:
-        return configured_people(self.settings)
+        """The configured organisation (a new list: the caller may add to it)."""
+        return list(self._people)
 
     def team_of(self, mr: MergeRequestInfo, people: Sequence[engine.Person]) -> str | None:
         """The MR's team: the first team with one of the MR's labels, else the author's."""
@@ -681,8 +702,7 @@ class RouletteService:
         self, owners: Iterable[Owner], project_id: int, warnings: list[str]
     ) -> set[str]:
         """GitLab usernames behind the owners: users, group members, emails, roles."""
-        configured = {u.gitlab.lower(): u.gitlab for u in self.settings.users}
-        emails = {u.email.lower(): u.gitlab for u in self.settings.users if u.email}
+        configured, emails = self._usernames, self._emails
 
         async def resolve(owner: Owner) -> tuple[list[str], list[str]]:
             """(usernames, warnings) of one owner."""

@@ -24,6 +24,7 @@ from bot.gitlab import GitLab, MergeRequestRef, UserStatus
 from bot.sandbox.gitlab import GitLabStandIn
 from bot.settings import ConfigError, Settings, load_settings
 from bot.users import sync_organisation
+from plugins.roulette import service as service_module
 from plugins.roulette.config import RouletteConfig
 from plugins.roulette.service import RouletteService, StatusReader, fold_status_text
 from tests.conftest import settings_for
@@ -161,6 +162,21 @@ def test_configured_keywords_are_folded_like_messages() -> None:
     assert reader.away_keyword("fini le conge") is None
     assert reader.away_keyword("congés") is None  # plurals are listed, never guessed
     assert reader.availability(status("Sailing", "sailboat")).status == "away"
+
+
+def test_readings_are_remembered_per_status_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pick reads every active person's status: alike statuses share one reading, and
+    however many distinct statuses come, each still reads as its own."""
+    monkeypatch.setattr(service_module, "_READINGS_KEPT", 8)
+    reader = StatusReader(["pto"], ["palm_tree"], ["back"])
+    plain = reader.availability(status(None, None))
+    assert reader.availability(status(None, None)) is plain  # remembered, not read again
+    for n in range(40):  # five times the bound: the memory starts afresh as it fills
+        assert reader.availability(status(f"PTO day {n}", None)).status == "away"
+        assert reader.availability(status(f"back from PTO {n}", None)).status == "available"
+        assert reader.availability(status(f"day {n}", "palm_tree")).status == "away"
+        assert len(reader._readings) <= 8
+    assert reader.availability(UserStatus("busy", None, "PTO")).status == "busy"
 
 
 def test_without_back_keywords_every_away_keyword_counts() -> None:
