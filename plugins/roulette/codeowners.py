@@ -143,6 +143,7 @@ _SPLIT_RE = re.compile(r"(?<!\\)[ \t\n\v\f\r]+")
 _OTHER_ASCII_WS = "\x1c\x1d\x1e\x1f"
 _ESCAPED_WS_RE = re.compile(r"\\[ \t\n\v\f\r]+")
 _TOKEN_RE = re.compile(r"[^ \t\n\v\f\r]+")
+_DIGITS_RE = re.compile(r"[0-9]+")
 _HEADER_RE = re.compile(r"(\^)?\[([^\]]*)\](?:\[([^\]]*)\])?(.*)", re.DOTALL)
 # GitLab's ReferenceExtractor: a role is a whole word; names and emails are searched for.
 _ROLE_RE = re.compile(r"@@(developer|maintainer|owner)s?", re.IGNORECASE)
@@ -154,13 +155,22 @@ _NAME_RE = re.compile(rf"(?<![A-Za-z0-9_@])@({_COMPONENT}(?:/{_COMPONENT})*)")
 _EMAIL_RE = re.compile(r"[^@ \t\n\v\f\r]{1,100}@[^@ \t\n\v\f\r]{1,255}(?<=[A-Za-z0-9_])")
 
 
+# Entry(...) and Owner(...) through tuple.__new__: the named tuple's own __new__ is a
+# Python function, and a big file makes thousands of entries.
+_new_entry = tuple.__new__
+
+
 def _token_owners(token: str) -> tuple[Owner, ...]:
     """The owners GitLab finds in one whitespace-separated token (``@a,`` holds ``@a``),
     each once, in the order found."""
     if token[:1] == "@" and (whole := _NAME_RE.match(token)) and whole.end() == len(token):
         # Just one name, the common case: no role ("@@"), no other "@", so no email.
         name = whole.group(1)
-        return (Owner("group" if "/" in name else "name", name),)
+        return (_new_entry(Owner, ("group" if "/" in name else "name", name)),)
+    # Just an email ("a@b.c"): one "@", after a character that starts no name before it.
+    email = _EMAIL_RE.fullmatch(token) if token.count("@") == 1 and token[0] != "@" else None
+    if email and not _NAME_RE.search(token):
+        return (_new_entry(Owner, ("email", email.group().lower())),)
     found: list[Owner] = []
     if role := _ROLE_RE.fullmatch(token):
         found.append(Owner("role", role.group(1).lower()))
@@ -236,7 +246,7 @@ def _parse_header(
         return None
     approvals = 1
     if count is not None:
-        if re.fullmatch(r"[0-9]+", count):
+        if _DIGITS_RE.fullmatch(count):
             approvals = max(int(count), 1)  # GitLab: 0 requires one approval
         else:
             warnings.append(f"line {number}: invalid approval count {count!r}, using 1")
@@ -250,11 +260,6 @@ def _parse_header(
         # GitLab's header regex is not anchored at the end and silently drops this text.
         warnings.append(f"line {number}: ignored text after section header: {rest!r}")
     return name, optional, approvals, defaults
-
-
-# Entry(...) through tuple.__new__: the named tuple's own __new__ is a Python function, and
-# a big file makes thousands of entries.
-_new_entry = tuple.__new__
 
 
 def parse(text: str) -> CodeOwners:

@@ -266,6 +266,16 @@ def test_owners_are_found_within_tokens_as_gitlab_does() -> None:
         Owner("email", "(carol@example.com"),  # GitLab's EMAIL_REGEXP keeps the "(" too
         Owner("group", "org/team"),
     )
+    # an email alone, lower-cased; an "@" after punctuation starts a name as well; an email
+    # ends at a word character; at most 100 characters before the "@"
+    entry = parse(f"* Carol@Example.COM a,@b.c x@y. {'x' * 101}@y.z\n").sections[0].entries[0]
+    assert entry.owners == (
+        Owner("email", "carol@example.com"),
+        Owner("name", "b.c"),
+        Owner("email", "a,@b.c"),
+        Owner("email", "x@y"),
+        Owner("email", f"{'x' * 100}@y.z"),
+    )
     # an inline comment is not a comment: owners in it count (as GitLab's docs warn)
     parsed = parse("docs/ @docs # ask @lead\n")
     assert parsed.sections[0].entries[0].owners == (Owner("name", "docs"), Owner("name", "lead"))
