@@ -167,7 +167,8 @@ def _token_owners(token: str) -> tuple[Owner, ...]:
         # Just one name, the common case: no role ("@@"), no other "@", so no email.
         name = whole.group(1)
         return (_new_entry(Owner, ("group" if "/" in name else "name", name)),)
-    # Just an email ("a@b.c"): one "@", after a character that starts no name before it.
+    # Just an email ("a@b.c"): one "@", not first, and no name in the token (an "@" after
+    # a letter or digit starts none).
     email = _EMAIL_RE.fullmatch(token) if token.count("@") == 1 and token[0] != "@" else None
     if email and not _NAME_RE.search(token):
         return (_new_entry(Owner, ("email", email.group().lower())),)
