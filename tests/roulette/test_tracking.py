@@ -270,6 +270,19 @@ async def test_an_event_received_before_the_assignment_is_timed_at_it(
     assert _observed(metrics, "review_time_to_approval_seconds") == (1, 0)
 
 
+async def test_an_approval_before_the_assignment_is_the_first_review_at_it(
+    gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn, metrics: tracking.ReviewMetrics
+) -> None:
+    # No comment: the approval, received before the roll was processed, is the review's
+    # first review, timed at the approver's assignment, not before it.
+    assigned = await _rolled_hours_ago(gitlab, sessions, 1)
+    approval = _event(standin, "approved") | {"user": {"username": "dave"}}
+    await tracking.merge_request_event(sessions, metrics, approval, assigned - timedelta(hours=2))
+    async with sessions() as session:
+        review = await session.scalar(select(MrReview))
+        assert review is not None and review.first_review_at == assigned
+
+
 async def test_an_event_time_is_never_after_now(
     gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn, metrics: tracking.ReviewMetrics
 ) -> None:
