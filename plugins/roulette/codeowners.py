@@ -1153,10 +1153,11 @@ class _Index:
         self.excluded = len(self.entries)  # the offset of the exclusions' numbers (_Best)
         # Entries with the same owner text (or a section's default owners) share one set.
         self._owner_sets: dict[int, frozenset[Owner]] = {}
-        # gid -> (the mask of the entries before its section, its owners: none for an
-        # exclusion): what picking a section's winner needs, made when it first wins
+        # gid + 1 (a mask's bit_length when it is the highest) -> (the mask of the entries
+        # before its section, its owners: none for an exclusion): what picking a section's
+        # winner needs, made when it first wins
         self.winner_facts: list[tuple[int, frozenset[Owner]] | None]
-        self.winner_facts = [None] * len(self.entries)
+        self.winner_facts = [None] * (len(self.entries) + 1)
         always: list[int] = []  # the entries that are just "L": their directory part holds
         any_name: list[int] = []  # the entries without "L": any basename passes
         exact: dict[str, int] = {}
@@ -1342,7 +1343,7 @@ class _Index:
         self._bases: dict[str, tuple[int, _Answers]] = {}
         self._answers: dict[int, _Answers] = {}  # a basename's mask -> its answers
         self._answered = 0  # how many answers they hold
-        # (the parent's state for its subdirectories, the rules met) -> the state
+        # (the parent directory's state, the rules its subdirectory meets) -> the state
         self._derived: dict[tuple[object, ...], _Dir] = {}
 
     # ----------------------------------------------------------------- states
@@ -1370,9 +1371,6 @@ class _Index:
         for directory in reversed(missing):
             name = names[count]
             count += 1
-            parent = state.below
-            if parent is _LATER:  # made now: the state of subdirectories that add nothing
-                parent = state.below = _plain_dir(state.inherited, state.active)
             fired: list[_Rules] = []
             rules = by_dir.get(directory)
             if rules is not None:
@@ -1392,7 +1390,7 @@ class _Index:
                 rules = by_parent.get(names[count - 2])
                 if rules is not None:
                     fired.append(rules)
-            for active in parent.active:
+            for active in state.active:
                 for suffix, shortest, rules in active.get(name, ()):
                     if len(directory) >= shortest and directory.endswith(suffix):
                         fired.append(rules)
@@ -1416,14 +1414,17 @@ class _Index:
             if tested:
                 self._tested(directory, names[:count], fired)
             if not fired:
-                dirs[directory] = state = parent
+                below = state.below
+                if below is _LATER:  # made now: the state of subdirectories that add nothing
+                    below = state.below = _plain_dir(state.inherited, state.active)
+                dirs[directory] = state = below
                 continue
             # Directories that meet the same rules below the same state share their state.
-            key = (parent, *fired)
-            state = derived.get(key)
-            if state is None:
-                state = derived[key] = self._derive(parent, fired)
-            dirs[directory] = state
+            key = (state, *fired)
+            found = derived.get(key)
+            if found is None:
+                found = derived[key] = self._derive(state, fired)
+            dirs[directory] = state = found
         return state
 
     def _tested(self, directory: str, names: list[str], fired: list[_Rules]) -> None:
@@ -1445,7 +1446,8 @@ class _Index:
 
     @staticmethod
     def _derive(parent: _Dir, fired: list[_Rules]) -> _Dir:
-        """The state of a directory below ``parent`` that meets the rules ``fired``."""
+        """The state of a directory that meets the rules ``fired``, in a directory whose
+        state is ``parent``."""
         inherited, active = parent.inherited, parent.active
         here = 0
         changed = False
@@ -1458,11 +1460,16 @@ class _Index:
             if rules.below:
                 inherited |= rules.below
                 changed = True
-            here |= rules.here
-        if not here:
-            return _plain_dir(inherited, active) if changed else parent
-        # the state of its subdirectories: the parent's, or made when first needed
-        return _Dir(inherited, inherited | here, _LATER if changed else parent, active)
+            if rules.here:  # 0 | here would copy the mask
+                here = here | rules.here if here else rules.here
+        if changed:  # its subdirectories' state is made when first needed
+            if not here:
+                return _plain_dir(inherited, active)
+            return _Dir(inherited, inherited | here, _LATER, active)
+        below = parent.below  # it adds nothing to its subdirectories: theirs is the parent's
+        if below is _LATER:
+            below = parent.below = _plain_dir(inherited, active)
+        return _Dir(inherited, inherited | here, below, active) if here else below
 
     def _base(self, name: str) -> tuple[int, _Answers]:
         """The state of a basename: the mask of the entries whose last segment it passes,
@@ -1539,9 +1546,10 @@ class _Index:
         when that is an exclusion)."""
         facts = self.winner_facts
         found: list[frozenset[Owner]] = []
+        add = found.append
         while matched:
-            before, owners = facts[matched.bit_length() - 1] or self._winner_facts(matched)
-            found.append(owners)
+            before, owners = facts[matched.bit_length()] or self._winner_facts(matched)
+            add(owners)
             matched &= before
         return _EMPTY.union(*found)
 
@@ -1552,7 +1560,7 @@ class _Index:
         owner_set = self._owner_sets.get(id(owners))
         if owner_set is None:
             owner_set = self._owner_sets[id(owners)] = frozenset(owners)
-        facts = self.winner_facts[gid] = (self.before[self.section_of[gid]], owner_set)
+        facts = self.winner_facts[gid + 1] = (self.before[self.section_of[gid]], owner_set)
         return facts
 
     def owners_of_paths(self, paths: Iterable[str]) -> dict[str, frozenset[Owner]]:
@@ -1568,7 +1576,7 @@ class _Index:
             directory, _, name = path.rpartition("/")
             state = dirs.get(directory) or self._dir(directory)
             base = bases.get(name) or self._base(name)
-            if path in exact:
+            if exact and path in exact:  # (an empty dict still hashes the path)
                 result[original] = self.owners(state.mask & base[0] | exact[path])
                 continue
             answers = base[1]
