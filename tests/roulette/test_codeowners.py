@@ -467,6 +467,20 @@ def test_a_path_thousands_of_directories_deep_is_matched() -> None:
     assert [m.owners for m in fresh.matches_of(f"{deep}/x")] == [(Owner("name", "a"),)]
 
 
+def test_directories_meeting_the_same_rules_share_one_state_and_answers() -> None:
+    # /u0 ... /u9 each have rules for their own files only; below them, every "src" meets
+    # the same rule: one state for all of them, so one answer per file name, not one per
+    # directory (a big change in a monorepo is mostly such directories).
+    text = "* @all\nsrc/ @src\n" + "".join(f"/u{n}/*.rb @u{n}\n" for n in range(10))
+    parsed = parse(text)
+    paths = [f"u{n}/src/{name}" for n in range(10) for name in ("a.py", "b.rb")]
+    result = parsed.owners_of_paths(paths)
+    assert all(result[p] == {Owner("name", "src")} for p in paths)
+    index = parsed._index
+    assert len({id(index._dirs[f"/u{n}/src"]) for n in range(10)}) == 1
+    assert index._answered == 2
+
+
 def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(co, "_CACHE_LIMIT", 10)
     parsed = parse("* @all\n/a/ @a\n")
