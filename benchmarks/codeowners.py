@@ -19,7 +19,9 @@ then times
 parse and matcher best of N, the scan best of M, the timings taken in turn round after
 round (so that a machine whose speed drifts slows them alike); Python's regex cache is
 emptied before each parse and matcher run (a new file brings new patterns) and the
-garbage collector runs before each timing and stays on during it. It checks that the
+garbage collector runs before each timing and stays on during it (the matcher pauses it
+for a match of 64 paths or more and runs one collection of the youngest generation
+before it returns: that collection is in its time). It checks that the
 scan and the matcher give the same owners for every path, prints each mix's figures and
 PASS/FAIL against the targets, then the worst mix. ``--compare REV`` also times the parse
 and the matcher of ``plugins/roulette/codeowners.py`` as it was at the git revision REV,

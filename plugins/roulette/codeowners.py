@@ -59,8 +59,10 @@ baseline of ``python -m benchmarks.codeowners``.
 
 from __future__ import annotations
 
+import gc
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Literal, NamedTuple
@@ -692,6 +694,7 @@ _Test = Callable[[str], object]  # true if a name (or a directory) passes
 _EMPTY: frozenset[Owner] = frozenset()
 _CACHE_LIMIT = 200_000  # directory and basename states and answers kept per file
 _CACHE_BYTES = 32 << 20  # what their masks may take, about
+_PAUSE_FROM = 64  # paths in a match from which the garbage collector is paused
 _GLOB_SPLIT_RE = re.compile(r"(\*+|\?)")
 
 
@@ -1574,6 +1577,12 @@ class _Index:
         same entries share one answer."""
         paths = list(paths)  # read first: an iterable that matched too could reset the caches
         self._trim()
+        if len(paths) < _PAUSE_FROM:
+            return self._owners_of(paths)
+        with _collector_paused():
+            return self._owners_of(paths)
+
+    def _owners_of(self, paths: list[str]) -> dict[str, frozenset[Owner]]:
         result: dict[str, frozenset[Owner]] = {}
         dirs, bases, exact = self._dirs, self._bases, self.exact
         answered = 0
@@ -1593,6 +1602,26 @@ class _Index:
             result[original] = owners
         self._answered += answered
         return result
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector during a bulk match, as Mercurial's
+    ``util.nogc`` does while it builds big containers. A match of a big change makes
+    thousands of states and answers that live as long as the index: every 700 of them would
+    start a collection of the youngest generation that frees nothing (3 ms of a 27 ms
+    match of 3,000 paths). One such collection at the end does that work once. The
+    collector is started again even when the match raises, and left alone when it was
+    already paused (by the program, or by another thread's match, which restarts it)."""
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+            gc.collect(0)
 
 
 def _shape(pattern: str, segments: dict[str, _Seg]) -> _Shape | None:

@@ -7,6 +7,7 @@ Three implementations are compared here: the matcher (``owners_of_paths``), the 
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Iterator
 
@@ -479,6 +480,42 @@ def test_directories_meeting_the_same_rules_share_one_state_and_answers() -> Non
     index = parsed._index
     assert len({id(index._dirs[f"/u{n}/src"]) for n in range(10)}) == 1
     assert index._answered == 2
+
+
+def test_a_big_match_pauses_the_garbage_collector_and_restores_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed = parse("* @all\n/a/ @a\n")
+    paths = [f"a/{n}/f.py" for n in range(co._PAUSE_FROM)]
+    seen: list[bool] = []
+    build = co._Index._dir
+
+    def watched(index: co._Index, directory: str) -> co._Dir:
+        seen.append(gc.isenabled())
+        return build(index, directory)
+
+    monkeypatch.setattr(co._Index, "_dir", watched)
+    assert gc.isenabled()
+    assert parsed.owners_of_paths(paths)[paths[0]] == {Owner("name", "a")}
+    assert seen and not any(seen)  # paused while the states were made
+    assert gc.isenabled()
+    parsed.owners_of_paths(["b/f.py"])  # one path: not worth a pause
+    assert seen[-1] and gc.isenabled()
+
+    def failing(index: co._Index, directory: str) -> co._Dir:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(co._Index, "_dir", failing)
+    with pytest.raises(RuntimeError):
+        parsed.owners_of_paths([f"c/{n}/f.py" for n in range(co._PAUSE_FROM)])
+    assert gc.isenabled()  # restarted even when the match raised
+    gc.disable()  # paused by the program: left paused
+    try:
+        monkeypatch.setattr(co._Index, "_dir", build)
+        parsed.owners_of_paths([f"d/{n}/f.py" for n in range(co._PAUSE_FROM)])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
