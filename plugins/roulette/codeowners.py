@@ -700,7 +700,10 @@ _GLOB_SPLIT_RE = re.compile(r"(\*+|\?)")
 
 def _mask(gids: Collection[int]) -> int:
     """The mask of the entries numbered ``gids``."""
-    if len(gids) < 16:
+    count = len(gids)
+    if count < 2:  # most rules have one entry or none (0 | mask would copy the mask)
+        return 1 << next(iter(gids)) if count else 0
+    if count < 16:
         mask = 0
         for gid in gids:
             mask |= 1 << gid
