@@ -943,6 +943,19 @@ class _Named:
         self.deep: _Rules | None = None
         self.parents: dict[str, list[tuple[str | None, _Rules]]] | None = None
 
+    def meet(self, directory: str, parent: str | None, met: list[_Rules]) -> None:
+        """Add to ``met`` the rules that ``directory``, so named, meets; ``parent`` is the
+        name of its parent directory (None at the root's level)."""
+        if self.rules is not None:
+            met.append(self.rules)
+        if parent is not None:
+            if self.deep is not None:
+                met.append(self.deep)
+            if self.parents is not None:
+                for needle, rules in self.parents.get(parent, ()):
+                    if needle is None or directory.endswith(needle):
+                        met.append(rules)
+
 
 def _merged(into: _Rules | None, rules: _Rules) -> _Rules:
     """The rules of ``into`` and of ``rules`` (not frozen yet) as one."""
@@ -1335,6 +1348,9 @@ class _Index:
         self.end_items = [(j, index) for j, index in enumerate(self.end) if index]
         # whether _tested has anything to look at (end_items, at_depth and fixed are _dir's)
         self.tested = bool(self.start_items or self.by_depth or self.anywhere)
+        # every directory rule is met by a name, a parent's name or a depth (no head to
+        # test, nothing filed by path, so nothing activated): see _dir_by_name
+        self.by_name_only = not (self.by_dir or self.end_items or self.fixed or self.tested)
 
     def _reset(self) -> None:
         root = _plain_dir(self.always)
@@ -1360,16 +1376,10 @@ class _Index:
     def _dir(self, directory: str) -> _Dir:
         """The state of ``directory`` (``"/a/b"``), built from its nearest known ancestor's
         downwards: each directory's from its parent's, the names split once."""
+        if self.by_name_only:
+            return self._dir_by_name(directory)
         dirs = self._dirs
-        missing = [directory]
-        up = directory[: directory.rfind("/")]
-        state = dirs.get(up)
-        while state is None:
-            missing.append(up)
-            up = up[: up.rfind("/")]
-            state = dirs.get(up)
-        names = directory[1:].split("/")
-        count = len(names) - len(missing)  # the names of the known ancestor
+        state, missing, names, count = self._ancestor(directory)
         by_dir, by_name, by_parent, derived = (
             self.by_dir,
             self.by_name,
@@ -1384,19 +1394,12 @@ class _Index:
             rules = by_dir.get(directory)
             if rules is not None:
                 fired.append(rules)
+            parent = names[count - 2] if count > 1 else None
             named = by_name.get(name)
             if named is not None:
-                if named.rules is not None:
-                    fired.append(named.rules)
-                if count > 1:
-                    if named.deep is not None:
-                        fired.append(named.deep)
-                    if named.parents is not None:
-                        for needle, rules in named.parents.get(names[count - 2], ()):
-                            if needle is None or directory.endswith(needle):
-                                fired.append(rules)
-            if by_parent and count > 1:
-                rules = by_parent.get(names[count - 2])
+                named.meet(directory, parent, fired)
+            if by_parent and parent is not None:
+                rules = by_parent.get(parent)
                 if rules is not None:
                     fired.append(rules)
             for active in state.active:
@@ -1438,6 +1441,63 @@ class _Index:
             if found is None:
                 found = derived[key] = self._derive(state, fired)
             dirs[directory] = state = found
+        return state
+
+    def _ancestor(self, directory: str) -> tuple[_Dir, list[str], list[str], int]:
+        """The state of the nearest known ancestor of ``directory``, the directories from
+        ``directory`` up to that ancestor (deepest first), ``directory``'s names, and how
+        many of them the ancestor has."""
+        dirs = self._dirs
+        missing = [directory]
+        up = directory[: directory.rfind("/")]
+        state = dirs.get(up)
+        while state is None:
+            missing.append(up)
+            up = up[: up.rfind("/")]
+            state = dirs.get(up)
+        names = directory[1:].split("/")
+        return state, missing, names, len(names) - len(missing)
+
+    def _dir_by_name(self, directory: str) -> _Dir:
+        """:meth:`_dir` for a file whose directory rules are all met by a directory's name,
+        its parent's name or its depth (``b/``, ``a/b/``, ``b/*``, ``*/``: most files of
+        unanchored patterns). The masks are ORed as the rules are met, with no list of them
+        and no state shared between directories that meet the same rules (a key per
+        directory would cost more than it saves here: nearly every directory name has
+        rules of its own)."""
+        dirs = self._dirs
+        state, missing, names, count = self._ancestor(directory)
+        by_name, by_parent, at_depth = self.by_name, self.by_parent, self.at_depth
+        for directory in reversed(missing):
+            name = names[count]
+            count += 1
+            met: list[_Rules] = []
+            parent = names[count - 2] if count > 1 else None
+            named = by_name.get(name)
+            if named is not None:
+                named.meet(directory, parent, met)
+            if parent is not None and (of_parent := by_parent.get(parent)) is not None:
+                met.append(of_parent)
+            if count in at_depth:
+                met.extend(at_depth[count])
+            inherited, here = state.inherited, 0
+            for rules in met:
+                if not rules.ready:
+                    rules.freeze()
+                if rules.below:
+                    inherited |= rules.below
+                if rules.here:  # 0 | here would copy the mask
+                    here = here | rules.here if here else rules.here
+            if here:
+                state = _Dir(inherited, inherited | here, _LATER, ())
+            elif inherited is not state.inherited:
+                state = _plain_dir(inherited)
+            else:  # it adds nothing below: the state its parent gives such directories
+                below = state.below
+                if below is _LATER:
+                    below = state.below = _plain_dir(inherited)
+                state = below
+            dirs[directory] = state
         return state
 
     def _tested(self, directory: str, names: list[str], fired: list[_Rules]) -> None:
