@@ -1426,10 +1426,7 @@ class _Index:
             if tested:
                 self._tested(directory, names[:count], fired)
             if not fired:
-                below = state.below
-                if below is _LATER:  # made now: the state of subdirectories that add nothing
-                    below = state.below = _plain_dir(state.inherited, state.active)
-                dirs[directory] = state = below
+                dirs[directory] = state = self._below(state)
                 continue
             # Directories that meet the same rules below the same state share their state:
             # keyed by the state of the subdirectories that add nothing (shared by states
@@ -1461,10 +1458,9 @@ class _Index:
     def _dir_by_name(self, directory: str) -> _Dir:
         """:meth:`_dir` for a file whose directory rules are all met by a directory's name,
         its parent's name or its depth (``b/``, ``a/b/``, ``b/*``, ``*/``: most files of
-        unanchored patterns). The masks are ORed as the rules are met, with no list of them
-        and no state shared between directories that meet the same rules (a key per
-        directory would cost more than it saves here: nearly every directory name has
-        rules of its own)."""
+        unanchored patterns): none of the other kinds of rule is looked for, and no state
+        is shared between directories that meet the same rules (a key per directory would
+        cost more than it saves here: nearly every directory name has rules of its own)."""
         dirs = self._dirs
         state, missing, names, count = self._ancestor(directory)
         by_name, by_parent, at_depth = self.by_name, self.by_parent, self.at_depth
@@ -1480,23 +1476,7 @@ class _Index:
                 met.append(of_parent)
             if count in at_depth:
                 met.extend(at_depth[count])
-            inherited, here = state.inherited, 0
-            for rules in met:
-                if not rules.ready:
-                    rules.freeze()
-                if rules.below:
-                    inherited |= rules.below
-                if rules.here:  # 0 | here would copy the mask
-                    here = here | rules.here if here else rules.here
-            if here:
-                state = _Dir(inherited, inherited | here, _LATER, ())
-            elif inherited is not state.inherited:
-                state = _plain_dir(inherited)
-            else:  # it adds nothing below: the state its parent gives such directories
-                below = state.below
-                if below is _LATER:
-                    below = state.below = _plain_dir(inherited)
-                state = below
+            state = self._derive(state, met) if met else self._below(state)
             dirs[directory] = state
         return state
 
@@ -1539,10 +1519,17 @@ class _Index:
             if not here:
                 return _plain_dir(inherited, active)
             return _Dir(inherited, inherited | here, _LATER, active)
-        below = parent.below  # it adds nothing to its subdirectories: theirs is the parent's
-        if below is _LATER:
-            below = parent.below = _plain_dir(inherited, active)
+        below = _Index._below(parent)  # it adds nothing to its subdirectories
         return _Dir(inherited, inherited | here, below, active) if here else below
+
+    @staticmethod
+    def _below(state: _Dir) -> _Dir:
+        """The state of a subdirectory of ``state``'s that adds nothing, made when first
+        needed."""
+        below = state.below
+        if below is _LATER:
+            below = state.below = _plain_dir(state.inherited, state.active)
+        return below
 
     def _base(self, name: str) -> tuple[int, _Answers]:
         """The state of a basename: the mask of the entries whose last segment it passes,
