@@ -714,36 +714,75 @@ def _mask(gids: Collection[int]) -> int:
     return int.from_bytes(bits, "little")
 
 
-def _atoms_match(atoms: _Segment, name: str) -> bool:
-    """Whether ``name`` (no ``/`` in it) matches the segment's ``atoms``, tested without
-    compiling a regex: left to right, and on a mismatch back to the last ``*``, which
-    then takes one character more (linear when there is one ``*``, the usual case)."""
-    size, count = len(name), len(atoms)
-    index = at = 0
-    star = -1  # the index of the last "*" met (-1: none yet)
-    resume = 0  # where what that "*" takes ends
-    while True:
-        if index < count:
-            atom = atoms[index]
+class _Glob:
+    """A segment's glob (``[a-m]*.go``, ``?ain.*``) tested in Python, without compiling a
+    regex. Between its ``*`` it is runs of fixed width: the first run must fit at the start
+    of the name, the last at its end, and each one between at the leftmost place after the
+    one before it: the ``*`` around a run take whatever it leaves, and the leftmost place
+    leaves the most room to the runs after it. No backtracking: each run is tried at most
+    once at each place."""
+
+    __slots__ = ("head", "head_width", "middles", "starred", "tail", "tail_width", "width")
+
+    def __init__(self, atoms: _Segment) -> None:
+        runs: list[list[_Atom]] = [[]]
+        for atom in atoms:
             if isinstance(atom, _Star):
-                star, resume = index, at
-                index += 1
-                continue
-            if isinstance(atom, _Lit):
-                if name.startswith(atom.text, at):
-                    index += 1
-                    at += len(atom.text)
-                    continue
-            elif at < size and (isinstance(atom, _Any) or _in_class(atom, name[at])):
-                index += 1
-                at += 1
-                continue
-        elif at == size:
-            return True
-        if star < 0 or resume >= size:  # nothing left for a "*" to take
+                runs.append([])
+            else:
+                runs[-1].append(atom)
+        self.starred = len(runs) > 1  # else the name has the one width of the head
+        self.head = tuple(runs[0])
+        self.tail: _Segment = tuple(runs[-1]) if self.starred else ()
+        self.head_width, self.tail_width = _width(self.head), _width(self.tail)
+        self.middles = [(tuple(run), _width(run)) for run in runs[1:-1] if run]
+        self.width = self.head_width + self.tail_width + sum(w for _, w in self.middles)
+
+    def __call__(self, name: str) -> bool:
+        """Whether ``name`` (no ``/`` in it) matches the glob."""
+        size = len(name)
+        if not self.starred:
+            return size == self.width and _fits(self.head, name, 0)
+        if size < self.width or not _fits(self.head, name, 0):
             return False
-        resume += 1
-        index, at = star + 1, resume
+        end = size - self.tail_width
+        if not _fits(self.tail, name, end):
+            return False
+        at = self.head_width
+        for run, width in self.middles:
+            first = run[0]
+            while True:
+                if isinstance(first, _Lit):  # jump to where its first literal is
+                    at = name.find(first.text, at, end)
+                    if at < 0:
+                        return False
+                if at + width > end:
+                    return False
+                if _fits(run, name, at):
+                    break
+                at += 1
+            at += width
+        return True
+
+
+def _width(run: Sequence[_Atom]) -> int:
+    """The length of the names a run of atoms (no ``*``) matches."""
+    return sum(len(atom.text) if isinstance(atom, _Lit) else 1 for atom in run)
+
+
+def _fits(run: Sequence[_Atom], name: str, at: int) -> bool:
+    """Whether the run of atoms (no ``*``) matches ``name`` from index ``at``; the caller
+    makes sure that the run's width fits there."""
+    for atom in run:
+        if isinstance(atom, _Lit):
+            if not name.startswith(atom.text, at):
+                return False
+            at += len(atom.text)
+            continue
+        if isinstance(atom, _Class) and not _in_class(atom, name[at]):
+            return False
+        at += 1
+    return True
 
 
 def _in_class(atom: _Class, char: str) -> bool:
@@ -758,20 +797,20 @@ class _Lazy:
     of a big file's globs are tested a handful of times, or never (compiling costs as
     much as dozens of tests in Python)."""
 
-    __slots__ = ("atoms", "calls", "match", "source")
+    __slots__ = ("calls", "glob", "match", "source")
 
     def __init__(self, source: str, atoms: _Segment | None = None) -> None:
         self.source = source
-        self.atoms = atoms
+        self.glob = _Glob(atoms) if atoms is not None else None
         self.calls = 0
         self.match: Callable[[str], re.Match[str] | None] | None = None
 
     def __call__(self, text: str) -> bool:
         match = self.match
         if match is None:
-            if self.atoms is not None and self.calls < 32:
+            if self.glob is not None and self.calls < 32:
                 self.calls += 1
-                return _atoms_match(self.atoms, text)
+                return self.glob(text)
             match = self.match = re.compile(self.source).fullmatch
         return match(text) is not None
 

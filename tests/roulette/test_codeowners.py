@@ -847,9 +847,9 @@ _GLOB_ATOMS = st.sampled_from(["a", "b", "ab", "*", "**", "?", "[a-b]", "[!a]", 
 def test_a_segment_glob_tested_in_python_agrees_with_its_regex(
     written: list[str], name: str
 ) -> None:
-    # the test a glob gets before its regex is compiled (co._Lazy), on names with
-    # backtracking to do (several "*", literals that repeat)
+    # the test a glob gets before its regex is compiled (co._Lazy), on names where a run
+    # between two "*" fits in several places (several "*", literals that repeat)
     [atoms] = co._parse_pattern("/" + "".join(written))
     assert isinstance(atoms, tuple)
     expected = re.fullmatch(co._segment_regex(atoms), name) is not None
-    assert co._atoms_match(atoms, name) == expected
+    assert co._Glob(atoms)(name) == expected
