@@ -64,7 +64,8 @@ import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from operator import itemgetter
+from functools import reduce
+from operator import itemgetter, or_
 from typing import Literal, NamedTuple
 
 __all__ = [
@@ -1133,6 +1134,36 @@ def _plain_dir(inherited: int, active: tuple[_Active, ...] = ()) -> _Dir:
 _LATER: _Dir = _Dir.__new__(_Dir)  # stands for a ``below`` state not made yet
 
 
+class _Pairs(dict[tuple[str, "str | None"], int]):
+    """(a directory's name, its parent's name or None) -> the mask of the entries that the
+    rules filed by those names give every file below such a directory; :attr:`here`: the
+    same pair -> the mask of those they give the files directly in it. Both filled by
+    ``make`` when a pair is first looked up (``make(name, parent)`` -> both masks)."""
+
+    __slots__ = ("here", "make")
+
+    def __init__(self, make: Callable[[str, str | None], tuple[int, int]]) -> None:
+        super().__init__()
+        self.make = make
+        self.here: dict[tuple[str, str | None], int] = {}
+
+    def __missing__(self, pair: tuple[str, str | None]) -> int:
+        below, self.here[pair] = self.make(*pair)
+        self[pair] = below
+        return below
+
+
+def _union(met: Iterable[_Rules]) -> tuple[int, int]:
+    """The masks of the rules ``met`` together: ``below``, ``here``."""
+    below = here = 0
+    for rules in met:
+        if not rules.ready:
+            rules.freeze()
+        below |= rules.below
+        here |= rules.here
+    return below, here
+
+
 # Where a pattern is filed (see _Index): its kind, key, and whether it holds for every
 # file below its directory part; the last segment (None for "*": any name).
 _EXACT, _ROOTED, _DIR, _NEEDLE, _HEAD, _NAME = range(6)
@@ -1163,7 +1194,10 @@ class _Index:
 
     A directory's state is built once, from its parent's: the entries whose ``H`` it meets
     give a match to the files in or below it when ``L`` is ``*``, else a basename check.
-    Directories meeting the same rules below the same state share one state. A basename's
+    Directories meeting the same rules below the same state share one state. When every
+    directory rule is met by names alone (``b/``, ``a/b/``, ``b/*``: unanchored patterns),
+    a directory's state is instead the OR of what its (name, parent's name) pairs give,
+    each pair worked out once; only the directories holding files get a state. A basename's
     state is built once too: the entries that are just ``L`` (dict by name, by ``*suffix``,
     else a test indexed by ``L``'s literal prefix or suffix) and the checks it passes,
     worked out per distinct ``L``. States are masks of entries (ints, one bit per entry):
@@ -1220,6 +1254,8 @@ class _Index:
         any_name: list[int] = []  # the entries without "L": any basename passes
         exact: dict[str, int] = {}
         needles: dict[str, _Rules] = {}
+        # (name, parent's name) of the directories that may meet a needle: _dir_by_names
+        self._needle_pairs: set[tuple[str, str | None]] = set()
         rooted: dict[str, _Rules] = {}  # "/a\0/b" -> the rules of "/a/**/b"
         shapes: dict[str, _Shape | None] = {}
         segments: dict[str, _Seg] = {}
@@ -1257,6 +1293,8 @@ class _Index:
                         if named.parents is None:
                             named.parents = {}
                         needle = key if len(names) > 3 else None
+                        if needle is not None:
+                            self._needle_pairs.add((names[-1], names[-2]))
                         named.parents.setdefault(names[-2], []).append((needle, rules))
             elif kind == _ROOTED:
                 rules = rooted.get(key)
@@ -1388,7 +1426,7 @@ class _Index:
         # whether _tested has anything to look at (end_items, at_depth and fixed are _dir's)
         self.tested = bool(self.start_items or self.by_depth or self.anywhere)
         # every directory rule is met by a name, a parent's name or a depth (no head to
-        # test, nothing filed by path, so nothing activated): see _dir_by_name
+        # test, nothing filed by path, so nothing activated): see _dir_by_names
         self.by_name_only = not (self.by_dir or self.end_items or self.fixed or self.tested)
 
     def _reset(self) -> None:
@@ -1409,14 +1447,16 @@ class _Index:
         self._answered = 0  # how many answers they hold
         # (the parent directory's state, the rules its subdirectory meets) -> the state
         self._derived: dict[tuple[object, ...], _Dir] = {}
+        self._pairs = _Pairs(self._pair)  # (name, parent's name) -> masks (_dir_by_names)
+        self._depths: dict[int, tuple[int, int]] = {}  # depth -> masks (_dir_by_names)
 
     # ----------------------------------------------------------------- states
 
     def _dir(self, directory: str) -> _Dir:
         """The state of ``directory`` (``"/a/b"``), built from its nearest known ancestor's
         downwards: each directory's from its parent's, the names split once."""
-        if self.by_name_only:
-            return self._dir_by_name(directory)
+        if self.by_name_only and (found := self._dir_by_names(directory)) is not None:
+            return found
         dirs = self._dirs
         state, missing, names, count = self._ancestor(directory)
         by_dir, by_name, by_parent, derived = (
@@ -1494,30 +1534,51 @@ class _Index:
         names = directory[1:].split("/")
         return state, missing, names, len(names) - len(missing)
 
-    def _dir_by_name(self, directory: str) -> _Dir:
+    def _dir_by_names(self, directory: str) -> _Dir | None:
         """:meth:`_dir` for a file whose directory rules are all met by a directory's name,
-        its parent's name or its depth (``b/``, ``a/b/``, ``b/*``, ``*/``: most files of
-        unanchored patterns): none of the other kinds of rule is looked for, and no state
-        is shared between directories that meet the same rules (a key per directory would
-        cost more than it saves here: nearly every directory name has rules of its own)."""
-        dirs = self._dirs
-        state, missing, names, count = self._ancestor(directory)
-        by_name, by_parent, at_depth = self.by_name, self.by_parent, self.at_depth
-        for directory in reversed(missing):
-            name = names[count]
-            count += 1
-            met: list[_Rules] = []
-            parent = names[count - 2] if count > 1 else None
-            named = by_name.get(name)
-            if named is not None:
-                named.meet(directory, parent, met)
-            if parent is not None and (of_parent := by_parent.get(parent)) is not None:
-                met.append(of_parent)
-            if count in at_depth:
-                met.extend(at_depth[count])
-            state = self._derive(state, met) if met else self._below(state)
-            dirs[directory] = state
+        its parent's name or its depth (``b/``, ``a/b/``, ``b/*``, ``*/``: the files of
+        unanchored patterns), without walking down from a known ancestor: the state of
+        ``/a/b/c`` is the OR of what each of its (name, parent's name) pairs gives, looked
+        up in C (``map``, ``reduce``), not one Python step and one state per directory.
+        None if a pair needs the whole path (``x/a/b/``): :meth:`_dir` walks it."""
+        names = directory[1:].split("/")
+        parents = [None, *names]  # zip(names, parents): each name with its parent's
+        needles = self._needle_pairs
+        if needles and not needles.isdisjoint(zip(names, parents, strict=False)):
+            return None
+        pairs, depth = self._pairs, self._depths.get(len(names))
+        if depth is None:
+            depth = self._depth(len(names))
+        inherited = reduce(
+            or_, filter(None, map(pairs.__getitem__, zip(names, parents, strict=False))), depth[0]
+        )
+        here = pairs.here[names[-1], parents[-2]] | depth[1]  # (its pair was looked up)
+        mask = inherited | here if here else inherited
+        state = self._dirs[directory] = _Dir(inherited, mask, _LATER, ())
         return state
+
+    def _pair(self, name: str, parent: str | None) -> tuple[int, int]:
+        """The masks a directory named ``name`` in one named ``parent`` (None: at the root)
+        gets from the rules filed by name, needles aside: for every file below it, and for
+        the files directly in it."""
+        met: list[_Rules] = []
+        named = self.by_name.get(name)
+        if named is not None:
+            named.meet("", parent, met)  # a path that no needle ends with: those are _dir's
+        if parent is not None and (of_parent := self.by_parent.get(parent)) is not None:
+            met.append(of_parent)
+        return _union(met)
+
+    def _depth(self, count: int) -> tuple[int, int]:
+        """What a directory at depth ``count`` gets from the rules met at a depth (and
+        from :attr:`always`): for every file below it (the rules met at its depth or
+        above), and for the files directly in it."""
+        below = self.always
+        for depth, met in self.at_depth.items():
+            if depth <= count:
+                below |= _union(met)[0]
+        masks = self._depths[count] = (below, _union(self.at_depth.get(count, ()))[1])
+        return masks
 
     def _tested(self, directory: str, names: list[str], fired: list[_Rules]) -> None:
         """Add to ``fired`` the rules of the heads found by a name from the start of
@@ -1618,8 +1679,9 @@ class _Index:
         """Start afresh once the caches hold too much (a long-lived bot process): more
         than :data:`_CACHE_LIMIT` items, or masks of more than :data:`_CACHE_BYTES`
         (states and basenames hold masks of up to one bit per entry)."""
-        sizes = len(self._dirs) + len(self._bases) + self._answered + len(self._derived)
-        masks = 2 * len(self._derived) + len(self._bases)
+        pairs = len(self._pairs)
+        sizes = len(self._dirs) + len(self._bases) + self._answered + len(self._derived) + pairs
+        masks = 2 * len(self._derived) + len(self._bases) + 2 * pairs
         if sizes > _CACHE_LIMIT or masks * (len(self.entries) >> 3) > _CACHE_BYTES:
             self._reset()
 

@@ -482,6 +482,48 @@ def test_directories_meeting_the_same_rules_share_one_state_and_answers() -> Non
     assert index._answered == 2
 
 
+def test_a_file_of_name_rules_gives_a_directory_the_or_of_its_names() -> None:
+    # Every directory rule here is met by names alone, so a directory's state is the OR of
+    # what its (name, parent's name) pairs give, and only the directories holding files
+    # get one; "x/a/b/" needs the whole path: a directory "b" in an "a" is walked from
+    # its parent. Either kind of state may be the ancestor the other starts from.
+    text = (
+        "* @all\n*/ @top\nb/ @b\na/b/ @ab\nx/a/b/ @xab\nb/*.md @bmd\n**/*/c/ @c\n"
+        "**/d/* @d\n*.rb @rb\n[S]\nb/ @sb\nq/*/ @q\n"
+    )
+    parsed = parse(text)
+    index = parsed._index
+    assert index.by_name_only
+    expected = {
+        "f.py": {"all"},
+        "m/f.py": {"top"},
+        "m/b/f.py": {"b", "sb"},
+        "m/b/r.md": {"bmd", "sb"},
+        "m/b/n/r.md": {"b", "sb"},  # "b/*.md": the files directly in "b" only
+        "b/f.rb": {"rb", "sb"},
+        "m/a/b/f.py": {"ab", "sb"},
+        "x/a/b/f.py": {"xab", "sb"},
+        "x/a/b/n/f.py": {"xab", "sb"},  # below a walked directory, by its names again
+        "y/x/a/b/f.py": {"xab", "sb"},
+        "c/f.py": {"top"},  # "**/*/c/": a "c" with a parent
+        "m/c/f.py": {"c"},
+        "m/d/f.py": {"d"},
+        "m/d/n/f.py": {"top"},
+        "q/n/f.py": {"top", "q"},
+        "q/n/b/f.py": {"b", "q"},  # in [S], "q/*/" is the later entry
+    }
+    for order in (list(expected), list(reversed(expected))):
+        parsed = parse(text)
+        result = parsed.owners_of_paths(order)
+        for path in order:
+            assert result[path] == reference_owners(parsed, path), path
+            assert {str(owner)[1:] for owner in result[path]} == expected[path], path
+    index = parsed._index
+    assert "/m/b/n" in index._dirs and "/m/b" in index._dirs and "/m" in index._dirs
+    assert "/q" not in index._dirs  # no file directly in it: no state of its own
+    assert "/x/a" in index._dirs and "/m/a" in index._dirs  # walked down to ".../a/b"
+
+
 def test_a_big_match_pauses_the_garbage_collector_and_restores_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
