@@ -1135,20 +1135,29 @@ _LATER: _Dir = _Dir.__new__(_Dir)  # stands for a ``below`` state not made yet
 
 
 class _Pairs(dict[tuple[str, "str | None"], int]):
-    """(a directory's name, its parent's name or None) -> the mask of the entries that the
-    rules filed by those names give every file below such a directory; :attr:`here`: the
-    same pair -> the mask of those they give the files directly in it. Both filled by
-    ``make`` when a pair is first looked up (``make(name, parent)`` -> both masks)."""
+    """(a directory's name, its parent's name or None at the root's level) -> the mask of
+    the entries that the rules filed by those names give every file below such a
+    directory; :attr:`here`: the same pair -> the mask of those they give the files
+    directly in it. Both are worked out when a pair is first looked up (``__missing__``),
+    from ``by_name`` and ``by_parent`` (see :class:`_Index`), needles left out: the
+    directories of a pair that may meet one are walked by :meth:`_Index._dir`."""
 
-    __slots__ = ("here", "make")
+    __slots__ = ("by_name", "by_parent", "here")
 
-    def __init__(self, make: Callable[[str, str | None], tuple[int, int]]) -> None:
+    def __init__(self, by_name: dict[str, _Named], by_parent: dict[str, _Rules]) -> None:
         super().__init__()
-        self.make = make
+        self.by_name, self.by_parent = by_name, by_parent
         self.here: dict[tuple[str, str | None], int] = {}
 
     def __missing__(self, pair: tuple[str, str | None]) -> int:
-        below, self.here[pair] = self.make(*pair)
+        name, parent = pair
+        met: list[_Rules] = []
+        named = self.by_name.get(name)
+        if named is not None:
+            named.meet("", parent, met)  # a path that no needle ends with
+        if parent is not None and (of_parent := self.by_parent.get(parent)) is not None:
+            met.append(of_parent)
+        below, self.here[pair] = _union(met)
         self[pair] = below
         return below
 
@@ -1447,7 +1456,7 @@ class _Index:
         self._answered = 0  # how many answers they hold
         # (the parent directory's state, the rules its subdirectory meets) -> the state
         self._derived: dict[tuple[object, ...], _Dir] = {}
-        self._pairs = _Pairs(self._pair)  # (name, parent's name) -> masks (_dir_by_names)
+        self._pairs = _Pairs(self.by_name, self.by_parent)  # for _dir_by_names
         self._depths: dict[int, tuple[int, int]] = {}  # depth -> masks (_dir_by_names)
 
     # ----------------------------------------------------------------- states
@@ -1556,18 +1565,6 @@ class _Index:
         mask = inherited | here if here else inherited
         state = self._dirs[directory] = _Dir(inherited, mask, _LATER, ())
         return state
-
-    def _pair(self, name: str, parent: str | None) -> tuple[int, int]:
-        """The masks a directory named ``name`` in one named ``parent`` (None: at the root)
-        gets from the rules filed by name, needles aside: for every file below it, and for
-        the files directly in it."""
-        met: list[_Rules] = []
-        named = self.by_name.get(name)
-        if named is not None:
-            named.meet("", parent, met)  # a path that no needle ends with: those are _dir's
-        if parent is not None and (of_parent := self.by_parent.get(parent)) is not None:
-            met.append(of_parent)
-        return _union(met)
 
     def _depth(self, count: int) -> tuple[int, int]:
         """What a directory at depth ``count`` gets from the rules met at a depth (and
