@@ -1676,7 +1676,7 @@ class _Index:
         """Start afresh once the caches hold too much (a long-lived bot process): more
         than :data:`_CACHE_LIMIT` items, or masks of more than :data:`_CACHE_BYTES`
         (states and basenames hold masks of up to one bit per entry)."""
-        pairs = len(self._pairs)
+        pairs = len(self._pairs) + len(self._depths)
         sizes = len(self._dirs) + len(self._bases) + self._answered + len(self._derived) + pairs
         masks = 2 * len(self._derived) + len(self._bases) + 2 * pairs
         if sizes > _CACHE_LIMIT or masks * (len(self.entries) >> 3) > _CACHE_BYTES:
