@@ -267,17 +267,7 @@ def _parse_header(
 
 
 def parse(text: str) -> CodeOwners:
-    """Parse a CODEOWNERS file and compile its matchers. A big file (:data:`_PAUSE_FROM`
-    lines or more) is read with the cyclic garbage collector paused, as a big match is
-    (see :func:`_collector_paused`): its entries, owners and rules live as long as the
-    parsed file."""
-    if text.count("\n") < _PAUSE_FROM:
-        return _parse(text)
-    with _collector_paused():
-        return _parse(text)
-
-
-def _parse(text: str) -> CodeOwners:
+    """Parse a CODEOWNERS file and compile its matchers."""
     warnings: list[str] = []
     default = _SectionBuilder(DEFAULT_SECTION, False, 1, ())
     sections: list[_SectionBuilder] = [default]
@@ -705,7 +695,7 @@ _Test = Callable[[str], object]  # true if a name (or a directory) passes
 _EMPTY: frozenset[Owner] = frozenset()
 _CACHE_LIMIT = 200_000  # directory and basename states and answers kept per file
 _CACHE_BYTES = 32 << 20  # what their masks may take, about
-_PAUSE_FROM = 64  # paths in a match, lines in a file, from which the collector is paused
+_PAUSE_FROM = 64  # paths in a match from which the garbage collector is paused
 _GLOB_SPLIT_RE = re.compile(r"(\*+|\?)")
 
 

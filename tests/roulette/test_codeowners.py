@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -558,26 +558,6 @@ def test_a_big_match_pauses_the_garbage_collector_and_restores_it(
         assert not gc.isenabled()
     finally:
         gc.enable()
-
-
-def test_a_big_file_is_parsed_with_the_garbage_collector_paused(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A big file makes thousands of entries, owners and rules that live as long as it
-    # does: the collector is paused while they are made, as for a big match.
-    seen: list[bool] = []
-    build = co._Index.__init__
-
-    def watched(index: co._Index, sections: Sequence[Section]) -> None:
-        seen.append(gc.isenabled())
-        build(index, sections)
-
-    monkeypatch.setattr(co._Index, "__init__", watched)
-    big = "".join(f"/d{n}/ @o{n}\n" for n in range(co._PAUSE_FROM))
-    assert parse(big).owners_of("d7/f.py") == {Owner("name", "o7")}
-    assert seen == [False] and gc.isenabled()
-    parse("* @all\n")  # a line: not worth a pause
-    assert seen == [False, True] and gc.isenabled()
 
 
 def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
