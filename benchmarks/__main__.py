@@ -10,9 +10,10 @@ goes, its figures kept as JSON in ``--out``):
 * ``selection``: one full pick, 500 people;
 * ``webhooks``: 600 ``/roulette`` deliveries from 32 senders, the GitLab stand-in in a
   process of its own, at 0 and at 50 ms per GitLab call; on PostgreSQL in one process
-  and as a web-only replica beside the chart's two worker replicas, these at a lower
-  processor priority, as on nodes of their own (``--split --worker-replicas 2
-  --worker-nice 10``, five times for the acknowledgement target); on SQLite once;
+  and as a web-only replica beside the chart's two worker replicas (the pools and
+  ``WEBHOOK_WORKERS`` of the Helm chart's pods), these at a lower processor priority, as
+  on nodes of their own (``--split --worker-replicas 2 --worker-nice 10``, five times for
+  the acknowledgement target); on SQLite once;
 * ``chat``: ``/roulette`` typed in Mattermost at 50 ms per GitLab call;
 * ``fuzz``: damaged input refused, against the rate of valid input;
 * ``dbscale``: leaderboards over a million assignments (skipped with ``--quick``).
