@@ -973,19 +973,20 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
     if args.split:
         count = args.worker_replicas
         pool = settings.database_pool_size, settings.database_max_overflow
-        worker = Settings.model_fields
+        fields = Settings.model_fields
         chart = chart_pod("worker")
         worker_pool = (
-            chart.get("database_pool_size", worker["database_pool_size"].default),
-            chart.get("database_max_overflow", worker["database_max_overflow"].default),
+            chart.get("database_pool_size", fields["database_pool_size"].default),
+            chart.get("database_max_overflow", fields["database_max_overflow"].default),
         )
+        source = "; the pools are the Helm chart's" if chart else ""
         replicas = (
             f"a web-only replica here (database pool {pool[0]} + {pool[1]} overflow),"
             f" {count} worker replica{'s' if count > 1 else ''}"
             f" in {'processes' if count > 1 else 'a process'} of their own"
             f"{f' at nice {args.worker_nice}' if args.worker_nice else ''}"
             f" (database pool {worker_pool[0]} + {worker_pool[1]} overflow; NOTIFY between"
-            " them); the pools are the Helm chart's"
+            f" them){source}"
         )
         if args.workers == chart.get("webhook_workers"):
             workers = f"{args.workers} per worker replica (the Helm chart's)"
