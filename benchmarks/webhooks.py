@@ -95,6 +95,15 @@ PROJECTS = ("acme/shop", "acme/billing", "acme/search", "acme/portal")
 TEAMS = ("backend", "frontend", "platform")
 PEOPLE_PER_TEAM = 10
 DEFAULT_WORKERS: int = Settings.model_fields["webhook_workers"].default
+# The bound the settings put on WEBHOOK_WORKERS (64; a baseline's bot may have none).
+MOST_WORKERS: int = next(
+    (
+        bound.le
+        for bound in Settings.model_fields["webhook_workers"].metadata
+        if hasattr(bound, "le")
+    ),
+    64,
+)
 # The Helm chart's values: with --split, the acknowledging process is one of its web pods.
 CHART_VALUES = Path(__file__).resolve().parent.parent / "helm/reviewer-roulette/values.yaml"
 
@@ -1124,6 +1133,19 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
     return ok
 
 
+def workers(text: str) -> int:
+    """A count for ``--workers`` (``WEBHOOK_WORKERS`` of a replica that processes
+    deliveries): 1 to the most the bot's settings allow."""
+    top = MOST_WORKERS
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= top:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of workers from 1 to {top}")
+    return count
+
+
 def replicas(text: str) -> int:
     """A count of worker replicas for ``--worker-replicas``: 1 to 8."""
     try:
@@ -1169,7 +1191,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=workers,
         help="WEBHOOK_WORKERS of each process that processes deliveries (default: the"
         f" bot's, {DEFAULT_WORKERS}; with --split, the Helm chart's worker pods')",
     )
