@@ -7,22 +7,26 @@ then times
 
 * ``parse``: building the sections and the matcher's index;
 * the GitLab-style scan (:class:`~plugins.roulette.codeowners.GitLabScan`): per path and
-  section, the entries last first, the first whose pattern matches wins -- GitLab's loop,
-  with Ruby's ``File.fnmatch?`` written as one compiled regex per entry (no Ruby here; the
-  regexes are compiled before the timing);
+  section, the exclusions first, then the entries last first, the first whose pattern
+  matches wins -- GitLab's loop, with Ruby's ``File.fnmatch?`` written in Python as one
+  compiled regex per entry (compiled before the timing);
+* where Ruby is installed (``--ruby``, default ``auto``: ``ruby`` on the PATH), the same
+  scan in Ruby, GitLab's own language (``benchmarks/gitlab_scan.rb``: Ruby's own
+  ``File.fnmatch?`` and GitLab's ``normalize_pattern``, under YJIT where Ruby has it): the
+  target is checked against the quicker of the two scans;
 * the matcher: ``owners_of_paths`` on a freshly parsed file (no warm caches);
-* GitLab's loop as its code writes it (``GitLabScan(every_entry=True)``: every entry of a
-  section tested, then the first match wins unless an exclusion is among them), once per
-  mix (``--gitlab-repeat``): several times slower than the quicker scan above, which is
-  the one the target is checked against; printed for scale;
+* GitLab's loop as its code writes it, in Python (``GitLabScan(every_entry=True)``: every
+  entry of a section tested, then the first match wins unless an exclusion is among
+  them), once per mix (``--gitlab-repeat``): several times slower than the quicker scan
+  above; printed for scale;
 
-parse and matcher best of N, the scan best of M, the timings taken in turn round after
+parse and matcher best of N, the scans best of M, the timings taken in turn round after
 round (so that a machine whose speed drifts slows them alike); Python's regex cache is
 emptied before each parse and matcher run (a new file brings new patterns) and the
 garbage collector runs before each timing and stays on during it (the matcher pauses it
 for a match of 64 paths or more and runs one collection of the youngest generation
 before it returns: that collection is in its time). It checks that the
-scan and the matcher give the same owners for every path, prints each mix's figures and
+scans and the matcher give the same owners for every path, prints each mix's figures and
 PASS/FAIL against the targets, then the worst mix. ``--compare REV`` also times the parse
 and the matcher of ``plugins/roulette/codeowners.py`` as it was at the git revision REV,
 on the same files.
@@ -32,11 +36,13 @@ Exits non-zero if the answers differ or a target is missed on any mix.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib.util
 import json
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -357,6 +363,84 @@ def matcher_run(parser: Callable[[str], Any], text: str, paths: list[str]) -> tu
     return timed(lambda: matcher.owners_of_paths(paths), purge=True)
 
 
+RUBY_SCAN = Path(__file__).with_name("gitlab_scan.rb")
+RUBY_TIMEOUT = 600.0  # seconds for one scan in Ruby (a few at the default sizes)
+
+
+class RubyScan:
+    """GitLab's loop run by Ruby itself (``benchmarks/gitlab_scan.rb``): the same quickened
+    scan as :class:`GitLabScan`, with Ruby's own ``File.fnmatch?`` and GitLab's
+    ``normalize_pattern``, under YJIT where this Ruby has it (as GitLab runs in
+    production, Rails 7.2 turning it on). Each :meth:`run` is one Ruby process, which times
+    its scan on a monotonic clock (its start-up and the JSON are not timed).
+
+    ``ruby`` is the program to run; ``jit=False`` leaves YJIT off (it starts half a second
+    slower: for tests, where only the answers count). :meth:`run` raises
+    :class:`RuntimeError` with Ruby's first error line if Ruby fails."""
+
+    def __init__(self, ruby: str, parsed: Any, paths: list[str], *, jit: bool = True) -> None:
+        yjit = jit and has_yjit(ruby)
+        self.command = [ruby, *(["--yjit"] if yjit else []), str(RUBY_SCAN)]
+        self.paths = paths
+        document = {
+            "sections": [
+                [[e.pattern, e.exclusion, [str(o) for o in e.owners]] for e in section.entries]
+                for section in parsed.sections
+            ],
+            "paths": paths,
+        }
+        handle, name = tempfile.mkstemp(prefix="codeowners-", suffix=".json")
+        with open(handle, "w", encoding="utf-8") as file:
+            json.dump(document, file)
+        self.file = Path(name)
+
+    def run(self) -> tuple[float, dict[str, frozenset[str]]]:
+        """One scan: its time in seconds, and each path's owners as written (``@name``)."""
+        try:
+            done = subprocess.run(  # noqa: S603 -- the operator's Ruby, the project's script
+                [*self.command, str(self.file)],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=RUBY_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"ruby: no answer within {RUBY_TIMEOUT:.0f} s") from None
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines() or [f"exit {done.returncode}"]
+            raise RuntimeError(f"ruby: {lines[0]}")
+        answer = json.loads(done.stdout)
+        owners = dict(zip(self.paths, map(frozenset, answer["owners"]), strict=True))
+        return float(answer["seconds"]), owners
+
+    def close(self) -> None:
+        """Remove the file the scans read."""
+        self.file.unlink(missing_ok=True)
+
+
+@functools.cache
+def has_yjit(ruby: str) -> bool:
+    """Whether ``ruby --yjit`` runs with YJIT on (Ruby 3.1 and later, built with it)."""
+    probe = subprocess.run(  # noqa: S603 -- the operator's Ruby
+        [ruby, "--yjit", "-e", "exit(defined?(RubyVM::YJIT) && RubyVM::YJIT.enabled? ? 0 : 1)"],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+def find_ruby(option: str) -> str | None:
+    """The Ruby to run for ``--ruby option``: ``auto`` finds ``ruby`` on the PATH (None if
+    there is none), ``off`` gives None, anything else is the program to run (exits with one
+    line if it is not found)."""
+    if option == "off":
+        return None
+    found = shutil.which("ruby" if option == "auto" else option)
+    if found is None and option != "auto":
+        raise SystemExit(f"--ruby {option}: no such program")
+    return found
+
+
 def module_at(revision: str) -> ModuleType:
     """``plugins/roulette/codeowners.py`` as it was at ``revision``, imported on its own."""
     source = subprocess.run(  # noqa: S603 -- git, with a revision the operator typed
@@ -389,10 +473,13 @@ class Result:
     owned: int
     parse_ms: float
     match_ms: float
-    scan_ms: float
-    speedup: float
+    scan_ms: float  # the scan in Python
+    speedup: float  # against the baseline: the quicker of the scans in Python and in Ruby
     parse_ratio: float
     mismatches: int
+    baseline: str = "python"  # "ruby" where the scan in Ruby was the quicker
+    ruby_scan_ms: float | None = None  # None where Ruby did not run
+    scan_speedup: float = 0.0  # against the scan in Python
     gitlab_loop_ms: float = 0.0  # GitLab's loop as written (every entry tested)
     gitlab_loop_speedup: float = 0.0
     before: dict[str, float] = field(default_factory=dict)
@@ -418,6 +505,7 @@ def measure(
     parsed = parse(text)
     scan = GitLabScan(parsed)
     as_written = GitLabScan(parsed, every_entry=True)
+    ruby = RubyScan(args.ruby, parsed, paths) if args.ruby else None
 
     def scan_all() -> dict[str, frozenset[Owner]]:
         return {path: scan.owners_of(path) for path in paths}
@@ -432,20 +520,35 @@ def measure(
     expected: dict[str, frozenset[Owner]] = {}
     got: dict[str, frozenset[Owner]] = {}
     loop: dict[str, frozenset[Owner]] = {}
-    for round_number in range(max(args.repeat, args.scan_repeat, args.gitlab_repeat)):
-        if round_number < args.repeat:
-            best.add("parse", timed(lambda: parse(text), purge=True))
-            got = best.add("match", matcher_run(parse, text, paths))
-            if before is not None:
-                best.add("old_parse", timed(lambda: before.parse(text), purge=True))
-                best.add("old_match", matcher_run(before.parse, text, paths))
-        if round_number < args.scan_repeat:
-            expected = best.add("scan", timed(scan_all))
-        if round_number < args.gitlab_repeat:
-            loop = best.add("gitlab_loop", timed(gitlab_loop))
+    in_ruby: dict[str, frozenset[str]] = {}
+    try:
+        for round_number in range(max(args.repeat, args.scan_repeat, args.gitlab_repeat)):
+            if round_number < args.repeat:
+                best.add("parse", timed(lambda: parse(text), purge=True))
+                got = best.add("match", matcher_run(parse, text, paths))
+                if before is not None:
+                    best.add("old_parse", timed(lambda: before.parse(text), purge=True))
+                    best.add("old_match", matcher_run(before.parse, text, paths))
+            if round_number < args.scan_repeat:
+                expected = best.add("scan", timed(scan_all))
+                if ruby is not None:
+                    in_ruby = best.add("ruby_scan", ruby.run())
+            if round_number < args.gitlab_repeat:
+                loop = best.add("gitlab_loop", timed(gitlab_loop))
+    finally:
+        if ruby is not None:
+            ruby.close()
     seconds = best.seconds
     parse_time, match_time, scan_time = seconds["parse"], seconds["match"], seconds["scan"]
-    wrong = [path for path in paths if not expected[path] == got[path] == loop.get(path)]
+    wrong = [
+        path
+        for path in paths
+        if not expected[path] == got[path] == loop.get(path)
+        or (ruby is not None and in_ruby[path] != {str(owner) for owner in got[path]})
+    ]
+    ruby_time = seconds.get("ruby_scan")
+    quicker_in_ruby = ruby_time is not None and ruby_time < scan_time
+    baseline_time = ruby_time if ruby_time is not None and quicker_in_ruby else scan_time
     result = Result(
         mix=mix.name,
         rules=sum(len(section.entries) for section in parsed.sections),
@@ -455,9 +558,12 @@ def measure(
         parse_ms=parse_time * 1000,
         match_ms=match_time * 1000,
         scan_ms=scan_time * 1000,
-        speedup=scan_time / match_time if match_time else float("inf"),
+        speedup=baseline_time / match_time if match_time else float("inf"),
         parse_ratio=parse_time / match_time if match_time else float("inf"),
         mismatches=len(wrong),
+        baseline="ruby" if quicker_in_ruby else "python",
+        ruby_scan_ms=None if ruby_time is None else ruby_time * 1000,
+        scan_speedup=scan_time / match_time if match_time else float("inf"),
         gitlab_loop_ms=seconds["gitlab_loop"] * 1000,
         gitlab_loop_speedup=seconds["gitlab_loop"] / match_time if match_time else float("inf"),
     )
@@ -466,7 +572,7 @@ def measure(
         result.before = {
             "parse_ms": old_parse * 1000,
             "match_ms": old_match * 1000,
-            "speedup": scan_time / old_match,
+            "speedup": baseline_time / old_match,
             "parse_ratio": old_parse / old_match,
         }
     return result, wrong
@@ -477,22 +583,30 @@ def _verdict(ok: bool) -> str:
 
 
 def report(results: Iterable[Result], out: Callable[[str], object] = print) -> None:
-    """The table of every mix, then the worst mix for each target."""
+    """The table of every mix, then the worst mix for each target. Where the scan ran in
+    Ruby too, its column comes after the Python scan's, the speed-up is against the
+    quicker of the two, and the speed-up against the Python scan follows."""
     results = list(results)
     with_before = any(result.before for result in results)
-    head = (
-        f"{'mix':<11}{'parse ms':>9}{'match ms':>9}{'scan ms':>9}{'speed-up':>10}{'p/m':>6}"
-        f"{'GitLab loop':>12}{'x':>7}"
-    )
+    with_ruby = any(result.ruby_scan_ms is not None for result in results)
+    head = f"{'mix':<11}{'parse ms':>9}{'match ms':>9}{'scan ms':>9}"
+    if with_ruby:
+        head += f"{'Ruby ms':>9}"
+    head += f"{'speed-up':>10}"
+    if with_ruby:
+        head += f"{'(Py)':>7}"
+    head += f"{'p/m':>6}{'GitLab loop':>12}{'x':>7}"
     if with_before:
         head += f"  | before:{'parse':>7}{'match':>7}{'speed-up':>9}{'p/m':>6}"
     out(head)
     for r in results:
-        line = (
-            f"{r.mix:<11}{r.parse_ms:9.1f}{r.match_ms:9.1f}{r.scan_ms:9.0f}"
-            f"{r.speedup:9.1f}x{r.parse_ratio:6.2f}"
-            f"{r.gitlab_loop_ms:9.0f} ms{r.gitlab_loop_speedup:6.0f}x"
-        )
+        line = f"{r.mix:<11}{r.parse_ms:9.1f}{r.match_ms:9.1f}{r.scan_ms:9.0f}"
+        if with_ruby:
+            line += f"{r.ruby_scan_ms:9.0f}" if r.ruby_scan_ms is not None else f"{'-':>9}"
+        line += f"{r.speedup:9.1f}x"
+        if with_ruby:
+            line += f"{r.scan_speedup:6.1f}x"
+        line += f"{r.parse_ratio:6.2f}{r.gitlab_loop_ms:9.0f} ms{r.gitlab_loop_speedup:6.0f}x"
         if r.before:
             b = r.before
             line += (
@@ -506,10 +620,14 @@ def report(results: Iterable[Result], out: Callable[[str], object] = print) -> N
     slow = min(results, key=lambda r: r.speedup)
     heavy = max(results, key=lambda r: r.parse_ratio)
     wrong = sum(r.mismatches for r in results)
+    against = "; against the scan in Ruby, the quicker" if slow.baseline == "ruby" else ""
     out(
-        f"worst speed-up     {slow.speedup:6.1f}x ({slow.mix})   target >= {TARGET_SPEEDUP:.0f}x"
-        f"   {_verdict(slow.speed_ok)}"
+        f"worst speed-up     {slow.speedup:6.1f}x ({slow.mix}{against})   target >= "
+        f"{TARGET_SPEEDUP:.0f}x   {_verdict(slow.speed_ok)}"
     )
+    if with_ruby:
+        python = min(results, key=lambda r: r.scan_speedup)
+        out(f"  (against the Python scan: worst {python.scan_speedup:.1f}x ({python.mix}))")
     out(
         f"worst parse/match  {heavy.parse_ratio:6.2f}  ({heavy.mix})   target <= "
         f"{TARGET_PARSE_RATIO:.0f}   {_verdict(heavy.parse_ok)}"
@@ -517,8 +635,9 @@ def report(results: Iterable[Result], out: Callable[[str], object] = print) -> N
     out(f"same owners for every path on every mix   {_verdict(not wrong)}")
     loop = min(results, key=lambda r: r.gitlab_loop_speedup)
     out(
-        f"(against GitLab's loop as written, every entry tested: worst "
-        f"{loop.gitlab_loop_speedup:.0f}x ({loop.mix}); the target is checked against the scan)"
+        f"(against GitLab's loop as written, in Python, every entry tested: worst "
+        f"{loop.gitlab_loop_speedup:.0f}x ({loop.mix}); the target is checked against the "
+        f"{'quicker ' if with_ruby else ''}scan)"
     )
 
 
@@ -599,6 +718,13 @@ def main(argv: list[str] | None = None) -> int:
     options.add_argument("--seed", type=int, default=SEED)
     options.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     options.add_argument("--compare", metavar="REV", help="also time the code at git REV")
+    options.add_argument(
+        "--ruby",
+        default="auto",
+        metavar="PROGRAM",
+        help="also run the scan in Ruby, GitLab's language, and check the target against it: "
+        "'auto' (the default) where 'ruby' is on the PATH, 'off', or the Ruby to run",
+    )
     knobs = options.add_argument_group(
         "a custom mix (any of these replaces the chosen mixes by one, based on the first)"
     )
@@ -614,16 +740,26 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         options.error(str(error))
     before = module_at(args.compare) if args.compare else None
+    args.ruby = find_ruby(args.ruby)
 
+    in_ruby = (
+        f"; it also runs in Ruby ({args.ruby}{', YJIT' if has_yjit(args.ruby) else ''}, "
+        "File.fnmatch?), and the speed-up is against the quicker of the two"
+        if args.ruby
+        else " (no Ruby here: --ruby)"
+    )
     print(
         f"CODEOWNERS: {args.rules} rules x {args.paths} paths per mix; the scan is GitLab's loop "
-        "in Python (fnmatch as one regex per entry; no Ruby here), quickened: exclusions "
-        "first, the first match stops it; the GitLab loop column tests every entry, as "
+        "in Python (fnmatch as one regex per entry), quickened: exclusions first, the first "
+        f"match stops it{in_ruby}; the GitLab loop column tests every entry in Python, as "
         "GitLab's code does"
     )
     results: list[Result] = []
     for mix in mixes:
-        result, wrong = measure(mix, args, before)
+        try:
+            result, wrong = measure(mix, args, before)
+        except RuntimeError as error:  # Ruby failed: one line, not a traceback
+            raise SystemExit(f"--ruby {args.ruby}: {error}") from None
         results.append(result)
         if wrong:
             print(f"  {mix.name}: owners differ on {len(wrong)} paths, e.g. {wrong[:3]}")
@@ -637,6 +773,10 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "scan": "GitLab's loop in Python, fnmatch as one compiled regex per entry, "
             "exclusions first and stopping at the first match",
+            "ruby_scan": "the same loop in Ruby (benchmarks/gitlab_scan.rb): File.fnmatch? "
+            "and GitLab's normalize_pattern",
+            "ruby": args.ruby,
+            "baseline": "ruby" if args.ruby else "python",
             "gitlab_loop": "the same, every entry of a section tested, as GitLab's code does",
             "targets": {"speedup": TARGET_SPEEDUP, "parse_ratio": TARGET_PARSE_RATIO},
             "mixes": [
