@@ -5,8 +5,8 @@
 Runs, one after another on this machine (each in a process of its own, printing as it
 goes, its figures kept as JSON in ``--out``):
 
-* ``codeowners`` on every rule mix, against a GitLab-style scan (and the matcher of
-  ``--baseline``);
+* ``codeowners`` on every rule mix, against a GitLab-style scan (in Python, and in Ruby
+  where ``ruby`` is installed: the quicker of the two) and the matcher of ``--baseline``;
 * ``selection``: one full pick, 500 people;
 * ``webhooks``: 600 ``/roulette`` deliveries from 32 senders, the GitLab stand-in in a
   process of its own, at 0 and at 50 ms per GitLab call; on PostgreSQL in one process
