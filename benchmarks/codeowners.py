@@ -705,7 +705,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     options.add_argument("--mixes", default="all", help="'all' or names, comma-separated")
     options.add_argument("--repeat", type=_positive, default=5, help="best of N: parse, matcher")
-    options.add_argument("--scan-repeat", type=_positive, default=2, help="best of N: the scan")
+    options.add_argument("--scan-repeat", type=_positive, default=2, help="best of N: the scans")
     options.add_argument(
         "--gitlab-repeat",
         type=_positive,
@@ -721,8 +721,9 @@ def main(argv: list[str] | None = None) -> int:
         "--ruby",
         default="auto",
         metavar="PROGRAM",
-        help="also run the scan in Ruby, GitLab's language, and check the target against it: "
-        "'auto' (the default) where 'ruby' is on the PATH, 'off', or the Ruby to run",
+        help="also run the scan in Ruby, GitLab's language, and check the target against the "
+        "quicker of the two scans: 'auto' (the default) where 'ruby' is on the PATH, 'off', "
+        "or the Ruby to run",
     )
     knobs = options.add_argument_group(
         "a custom mix (any of these replaces the chosen mixes by one, based on the first)"
