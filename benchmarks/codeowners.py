@@ -409,9 +409,12 @@ class RubyScan:
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines() or [f"exit {done.returncode}"]
             raise RuntimeError(f"ruby: {lines[0]}")
-        answer = json.loads(done.stdout)
-        owners = dict(zip(self.paths, map(frozenset, answer["owners"]), strict=True))
-        return float(answer["seconds"]), owners
+        try:
+            answer = json.loads(done.stdout)
+            owners = dict(zip(self.paths, map(frozenset, answer["owners"]), strict=True))
+            return float(answer["seconds"]), owners
+        except (ValueError, TypeError, KeyError):  # not gitlab_scan.rb's answer
+            raise RuntimeError("ruby: its answer is not the scan's JSON (is it Ruby?)") from None
 
     def close(self) -> None:
         """Remove the file the scans read."""
