@@ -203,6 +203,7 @@ class _Rule:
     retry_after: int | None = None
     after: bool = False
     method: str | None = None
+    until: asyncio.Event | None = None  # hold_next: held until this is set
 
 
 @dataclass(frozen=True)
@@ -595,6 +596,18 @@ class GitLabStandIn:
         rule = _Rule(pattern, times, seconds=seconds, after=after, method=method and method.upper())
         self._delays.append(rule)
 
+    def hold_next(
+        self, path_regex: str, times: int = 1, *, method: str | None = None
+    ) -> asyncio.Event:
+        """Hold the next ``times`` requests matching (as in ``fail_next``) until the event
+        returned is set: a GitLab that does not answer until the test says so, for
+        asserting what the bot does meanwhile without racing a clock."""
+        released = asyncio.Event()
+        pattern = re.compile(path_regex)
+        rule = _Rule(pattern, times, method=method and method.upper(), until=released)
+        self._delays.append(rule)
+        return released
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
@@ -616,7 +629,9 @@ class GitLabStandIn:
         if self.latency or self.jitter:
             await asyncio.sleep(self.latency + random.uniform(0.0, self.jitter))
         delay = _take(self._delays, request.method, raw)
-        if delay is not None and not delay.after:
+        if delay is not None and delay.until is not None:
+            await delay.until.wait()
+        elif delay is not None and not delay.after:
             await asyncio.sleep(delay.seconds)
         failure = _take(self._failures, request.method, raw)
         if failure is not None and not failure.after:
