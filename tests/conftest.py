@@ -22,9 +22,10 @@ import pytest
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import migrate, webhooks
+from bot import webhooks
 from bot.db import create_engine, create_sessionmaker
 from bot.settings import Settings, build_settings
+from tests.migrated import MigratedTemplates
 from tests.services import TEST_DATABASE_URL, service_unavailable
 
 # Variables that would leak the developer's own environment into the tests.
@@ -115,9 +116,24 @@ async def until(
         await asyncio.sleep(0.05)
 
 
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplates]:
+    """This test process's migrated templates, one per engine, made when first asked."""
+    libpq_url = make_url(TEST_DATABASE_URL).set(drivername="postgresql")
+    templates = MigratedTemplates(
+        tmp_path_factory.mktemp("migrated"),
+        _postgres_admin,
+        _postgres_schema_url,
+        libpq_url.render_as_string(hide_password=False),
+    )
+    yield templates
+    templates.close()
+
+
 @pytest.fixture
-def migrated_url(database_url: URL) -> URL:
-    migrate.upgrade(database_url)
+def migrated_url(database_url: URL, migrated_templates: MigratedTemplates) -> URL:
+    """``database_url`` with every migration applied (a copy of a migrated template)."""
+    migrated_templates.migrate(database_url)
     return database_url
 
 
