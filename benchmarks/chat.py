@@ -38,6 +38,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.engine import make_url
 
+from benchmarks.arguments import count
 from benchmarks.webhooks import (
     BOT,
     CODEOWNERS,
@@ -154,7 +155,7 @@ async def roll_all(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rolls", type=int, default=30)
+    parser.add_argument("--rolls", type=count(1), default=30)
     parser.add_argument("--gitlab-latency", type=seconds, default=0.05)
     parser.add_argument("--gitlab-jitter", type=seconds, default=0.0)
     parser.add_argument("--json", metavar="PATH")

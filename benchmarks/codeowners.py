@@ -53,6 +53,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from benchmarks.arguments import count
 from plugins.roulette.codeowners import GitLabScan, Owner, parse
 
 RULES = 5_000
@@ -686,20 +687,6 @@ def _weight(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen mixes; 0 if every target is met and every answer agrees, else 1."""
     options = argparse.ArgumentParser(
@@ -707,16 +694,16 @@ def main(argv: list[str] | None = None) -> int:
         epilog="mixes: " + "; ".join(f"{m.name}: {m.about}" for m in PRESETS.values()),
     )
     options.add_argument("--mixes", default="all", help="'all' or names, comma-separated")
-    options.add_argument("--repeat", type=_positive, default=5, help="best of N: parse, matcher")
-    options.add_argument("--scan-repeat", type=_positive, default=2, help="best of N: the scans")
+    options.add_argument("--repeat", type=count(1), default=5, help="best of N: parse, matcher")
+    options.add_argument("--scan-repeat", type=count(1), default=2, help="best of N: the scans")
     options.add_argument(
         "--gitlab-repeat",
-        type=_positive,
+        type=count(1),
         default=1,
         help="best of N: GitLab's loop as written (every entry tested; seconds per mix)",
     )
-    options.add_argument("--rules", type=_positive, default=RULES)
-    options.add_argument("--paths", type=_positive, default=PATHS)
+    options.add_argument("--rules", type=count(1), default=RULES)
+    options.add_argument("--paths", type=count(1), default=PATHS)
     options.add_argument("--seed", type=int, default=SEED)
     options.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     options.add_argument("--compare", metavar="REV", help="also time the code at git REV")
@@ -735,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
         knobs.add_argument(f"--{name.replace('_', '-')}", type=_weight, help="relative weight")
     knobs.add_argument("--unanchored", type=_share, help="share of patterns without a leading /")
     knobs.add_argument("--exclusions", type=_share, help="share of ! entries")
-    knobs.add_argument("--sections", type=_count, help="named sections")
+    knobs.add_argument("--sections", type=count(0), help="named sections")
     knobs.add_argument("--optional", type=_share, help="share of optional sections")
     args = options.parse_args(argv)
     try:

@@ -44,6 +44,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from benchmarks.arguments import count
 from bot import migrate
 from bot.db import create_engine, create_sessionmaker
 from bot.models import ReviewerAssignment, Team, User
@@ -337,10 +338,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--database-url", default=DEFAULT_URL, help="PostgreSQL URL")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as one JSON object")
-    parser.add_argument("--assignments", type=int, default=1_000_000)
-    parser.add_argument("--days", type=int, default=DAYS, help="days of history (and backfilled)")
-    parser.add_argument("--runs", type=int, default=50, help="leaderboard queries per kind")
-    parser.add_argument("--baseline-runs", type=int, default=3, help="baseline runs per kind")
+    parser.add_argument("--assignments", type=count(1), default=1_000_000)
+    parser.add_argument(
+        "--days", type=count(1), default=DAYS, help="days of history (and backfilled)"
+    )
+    parser.add_argument("--runs", type=count(1), default=50, help="leaderboard queries per kind")
+    parser.add_argument("--baseline-runs", type=count(1), default=3, help="baseline runs per kind")
     args = parser.parse_args()
     base = make_url(args.database_url)
     if base.get_backend_name() != "postgresql":

@@ -33,6 +33,7 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from benchmarks.arguments import positive_seconds
 from benchmarks.webhooks import SECRET, organisation, temporary_database
 from bot.app import create_app
 from bot.http import CONTEXT
@@ -222,7 +223,7 @@ async def hammer(base: str, seconds: float, mutator: Mutator, *, mutate: bool) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--seconds", type=float, default=20.0, help="how long to fuzz")
+    parser.add_argument("--seconds", type=positive_seconds, default=20.0, help="how long to fuzz")
     parser.add_argument("--database-url", help="PostgreSQL URL (default: a temp SQLite file)")
     parser.add_argument("--seed", type=int, default=20_261_130)
     parser.add_argument("--json", metavar="PATH", help="also write the figures as one JSON object")

@@ -25,6 +25,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from benchmarks.arguments import count
 from bot import migrate
 from bot.cache import MemoryCache
 from bot.db import create_engine, create_sessionmaker
@@ -221,7 +222,7 @@ async def measure(runs: int, json_path: str | None = None) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--runs", type=count(1), default=300)
     parser.add_argument("--json", metavar="PATH", help="also write the figures as one JSON object")
     args = parser.parse_args()
     sys.exit(0 if asyncio.run(measure(args.runs, args.json)) else 1)

@@ -66,6 +66,7 @@ from aiohttp import web
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import URL, make_url
 
+from benchmarks.arguments import count, positive_seconds
 from bot import migrate
 from bot.app import create_app
 from bot.http import CONTEXT
@@ -1178,9 +1179,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--database-url", help="PostgreSQL URL (default: a temp SQLite file)")
     parser.add_argument("--standin", choices=("inline", "process"), default="inline")
-    parser.add_argument("--deliveries", type=int, default=600)
-    parser.add_argument("--mrs", type=int, default=100)
-    parser.add_argument("--senders", type=int, default=32)
+    parser.add_argument("--deliveries", type=count(1), default=600)
+    parser.add_argument("--mrs", type=count(1), default=100)
+    parser.add_argument("--senders", type=count(1), default=32)
     parser.add_argument(
         "--senders-in",
         dest="senders_mode",
@@ -1197,11 +1198,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--gitlab-concurrency",
-        type=int,
+        type=count(1, 256),
         default=DEFAULT_GITLAB_CONCURRENCY,
         help="GitLab calls in flight at once (GITLAB_CONCURRENCY)",
     )
-    parser.add_argument("--timeout", type=float, default=90.0, help="processing deadline (s)")
+    parser.add_argument(
+        "--timeout", type=positive_seconds, default=90.0, help="processing deadline (s)"
+    )
     parser.add_argument(
         "--gitlab-latency",
         type=seconds,
