@@ -426,11 +426,17 @@ class RubyScan:
 def has_yjit(ruby: str) -> bool:
     """Whether ``ruby --yjit`` runs with YJIT on (Ruby 3.1 and later, built with it)."""
     probe = subprocess.run(  # noqa: S603 -- the operator's Ruby
-        [ruby, "--yjit", "-e", "exit(defined?(RubyVM::YJIT) && RubyVM::YJIT.enabled? ? 0 : 1)"],
+        [
+            ruby,
+            "--yjit",
+            "-e",
+            'print(defined?(RubyVM::YJIT) && RubyVM::YJIT.enabled? ? "on" : "")',
+        ],
         capture_output=True,
+        text=True,
         check=False,
     )
-    return probe.returncode == 0
+    return probe.returncode == 0 and probe.stdout == "on"  # (a program that is not Ruby: no)
 
 
 def find_ruby(option: str) -> str | None:

@@ -234,3 +234,13 @@ def test_exclusions_in_every_index_path() -> None:
             "src/x.go": {"@all", "@s"},
         },
     )
+
+
+@pytest.mark.parametrize("program", ["/bin/true", "/bin/echo"])
+def test_a_ruby_that_is_not_ruby_ends_the_benchmark_in_one_line(program: str) -> None:
+    assert not bench.has_yjit(program)  # it would be given --yjit otherwise
+    small = ["--mixes", "default", "--rules", "40", "--paths", "20", "--repeat", "1"]
+    with pytest.raises(SystemExit) as exited:
+        bench.main([*small, "--scan-repeat", "1", "--gitlab-repeat", "1", "--ruby", program])
+    message = str(exited.value.code)
+    assert message == f"--ruby {program}: ruby: its answer is not the scan's JSON (is it Ruby?)"
