@@ -38,6 +38,7 @@ import abc
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -109,11 +110,18 @@ MOST_WORKERS: int = next(
 CHART_VALUES = Path(__file__).resolve().parent.parent / "helm/reviewer-roulette/values.yaml"
 
 
+@functools.cache
+def _chart_values() -> dict[str, Any]:
+    """The chart's ``values.yaml``, read once per run."""
+    values = yaml.safe_load(CHART_VALUES.read_text())
+    return values if isinstance(values, dict) else {}
+
+
 def chart_pod(component: str) -> dict[str, int]:
     """The settings the Helm chart gives its ``component`` pods (``web`` or ``worker``):
     the database pool and, for workers, ``WEBHOOK_WORKERS``; the bot's defaults for what a
     chart does not set (an older revision's, measured as a baseline)."""
-    values = yaml.safe_load(CHART_VALUES.read_text()).get(component) or {}
+    values = _chart_values().get(component) or {}
     settings: dict[str, int] = {}
     pool = values.get("databasePool")
     if pool is not None:
@@ -989,7 +997,7 @@ def report(args: argparse.Namespace, r: Result, tally: LogTally) -> bool:
             chart.get("database_pool_size", fields["database_pool_size"].default),
             chart.get("database_max_overflow", fields["database_max_overflow"].default),
         )
-        source = "; the pools are the Helm chart's" if chart else ""
+        source = "; the pools are the Helm chart's" if "database_pool_size" in chart else ""
         replicas = (
             f"a web-only replica here (database pool {pool[0]} + {pool[1]} overflow),"
             f" {count} worker replica{'s' if count > 1 else ''}"
