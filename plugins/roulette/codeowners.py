@@ -65,8 +65,9 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import reduce
+from itertools import chain
 from operator import itemgetter, or_
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar
 
 __all__ = [
     "CODEOWNERS_LOCATIONS",
@@ -942,6 +943,7 @@ _Part = _Seg | str  # str is always _GLOBSTAR
 
 
 _Active = dict[str, list[tuple[str, int, "_Rules"]]]
+_K = TypeVar("_K")
 _Answers = dict["_Dir", frozenset[Owner]]
 
 
@@ -968,6 +970,10 @@ class _Rules:
         self.below = _mask(self.below_gids)
         self.here = _mask(self.here_gids)
         return self
+
+    def masks(self) -> tuple[int, int]:
+        """``below`` and ``here`` (frozen)."""
+        return self.below, self.here
 
 
 class _Named:
@@ -1134,32 +1140,75 @@ def _plain_dir(inherited: int, active: tuple[_Active, ...] = ()) -> _Dir:
 _LATER: _Dir = _Dir.__new__(_Dir)  # stands for a ``below`` state not made yet
 
 
-class _Pairs(dict[tuple[str, "str | None"], int]):
-    """(a directory's name, its parent's name or None at the root's level) -> the mask of
-    the entries that the rules filed by those names give every file below such a
-    directory; :attr:`here`: the same pair -> the mask of those they give the files
-    directly in it. Both are worked out when a pair is first looked up (``__missing__``),
-    from ``by_name`` and ``by_parent`` (see :class:`_Index`), needles left out: the
-    directories of a pair that may meet one are walked by :meth:`_Index._dir`."""
+class _NameMasks:
+    """For an index whose directory rules are all met by names (see
+    :meth:`_Index._dir_by_names`): what each name gives, as masks made once, when the
+    index is built. ``below`` maps hold the masks of the entries that hold for every file
+    below such a directory, ``here`` maps those for the files directly in it; only masks
+    that are not 0 are kept:
 
-    __slots__ = ("by_name", "by_parent", "here")
+    * ``top``: a directory at the root's level named ``b`` (the rules of ``b/``);
+    * ``deep``: a directory below that level named ``b`` (``b/``, and ``*/b/``);
+    * ``pair``: a directory ``b`` whose parent is ``a`` (``a/b/``);
+    * ``parent``: a directory whose parent is ``a`` (``a/*/``).
+    """
+
+    __slots__ = (
+        "deep_below",
+        "deep_here",
+        "pair_below",
+        "pair_here",
+        "parent_below",
+        "parent_here",
+        "top_below",
+        "top_here",
+    )
 
     def __init__(self, by_name: dict[str, _Named], by_parent: dict[str, _Rules]) -> None:
-        super().__init__()
-        self.by_name, self.by_parent = by_name, by_parent
-        self.here: dict[tuple[str, str | None], int] = {}
+        self.top_below: dict[str, int] = {}
+        self.top_here: dict[str, int] = {}
+        self.deep_below: dict[str, int] = {}
+        self.deep_here: dict[str, int] = {}
+        self.pair_below: dict[tuple[str, str], int] = {}
+        self.pair_here: dict[tuple[str, str], int] = {}
+        self.parent_below: dict[str, int] = {}
+        self.parent_here: dict[str, int] = {}
+        top_below, top_here, deep_below, deep_here = (
+            self.top_below,
+            self.top_here,
+            self.deep_below,
+            self.deep_here,
+        )
+        for name, named in by_name.items():
+            below = here = 0
+            if (rules := named.rules) is not None:
+                below, here = (rules if rules.ready else rules.freeze()).masks()
+                if below:
+                    top_below[name] = below
+                if here:
+                    top_here[name] = here
+            if (rules := named.deep) is not None:
+                deep = rules if rules.ready else rules.freeze()
+                below, here = below | deep.below, here | deep.here
+            if below:
+                deep_below[name] = below
+            if here:
+                deep_here[name] = here
+            for parent, listed in (named.parents or {}).items():
+                met = [rules for needle, rules in listed if needle is None]
+                if met:
+                    _put(self.pair_below, self.pair_here, (name, parent), met)
+        for parent, rules in by_parent.items():
+            _put(self.parent_below, self.parent_here, parent, [rules])
 
-    def __missing__(self, pair: tuple[str, str | None]) -> int:
-        name, parent = pair
-        met: list[_Rules] = []
-        named = self.by_name.get(name)
-        if named is not None:
-            named.meet("", parent, met)  # a path that no needle ends with
-        if parent is not None and (of_parent := self.by_parent.get(parent)) is not None:
-            met.append(of_parent)
-        below, self.here[pair] = _union(met)
-        self[pair] = below
-        return below
+
+def _put(below: dict[_K, int], here: dict[_K, int], key: _K, met: list[_Rules]) -> None:
+    """File under ``key`` the masks of the rules ``met`` together, those that are not 0."""
+    below_mask, here_mask = _union(met)
+    if below_mask:
+        below[key] = below_mask
+    if here_mask:
+        here[key] = here_mask
 
 
 def _union(met: Iterable[_Rules]) -> tuple[int, int]:
@@ -1205,8 +1254,9 @@ class _Index:
     give a match to the files in or below it when ``L`` is ``*``, else a basename check.
     Directories meeting the same rules below the same state share one state. When every
     directory rule is met by names alone (``b/``, ``a/b/``, ``b/*``: unanchored patterns),
-    a directory's state is instead the OR of what its (name, parent's name) pairs give,
-    each pair worked out once; only the directories holding files get a state. A basename's
+    a directory's state is instead the OR of what its names give (each name, each name
+    with its parent's, each parent's: masks made with the index, :class:`_NameMasks`);
+    only the directories holding files get a state. A basename's
     state is built once too: the entries that are just ``L`` (dict by name, by ``*suffix``,
     else a test indexed by ``L``'s literal prefix or suffix) and the checks it passes,
     worked out per distinct ``L``. States are masks of entries (ints, one bit per entry):
@@ -1437,6 +1487,7 @@ class _Index:
         # every directory rule is met by a name, a parent's name or a depth (no head to
         # test, nothing filed by path, so nothing activated): see _dir_by_names
         self.by_name_only = not (self.by_dir or self.end_items or self.fixed or self.tested)
+        self.name_masks = _NameMasks(self.by_name, self.by_parent) if self.by_name_only else None
 
     def _reset(self) -> None:
         root = _plain_dir(self.always)
@@ -1456,7 +1507,6 @@ class _Index:
         self._answered = 0  # how many answers they hold
         # (the parent directory's state, the rules its subdirectory meets) -> the state
         self._derived: dict[tuple[object, ...], _Dir] = {}
-        self._pairs = _Pairs(self.by_name, self.by_parent)  # for _dir_by_names
         self._depths: dict[int, tuple[int, int]] = {}  # depth -> masks (_dir_by_names)
 
     # ----------------------------------------------------------------- states
@@ -1547,21 +1597,45 @@ class _Index:
         """:meth:`_dir` for a file whose directory rules are all met by a directory's name,
         its parent's name or its depth (``b/``, ``a/b/``, ``b/*``, ``*/``: the files of
         unanchored patterns), without walking down from a known ancestor: the state of
-        ``/a/b/c`` is the OR of what each of its (name, parent's name) pairs gives, looked
-        up in C (``map``, ``reduce``), not one Python step and one state per directory.
-        None if a pair needs the whole path (``x/a/b/``): :meth:`_dir` walks it."""
+        ``/a/b/c`` is the OR of what ``a`` gives at the top, ``b`` and ``c`` below it,
+        ``b`` under ``a`` and ``c`` under ``b``, and ``a`` and ``b`` as parents
+        (:class:`_NameMasks`), looked up in C (``map``, ``reduce``), not one Python step
+        and one state per directory. None if a name and its parent's need the whole path
+        (``x/a/b/``): :meth:`_dir` walks it."""
         names = directory[1:].split("/")
-        parents = [None, *names]  # zip(names, parents): each name with its parent's
         needles = self._needle_pairs
-        if needles and not needles.isdisjoint(zip(names, parents, strict=False)):
+        if needles and not needles.isdisjoint(zip(names, [None, *names], strict=False)):
             return None
-        pairs, depth = self._pairs, self._depths.get(len(names))
+        masks = self.name_masks
+        assert masks is not None
+        depth = self._depths.get(len(names))
         if depth is None:
             depth = self._depth(len(names))
-        inherited = reduce(
-            or_, filter(None, map(pairs.__getitem__, zip(names, parents, strict=False))), depth[0]
-        )
-        here = pairs.here[names[-1], parents[-2]] | depth[1]  # (its pair was looked up)
+        name = names[0]
+        inherited = masks.top_below.get(name, 0) | depth[0]
+        if len(names) == 1:
+            here = masks.top_here.get(name, 0) | depth[1]
+        else:
+            inner, outer = names[1:], names[:-1]  # each directory below the top, its parent
+            inherited = reduce(
+                or_,
+                filter(
+                    None,
+                    chain(
+                        map(masks.deep_below.get, inner),
+                        map(masks.pair_below.get, zip(inner, outer, strict=True)),
+                        map(masks.parent_below.get, outer),
+                    ),
+                ),
+                inherited,
+            )
+            name, parent = names[-1], names[-2]
+            here = (
+                masks.deep_here.get(name, 0)
+                | masks.pair_here.get((name, parent), 0)
+                | masks.parent_here.get(parent, 0)
+                | depth[1]
+            )
         mask = inherited | here if here else inherited
         state = self._dirs[directory] = _Dir(inherited, mask, _LATER, ())
         return state
@@ -1676,9 +1750,9 @@ class _Index:
         """Start afresh once the caches hold too much (a long-lived bot process): more
         than :data:`_CACHE_LIMIT` items, or masks of more than :data:`_CACHE_BYTES`
         (states and basenames hold masks of up to one bit per entry)."""
-        pairs = len(self._pairs) + len(self._depths)
-        sizes = len(self._dirs) + len(self._bases) + self._answered + len(self._derived) + pairs
-        masks = 2 * len(self._derived) + len(self._bases) + 2 * pairs
+        depths = len(self._depths)
+        sizes = len(self._dirs) + len(self._bases) + self._answered + len(self._derived) + depths
+        masks = 2 * len(self._derived) + len(self._bases) + 2 * depths
         if sizes > _CACHE_LIMIT or masks * (len(self.entries) >> 3) > _CACHE_BYTES:
             self._reset()
 
