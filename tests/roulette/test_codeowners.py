@@ -485,8 +485,9 @@ def test_directories_meeting_the_same_rules_share_one_state_and_answers() -> Non
 def test_a_file_of_name_rules_gives_a_directory_the_or_of_its_names() -> None:
     # Every directory rule here is met by names alone, so a directory's state is the OR of
     # what its names give (alone, under their parent's name, as a parent), and only the
-    # directories holding files get one; "x/a/b/" needs the whole path: a directory "b" in an "a" is walked down to
-    # from its nearest known ancestor, which may be a state made from names.
+    # directories holding files get one; "x/a/b/" needs the whole path: a directory "b"
+    # in an "a" is walked down to from its nearest known ancestor, which may be a state
+    # made from names.
     text = (
         "* @all\n*/ @top\nb/ @b\na/b/ @ab\nx/a/b/ @xab\nb/*.md @bmd\n**/*/c/ @c\n"
         "**/d/* @d\n*.rb @rb\n[S]\nb/ @sb\nq/*/ @q\n"
