@@ -971,10 +971,6 @@ class _Rules:
         self.here = _mask(self.here_gids)
         return self
 
-    def masks(self) -> tuple[int, int]:
-        """``below`` and ``here`` (frozen)."""
-        return self.below, self.here
-
 
 class _Named:
     """What a directory's name gives: ``rules`` met by every directory so named (``b/``),
@@ -1182,14 +1178,17 @@ class _NameMasks:
         for name, named in by_name.items():
             below = here = 0
             if (rules := named.rules) is not None:
-                below, here = (rules if rules.ready else rules.freeze()).masks()
+                if not rules.ready:
+                    rules.freeze()
+                below, here = rules.below, rules.here
                 if below:
                     top_below[name] = below
                 if here:
                     top_here[name] = here
             if (rules := named.deep) is not None:
-                deep = rules if rules.ready else rules.freeze()
-                below, here = below | deep.below, here | deep.here
+                if not rules.ready:
+                    rules.freeze()
+                below, here = below | rules.below, here | rules.here
             if below:
                 deep_below[name] = below
             if here:
