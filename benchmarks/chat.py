@@ -114,6 +114,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 mattermost_team=TEAM,
                 public_url=f"http://127.0.0.1:{port}",
                 shutdown_timeout=5,
+                spool_dir=str(Path(tmp) / "spool"),  # not ./spool where it was started
             )
             app = create_app(settings)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -34,7 +34,7 @@ import aiohttp
 from aiohttp import web
 
 from benchmarks.arguments import positive_seconds
-from benchmarks.webhooks import SECRET, organisation, temporary_database
+from benchmarks.webhooks import SECRET, organisation, temporary_database, temporary_spool
 from bot.app import create_app
 from bot.http import CONTEXT
 from bot.logs import configure_logging
@@ -150,7 +150,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         mm.add_user(user["gitlab"])
     mm.add_team("acme", members=["roulette-bot", *(u["gitlab"] for u in users)])
     form = FORM | {"user_id": mm.user("backend02")["id"]}
-    with temporary_database(args.database_url) as (url, database):
+    with temporary_database(args.database_url) as (url, database), temporary_spool() as spool:
         async with serve_mattermost(mm) as mattermost_url:
             settings = Settings(
                 database_url=url.render_as_string(hide_password=False),
@@ -163,6 +163,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 mattermost_command_tokens=[COMMAND_TOKEN],
                 webhook_workers=0,  # the intake alone: nothing stored is processed
                 shutdown_timeout=5,
+                spool_dir=spool,
             )
             runner = web.AppRunner(create_app(settings), access_log=None, handle_signals=False)
             await runner.setup()

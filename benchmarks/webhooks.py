@@ -53,7 +53,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -532,6 +532,15 @@ def temporary_database(database_url: str | None) -> Any:
             admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@contextlib.contextmanager
+def temporary_spool() -> Iterator[str]:
+    """A ``SPOOL_DIR`` of the run's own, removed after: the bot's default (``spool`` in
+    the working directory) would leave its lock files where the benchmark was started,
+    and hand deliveries one run spooled to the next run's app."""
+    with tempfile.TemporaryDirectory(prefix="roulette-spool-") as folder:
+        yield folder
+
+
 # --------------------------------------------------------------------------- sending
 
 
@@ -767,9 +776,9 @@ async def run(args: argparse.Namespace) -> bool:
     logging.getLogger().addHandler(tally)
     world, said, probe = build_world(mrs, comments, args.gitlab_latency, args.gitlab_jitter)
     refs = list(dict.fromkeys((project, iid) for project, iid, _ in said))
-    with temporary_database(args.database_url) as (url, database):
+    with temporary_database(args.database_url) as (url, database), temporary_spool() as spool:
         async with gitlab_side(args.standin, world, refs, comments) as gitlab:
-            result = await measure(args, url, database, gitlab, world, said, probe)
+            result = await measure(args, url, database, spool, gitlab, world, said, probe)
     return report(args, result, tally)
 
 
@@ -816,6 +825,7 @@ async def measure(
     args: argparse.Namespace,
     url: URL,
     database: str,
+    spool: str,
     gitlab: GitLabSide,
     world: GitLabStandIn,
     said: list[tuple[str, int, str]],
@@ -831,6 +841,7 @@ async def measure(
         "gitlab_webhook_secret": SECRET,
         "webhook_workers": args.workers,
         "shutdown_timeout": 5,
+        "spool_dir": spool,
     }
     if _CONCURRENCY is not None:
         values["gitlab_concurrency"] = args.gitlab_concurrency
