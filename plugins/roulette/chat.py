@@ -18,8 +18,16 @@ CHAT_USAGE = (
 
 
 def role_name(role: Pool, _: Gettext) -> str:
-    names = {"codeowner": _("code owner"), "team": _("team member"), "external": _("external")}
-    return names[role]
+    """A pool's name in ``_``'s language ("code owner" for ``codeowner``); only the one
+    asked for is translated (a note names a pool for every candidate)."""
+    match role:
+        case "codeowner":
+            return _("code owner")
+        case "team":
+            return _("team member")
+        case "external":
+            return _("external")
+    raise KeyError(role)
 
 
 def reason_label(reason: Reason, _: Gettext) -> str:
@@ -54,13 +62,16 @@ def exclusion_line(name: str, exclusion: Exclusion, _: Gettext) -> str:
 def component_name(component: str, _: Gettext) -> str:
     """A score component's name in ``_``'s language ("working hours" for
     ``working_hours``); an unknown one as it is, underscores read as spaces."""
-    names = {
-        "active_review": _("active review"),
-        "recent_review": _("recent review"),
-        "expertise": _("expertise"),
-        "working_hours": _("working hours"),
-    }
-    return names.get(component, component.replace("_", " "))
+    match component:
+        case "active_review":
+            return _("active review")
+        case "recent_review":
+            return _("recent review")
+        case "expertise":
+            return _("expertise")
+        case "working_hours":
+            return _("working hours")
+    return component.replace("_", " ")
 
 
 def pick_marks(pick: Pick, _: Gettext) -> str:

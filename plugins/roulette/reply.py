@@ -88,20 +88,23 @@ def reply_note(plan: Plan, key: str, *, explain: bool, locale: str) -> str:
         "draft": plan.mr.draft,
         "notes": [n for n in selection.notes if "draft" not in n] + list(plan.problems),
         "explain": explain,
-        "candidates": [
-            {
-                "username": c.username,
-                "score": c.score,
-                "pools": ", ".join(role_name(p, _) for p in c.pools),
-                "details": _details(dict(c.components), _),
-            }
-            for c in selection.candidates
-        ],
-        "excluded": [exclusion_line(f"@{e.username}", e, _) for e in selection.excluded],
-        "owners": ", ".join(f"@{o}" for o in selection.owners),
-        "warnings": plan.warnings,
         "marker": marker(key, selection.picks),
     }
+    if explain:  # the table is made only when shown: each candidate's line is translated
+        context |= {
+            "candidates": [
+                {
+                    "username": c.username,
+                    "score": c.score,
+                    "pools": ", ".join(role_name(p, _) for p in c.pools),
+                    "details": _details(dict(c.components), _),
+                }
+                for c in selection.candidates
+            ],
+            "excluded": [exclusion_line(f"@{e.username}", e, _) for e in selection.excluded],
+            "owners": ", ".join(f"@{o}" for o in selection.owners),
+            "warnings": plan.warnings,
+        }
     template = environment("plugins.roulette").get_template("reply.md.j2")
     return template.render(context).strip() + "\n"
 

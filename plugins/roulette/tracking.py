@@ -229,14 +229,25 @@ async def _review(session: AsyncSession, project_id: int, iid: int) -> MrReview 
 
 
 async def ensure_review(
-    session: AsyncSession, mr: MergeRequestInfo, team: str | None, now: datetime
+    session: AsyncSession,
+    mr: MergeRequestInfo,
+    team: str | None,
+    now: datetime,
+    *,
+    users: Mapping[str, User] | None = None,
 ) -> MrReview:
-    """The review row of ``mr``, created when the bot first hears of it."""
+    """The review row of ``mr``, created when the bot first hears of it.
+
+    ``users``: stored users the caller already read (lower-cased GitLab username -> row,
+    as ``_users`` gives), ``mr.author`` among those asked for; else the author is read here.
+    """
     review = await _review(session, mr.project_id, mr.iid)
     team_id = None
     if team:
         team_id = await session.scalar(select(Team.id).where(func.lower(Team.name) == team.lower()))
-    author = (await _users(session, [mr.author])).get(mr.author.lower())
+    if users is None:
+        users = await _users(session, [mr.author])
+    author = users.get(mr.author.lower())
     if review is None:
         review = MrReview(
             project_id=mr.project_id,
@@ -298,10 +309,12 @@ async def _record_roll(
     if mr.state != "opened":
         raise ReviewEnded(where, mr.state)
     async with sessions.begin() as session:
-        review = await ensure_review(session, mr, team, now)
+        # The author and every reviewer named, in one read.
+        names = [mr.author, *(n for n, _ in picks), *kept, *released]
+        users = await _users(session, names)
+        review = await ensure_review(session, mr, team, now, users=users)
         if review.state in ENDED:
             raise ReviewEnded(where, review.state)
-        users = await _users(session, [n for n, _ in picks] + list(kept) + list(released))
         existing = {
             a.user_id: a
             for a in (

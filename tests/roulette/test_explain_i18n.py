@@ -10,7 +10,7 @@ import pytest
 
 from bot.gitlab import MergeRequestInfo, UserStatus
 from bot.i18n import Message, translator
-from plugins.roulette.chat import chat_reply, reason_label, reviewer_dm
+from plugins.roulette.chat import chat_reply, component_name, reason_label, reviewer_dm, role_name
 from plugins.roulette.engine import (
     Availability,
     Load,
@@ -228,3 +228,41 @@ def test_every_list_of_the_note_keeps_one_item_a_line() -> None:
     assert "- _no available reviewer outside the MR's team_" in lines
     assert "> first problem" in lines and "> second problem" in lines
     assert lines[-1].startswith("<!--") and lines[-1].endswith("-->")
+
+
+@pytest.mark.parametrize("locale", ["en", "fr"])
+def test_without_explain_the_note_names_the_picks_and_nothing_of_the_table(locale: str) -> None:
+    shown = plan()
+    note = reply_note(shown, "delivery-1", explain=False, locale=locale)
+    explained = reply_note(shown, "delivery-1", explain=True, locale=locale)
+    assert "@frank" in note
+    assert "<details>" not in note and "| @frank |" not in note
+    assert excluded_lines(note) == []
+    # The same picks' lines as with --explain, the table only added there.
+    assert explained.startswith(note.split("<!--")[0].rstrip())
+    assert "<details>" in explained
+
+
+@pytest.mark.parametrize(
+    ("locale", "names"),
+    [
+        ("en", ["code owner", "team member", "external", "working hours", "new thing"]),
+        (
+            "fr",
+            [
+                "propriétaire du code",
+                "membre de l'équipe",
+                "externe",
+                "heures de travail",
+                "new thing",
+            ],
+        ),
+    ],
+)
+def test_pools_and_score_components_are_named_in_the_readers_language(
+    locale: str, names: list[str]
+) -> None:
+    _ = translator(locale)
+    pools = [role_name(pool, _) for pool in ("codeowner", "team", "external")]
+    components = [component_name(c, _) for c in ("working_hours", "new_thing")]
+    assert pools + components == names

@@ -85,6 +85,26 @@ def _event(standin: GitLabStandIn, action: str, iid: int = 1, **extra: Any) -> d
 # --------------------------------------------------------------- never out of merged/closed
 
 
+async def test_a_roll_records_its_author_and_every_reviewer_named(
+    gitlab: GitLab, sessions: Sessions
+) -> None:
+    mr = await _mr(gitlab)
+    await tracking.record_roll(sessions, mr, "backend", [("Bob", "team")], ["DAVE"], [])
+    async with sessions() as session:
+        review = await session.scalar(select(MrReview).where(MrReview.mr_iid == 1))
+        author = await session.scalar(select(User).where(User.gitlab_username == mr.author))
+    assert review is not None and author is not None
+    assert (review.author_id, review.author_username) == (author.id, mr.author)
+    assert await _state(sessions) == ("open", {"bob": "active", "dave": "active"})
+    # Released: a later --force that keeps only erin ends the others' assignments.
+    again = await _mr(gitlab)
+    await tracking.record_roll(sessions, again, "backend", [("erin", "external")], [], ["bob"])
+    assert await _state(sessions) == (
+        "open",
+        {"bob": "removed", "dave": "active", "erin": "active"},
+    )
+
+
 async def test_a_roll_on_a_merged_review_writes_nothing(
     gitlab: GitLab, sessions: Sessions, standin: GitLabStandIn, metrics: tracking.ReviewMetrics
 ) -> None:
