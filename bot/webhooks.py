@@ -72,6 +72,7 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 from sqlalchemy import (
     Select,
+    Update,
     bindparam,
     case,
     delete,
@@ -459,6 +460,19 @@ _CLAIM = (
     .execution_options(synchronize_session=False)
 )
 
+# A processed row's outcome, while the claim still holds it (``Inbox._held``): the
+# statement of every delivery done, so built once. Parameters: ``row_id``, ``token``
+# (the claim's attempt), ``now`` (the lease must not have run out by then).
+_DONE = (
+    update(WebhookDelivery)
+    .where(
+        WebhookDelivery.id == bindparam("row_id"),
+        WebhookDelivery.status == "processing",
+        WebhookDelivery.attempts == bindparam("token"),
+        WebhookDelivery.locked_until > _NOW,
+    )
+    .values(status="done", processed_at=_NOW, last_error=None)
+)
 
 # The retention: processed rows older than ``before``, oldest first, a batch at a time
 # (rows another replica is deleting are skipped on PostgreSQL, not waited for).
@@ -1091,7 +1105,8 @@ class Inbox:
         now = self.clock.now()
         async with self.context.sessions.begin() as session:
             parameters = {"row_id": row_id, "now": now, "until": now + self.lease}
-            claimed = (await session.execute(_CLAIM, parameters)).one_or_none()
+            connection = await session.connection()  # Core: no ORM bulk-update bookkeeping
+            claimed = (await connection.execute(_CLAIM, parameters)).one_or_none()
         if claimed is None:
             return None
         token, key, kind, payload, received_at = claimed
@@ -1129,9 +1144,9 @@ class Inbox:
             if error is not None:
                 await self._failed(claim, event, error)
                 return
-            if await self._mark(
-                claim, status="done", processed_at=self.clock.now(), last_error=None
-            ):
+            now = self.clock.now()
+            parameters = {"row_id": claim.row_id, "token": claim.token, "now": now}
+            if await self._change_held(claim, _DONE, parameters):
                 self.processed.labels(event.kind, "done").inc()
                 log.info("delivery %s processed", event.key)
 
@@ -1185,13 +1200,13 @@ class Inbox:
     async def _renew(self, claim: Claim, now: datetime) -> bool:
         """Extend the lease from ``now``; False when the row is no longer this claim's."""
         async with self.context.sessions.begin() as session:
-            result = await session.execute(
+            connection = await session.connection()
+            result = await connection.execute(
                 update(WebhookDelivery)
                 .where(*self._held(claim))
                 .values(locked_until=now + self.lease)
-                .execution_options(synchronize_session=False)
             )
-        return bool(getattr(result, "rowcount", 0) == 1)
+        return result.rowcount == 1
 
     async def _release(self, claim: Claim) -> None:
         """Give the row back, due now, its interrupted attempt not counted (shutdown)."""
@@ -1254,14 +1269,23 @@ class Inbox:
         did): the change is dropped, counted in ``webhook_leases_lost_total``.
         """
         now = self.clock.now()
+        statement = (
+            update(WebhookDelivery)
+            .where(*self._held(claim), WebhookDelivery.locked_until > now)
+            .values(**values)
+        )
+        return await self._change_held(claim, statement, {})
+
+    async def _change_held(
+        self, claim: Claim, statement: Update, parameters: dict[str, Any]
+    ) -> bool:
+        """Run ``statement``, an UPDATE of the claim's row under its lease (see
+        :meth:`_mark`), through Core; False, counted as a lost lease, if it changed
+        nothing."""
         async with self.context.sessions.begin() as session:
-            result = await session.execute(
-                update(WebhookDelivery)
-                .where(*self._held(claim), WebhookDelivery.locked_until > now)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-        if getattr(result, "rowcount", 0) == 1:
+            connection = await session.connection()
+            result = await connection.execute(statement, parameters)
+        if result.rowcount == 1:
             return True
         async with self.context.sessions() as session:
             kind = await session.scalar(
