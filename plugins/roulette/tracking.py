@@ -713,10 +713,20 @@ async def _reviewers_changed(
 
 
 async def gitlab_ids(sessions: Sessions, usernames: Iterable[str]) -> dict[str, int]:
-    """The stored GitLab ids of ``usernames`` (lower-cased keys); unknown ones are absent."""
+    """The stored GitLab ids of ``usernames`` (lower-cased keys); unknown ones are absent.
+
+    Two columns read through Core: no user row is loaded into a session for this."""
+    wanted = sorted({name.lower() for name in usernames})
+    if not wanted:
+        return {}
     async with sessions() as session:
-        users = await _users(session, usernames)
-    return {name: u.gitlab_id for name, u in users.items() if u.gitlab_id is not None}
+        connection = await session.connection()
+        rows = await connection.execute(
+            select(User.gitlab_username, User.gitlab_id).where(
+                func.lower(User.gitlab_username).in_(wanted)
+            )
+        )
+    return {str(name).lower(): i for name, i in rows.all() if i is not None}
 
 
 class UserReader(Protocol):
