@@ -23,7 +23,9 @@ the bot as it was at ``--baseline`` (a git revision, default: before the speed w
 the performance issue), checked out in a temporary git worktree with today's
 ``benchmarks/`` and stand-ins (``bot/sandbox/``) copied over it, so that both sides are
 measured by the same instrument. Ends with a summary table (also ``DIR/summary.md``).
-Exits non-zero when a benchmark missed its target.
+Exits non-zero when a benchmark missed its target (a baseline's miss does not count), or
+when one, baseline or not, ended without its figures (it failed: the summary would lack
+them).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ def run(name: str, module: str, args: Sequence[str], out: Path, cwd: Path) -> di
     done = subprocess.run(command, cwd=cwd, env=env, check=False)  # noqa: S603 -- our own modules
     figures: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     figures["exit_code"] = done.returncode
+    figures["failed"] = not path.exists()  # a miss still writes its figures; a crash not
     figures["seconds"] = round(time.monotonic() - started, 1)
     path.write_text(json.dumps(figures, indent=2) + "\n")
     return figures
@@ -145,7 +148,10 @@ def main() -> None:
     print(f"\nmachine: {machine()}\n\n{summary}\nfigures: {out}")
     failed = [name for name, figures in results.items() if figures.get("exit_code")]
     baseline_failures = [name for name in failed if name.endswith("-baseline")]
-    sys.exit(1 if set(failed) - set(baseline_failures) else 0)
+    crashed = [name for name, figures in results.items() if figures.get("failed")]
+    if crashed:
+        print(f"ended without figures (see their output above): {', '.join(crashed)}")
+    sys.exit(1 if crashed or set(failed) - set(baseline_failures) else 0)
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:

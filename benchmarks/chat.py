@@ -48,6 +48,7 @@ from benchmarks.webhooks import (
     organisation,
     percentile,
     seconds,
+    spool_setting,
 )
 from bot import migrate
 from bot.app import create_app
@@ -114,7 +115,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 mattermost_team=TEAM,
                 public_url=f"http://127.0.0.1:{port}",
                 shutdown_timeout=5,
-                spool_dir=str(Path(tmp) / "spool"),  # not ./spool where it was started
+                **spool_setting(str(Path(tmp) / "spool")),  # not ./spool, where it started
             )
             app = create_app(settings)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -34,7 +34,13 @@ import aiohttp
 from aiohttp import web
 
 from benchmarks.arguments import positive_seconds
-from benchmarks.webhooks import SECRET, organisation, temporary_database, temporary_spool
+from benchmarks.webhooks import (
+    SECRET,
+    organisation,
+    spool_setting,
+    temporary_database,
+    temporary_spool,
+)
 from bot.app import create_app
 from bot.http import CONTEXT
 from bot.logs import configure_logging
@@ -163,7 +169,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 mattermost_command_tokens=[COMMAND_TOKEN],
                 webhook_workers=0,  # the intake alone: nothing stored is processed
                 shutdown_timeout=5,
-                spool_dir=spool,
+                **spool_setting(spool),
             )
             runner = web.AppRunner(create_app(settings), access_log=None, handle_signals=False)
             await runner.setup()

@@ -532,6 +532,13 @@ def temporary_database(database_url: str | None) -> Any:
             admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def spool_setting(folder: str) -> dict[str, str]:
+    """The settings that put the app's spool in ``folder``: ``{"spool_dir": folder}``, or
+    nothing for a bot older than the spool (a baseline), which has no such setting and
+    refuses unknown ones."""
+    return {"spool_dir": folder} if "spool_dir" in Settings.model_fields else {}
+
+
 @contextlib.contextmanager
 def temporary_spool() -> Iterator[str]:
     """A ``SPOOL_DIR`` of the run's own, removed after: the bot's default (``spool`` in
@@ -841,7 +848,7 @@ async def measure(
         "gitlab_webhook_secret": SECRET,
         "webhook_workers": args.workers,
         "shutdown_timeout": 5,
-        "spool_dir": spool,
+        **spool_setting(spool),
     }
     if _CONCURRENCY is not None:
         values["gitlab_concurrency"] = args.gitlab_concurrency
