@@ -457,7 +457,6 @@ _CLAIM = (
         WebhookDelivery.payload,
         WebhookDelivery.received_at,
     )
-    .execution_options(synchronize_session=False)
 )
 
 # A processed row's outcome, while the claim still holds it (``Inbox._held``): the

@@ -35,22 +35,28 @@ SPOOLING = (
 )
 
 
-@pytest.mark.parametrize("benchmark", sorted(SMALL))
-def test_a_small_run_writes_its_figures_and_nothing_else(benchmark: str, tmp_path: Path) -> None:
-    figures = tmp_path / "figures.json"
-    command = [sys.executable, "-c", SPOOLING.format(benchmark), *SMALL[benchmark]]
+def small_run(command: list[str], cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark's ``command`` in ``cwd`` with the bot found at ``pythonpath``. A
+    run this small may miss a target (exit 1); it must not fail otherwise."""
     done = subprocess.run(
-        [*command, "--json", str(figures)],
-        cwd=tmp_path,
-        env=clean_env(PYTHONPATH=str(ROOT)),
+        command,
+        cwd=cwd,
+        env=clean_env(PYTHONPATH=str(pythonpath)),
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
-    # A run this small may miss a target (exit 1); it must not fail otherwise.
-    assert done.returncode in (0, 1), done.stderr[-2000:]
-    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.returncode in (0, 1), (command, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr, (command, done.stderr[-2000:])
+    return done
+
+
+@pytest.mark.parametrize("benchmark", sorted(SMALL))
+def test_a_small_run_writes_its_figures_and_nothing_else(benchmark: str, tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    command = [sys.executable, "-c", SPOOLING.format(benchmark), *SMALL[benchmark]]
+    done = small_run([*command, "--json", str(figures)], tmp_path, ROOT)
     assert json.loads(figures.read_text())[FIGURE[benchmark]] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figures.json"]
     if benchmark == "webhooks":
@@ -66,15 +72,6 @@ def test_the_baselines_run_with_todays_benchmarks(tmp_path: Path) -> None:
             if benchmark == "fuzz":  # measured against valid input, not a baseline bot
                 continue
             figures = tmp_path / f"{benchmark}.json"
-            done = subprocess.run(
-                [sys.executable, "-m", f"benchmarks.{benchmark}", *args, "--json", str(figures)],
-                cwd=tree,
-                env=clean_env(PYTHONPATH=str(tree)),
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
-            assert done.returncode in (0, 1), (benchmark, done.stderr[-2000:])
-            assert "Traceback" not in done.stderr, (benchmark, done.stderr[-2000:])
+            command = [sys.executable, "-m", f"benchmarks.{benchmark}", *args]
+            small_run([*command, "--json", str(figures)], tree, tree)
             assert figures.exists(), benchmark
