@@ -1111,9 +1111,9 @@ class _Dir:
     """A directory's state: ``inherited`` is the mask of the entries whose directory part
     holds for every file in or below it, ``mask`` of those that hold for the files
     directly in it. ``below`` is the state of a subdirectory that adds nothing (itself,
-    unless this directory has rules for its own files only), so that such subdirectories
-    share one object. ``active`` are the heads ``P/**/S`` with a literal ``P`` at or above
-    the directory: its subdirectories look ``S`` up."""
+    written :data:`_ITSELF`, unless this directory has rules for its own files only), so
+    that such subdirectories share one object. ``active`` are the heads ``P/**/S`` with a
+    literal ``P`` at or above the directory: its subdirectories look ``S`` up."""
 
     __slots__ = ("active", "below", "inherited", "mask")
 
@@ -1128,12 +1128,13 @@ class _Dir:
 
 def _plain_dir(inherited: int, active: tuple[_Active, ...] = ()) -> _Dir:
     """A state whose files and subdirectories get just ``inherited``."""
-    state = _Dir(inherited, inherited, _LATER, active)
-    state.below = state
-    return state
+    return _Dir(inherited, inherited, _ITSELF, active)
 
 
 _LATER: _Dir = _Dir.__new__(_Dir)  # stands for a ``below`` state not made yet
+# Stands for the state itself as its own ``below``: a reference to itself would be a
+# cycle, which only the garbage collector frees (see _collector_paused).
+_ITSELF: _Dir = _Dir.__new__(_Dir)
 
 
 class _NameMasks:
@@ -1570,7 +1571,7 @@ class _Index:
             # that add rules for their own files only), or while that is not made yet (a
             # state that adds rules below it: a state of its own) by the parent's state.
             below = state.below
-            key = (state if below is _LATER else below, *fired)
+            key = (state if below is _LATER or below is _ITSELF else below, *fired)
             found = derived.get(key)
             if found is None:
                 found = derived[key] = self._derive(state, fired)
@@ -1697,6 +1698,8 @@ class _Index:
         """The state of a subdirectory of ``state``'s that adds nothing, made when first
         needed."""
         below = state.below
+        if below is _ITSELF:
+            return state
         if below is _LATER:
             below = state.below = _plain_dir(state.inherited, state.active)
         return below
@@ -1831,9 +1834,11 @@ def _collector_paused() -> Iterator[None]:
     ``util.nogc`` does while it builds big containers. A match of a big change makes
     thousands of states and answers that live as long as the index: every 700 of them would
     start a collection of the youngest generation that frees nothing (3 ms of a 27 ms
-    match of 3,000 paths). One such collection at the end does that work once. The
-    collector is started again even when the match raises, and left alone when it was
-    already paused (by the program, or by another thread's match, which restarts it)."""
+    match of 3,000 paths). At the end they go to the oldest generation at once
+    (:func:`_promote_young`), not examined by a young collection (a tenth of a cold
+    match's time). The collector is started again even when the match raises, and left
+    alone when it was already paused (by the program, or by another thread's match, which
+    restarts it)."""
     paused = gc.isenabled()
     if paused:
         gc.disable()
@@ -1841,8 +1846,27 @@ def _collector_paused() -> Iterator[None]:
         yield
     finally:
         if paused:
+            _promote_young()
             gc.enable()
-            gc.collect(0)
+
+
+def _promote_young() -> None:
+    """Move every object the collector tracks to its oldest generation without examining
+    them: ``gc.freeze()`` then ``gc.unfreeze()``, two moves of whole lists
+    (https://docs.python.org/3/library/gc.html#gc.freeze). The states and answers of a
+    bulk match live as long as its index; a young collection would find all of them alive,
+    and the next two collections of their generations would look at them again. They hold
+    no reference cycle (a state that is its own ``below`` says so with :data:`_ITSELF`),
+    so a dropped index is freed by reference counting in whatever generation it is.
+    Objects made meanwhile by other threads move too; those of them on a cycle that
+    became garbage wait for the next full collection. When the program has frozen objects
+    itself (``gc.freeze()`` before a fork), they stay frozen: the young generation is
+    collected instead."""
+    if gc.get_freeze_count():
+        gc.collect(0)
+    else:
+        gc.freeze()
+        gc.unfreeze()
 
 
 def _shape(pattern: str, segments: dict[str, _Seg]) -> _Shape | None:

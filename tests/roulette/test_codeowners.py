@@ -561,6 +561,68 @@ def test_a_big_match_pauses_the_garbage_collector_and_restores_it(
         gc.enable()
 
 
+def _in_generation(objects: list[object], generation: int) -> bool:
+    """Every one of ``objects`` is tracked in the collector's ``generation``."""
+    ids = {id(o) for o in gc.get_objects(generation=generation)}
+    return all(id(o) in ids for o in objects)
+
+
+# What a big match leaves: states for directories at several depths, some that add
+# rules below them, some only for their own files, some nothing (their parent's).
+_BIG_FILE = "* @all\n/a/ @a\n/a/*/x/*.py @x\n**/b/* @b\n/c/**/d/ @d\n!/a/9/\n"
+_BIG_PATHS = [
+    f"{top}/{n}/{sub}/f{n}.py"
+    for top in ("a", "c", "e")
+    for n in range(co._PAUSE_FROM)
+    for sub in ("x", "b", "d/e")
+]
+
+
+def test_a_big_match_leaves_its_states_in_the_oldest_generation() -> None:
+    parsed = parse(_BIG_FILE)
+    result = parsed.owners_of_paths(_BIG_PATHS)
+    assert result["a/1/x/f1.py"] == {Owner("name", "x")}
+    assert result["a/9/x/f9.py"] == frozenset()  # excluded: no owner in its section
+    assert result["c/2/d/e/f2.py"] == {Owner("name", "d")}
+    assert all(result[path] == reference_owners(parsed, path) for path in _BIG_PATHS)
+    index = parsed._index
+    states = list(index._dirs.values())
+    answers = [a for base in index._bases.values() for a in base[1].values()]
+    # not examined by a young collection: moved to the oldest generation as they are
+    assert _in_generation(states + answers, 2)
+    assert gc.isenabled()
+
+
+def test_objects_the_program_froze_stay_frozen_through_a_big_match() -> None:
+    gc.collect()
+    gc.freeze()  # as a server does before it forks its workers
+    try:
+        frozen = gc.get_freeze_count()
+        parsed = parse(_BIG_FILE)
+        assert parsed.owners_of_paths(_BIG_PATHS)["a/1/x/f1.py"] == {Owner("name", "x")}
+        assert gc.get_freeze_count() == frozen
+        states = list(parsed._index._dirs.values())
+        assert not _in_generation(states, 0)  # the young generation was collected instead
+    finally:
+        gc.unfreeze()
+
+
+def test_a_dropped_index_is_freed_without_the_collector() -> None:
+    """No cache of a match holds a reference cycle: dropping the parsed file frees all of
+    it by reference counting, whatever generation a bulk match moved it to."""
+    gc.collect()
+    gc.disable()
+    try:
+        parsed = parse(_BIG_FILE)
+        parsed.owners_of_paths(_BIG_PATHS)
+        parsed.owners_of_paths(["a/new/x/f.py", "g/h.py"])  # a small match: no pause
+        parsed.matches_of("a/1/x/f1.py")
+        del parsed
+        assert gc.collect() == 0  # nothing unreachable left for the collector to find
+    finally:
+        gc.enable()
+
+
 def test_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(co, "_CACHE_LIMIT", 10)
     parsed = parse("* @all\n/a/ @a\n")
