@@ -1834,11 +1834,14 @@ def _collector_paused() -> Iterator[None]:
     ``util.nogc`` does while it builds big containers. A match of a big change makes
     thousands of states and answers that live as long as the index: every 700 of them would
     start a collection of the youngest generation that frees nothing (3 ms of a 27 ms
-    match of 3,000 paths). At the end they go to the oldest generation at once
-    (:func:`_promote_young`), not examined by a young collection (a tenth of a cold
-    match's time). The collector is started again even when the match raises, and left
-    alone when it was already paused (by the program, or by another thread's match, which
-    restarts it)."""
+    match of 3,000 paths). One such collection at the end does that work once. The
+    collector is started again even when the match raises, and left alone when it was
+    already paused (by the program, or by another thread's match, which restarts it).
+
+    The objects ``serve`` froze once started (``gc.freeze()``) stay frozen: moving the
+    kept states to the oldest generation with ``gc.freeze()`` and ``gc.unfreeze()``
+    would save that young collection (a tenth of a cold match) but unfreeze them, and
+    ``gc.get_freeze_count()`` walks every frozen object (10 ms in a warm pick)."""
     paused = gc.isenabled()
     if paused:
         gc.disable()
@@ -1846,27 +1849,8 @@ def _collector_paused() -> Iterator[None]:
         yield
     finally:
         if paused:
-            _promote_young()
             gc.enable()
-
-
-def _promote_young() -> None:
-    """Move every object the collector tracks to its oldest generation without examining
-    them: ``gc.freeze()`` then ``gc.unfreeze()``, two moves of whole lists
-    (https://docs.python.org/3/library/gc.html#gc.freeze). The states and answers of a
-    bulk match live as long as its index; a young collection would find all of them alive,
-    and the next two collections of their generations would look at them again. They hold
-    no reference cycle (a state that is its own ``below`` says so with :data:`_ITSELF`),
-    so a dropped index is freed by reference counting in whatever generation it is.
-    Objects made meanwhile by other threads move too; those of them on a cycle that
-    became garbage wait for the next full collection. When the program has frozen objects
-    itself (``gc.freeze()`` before a fork), they stay frozen: the young generation is
-    collected instead."""
-    if gc.get_freeze_count():
-        gc.collect(0)
-    else:
-        gc.freeze()
-        gc.unfreeze()
+            gc.collect(0)
 
 
 def _shape(pattern: str, segments: dict[str, _Seg]) -> _Shape | None:

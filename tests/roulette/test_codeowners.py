@@ -561,12 +561,6 @@ def test_a_big_match_pauses_the_garbage_collector_and_restores_it(
         gc.enable()
 
 
-def _in_generation(objects: list[object], generation: int) -> bool:
-    """Every one of ``objects`` is tracked in the collector's ``generation``."""
-    ids = {id(o) for o in gc.get_objects(generation=generation)}
-    return all(id(o) in ids for o in objects)
-
-
 # What a big match leaves: states for directories at several depths, some that add
 # rules below them, some only for their own files, some nothing (their parent's).
 _BIG_FILE = "* @all\n/a/ @a\n/a/*/x/*.py @x\n**/b/* @b\n/c/**/d/ @d\n!/a/9/\n"
@@ -578,38 +572,25 @@ _BIG_PATHS = [
 ]
 
 
-def test_a_big_match_leaves_its_states_in_the_oldest_generation() -> None:
-    parsed = parse(_BIG_FILE)
-    result = parsed.owners_of_paths(_BIG_PATHS)
-    assert result["a/1/x/f1.py"] == {Owner("name", "x")}
-    assert result["a/9/x/f9.py"] == frozenset()  # excluded: no owner in its section
-    assert result["c/2/d/e/f2.py"] == {Owner("name", "d")}
-    assert all(result[path] == reference_owners(parsed, path) for path in _BIG_PATHS)
-    index = parsed._index
-    states = list(index._dirs.values())
-    answers = [a for base in index._bases.values() for a in base[1].values()]
-    # not examined by a young collection: moved to the oldest generation as they are
-    assert _in_generation(states + answers, 2)
-    assert gc.isenabled()
-
-
-def test_objects_the_program_froze_stay_frozen_through_a_big_match() -> None:
+def test_the_objects_serve_froze_stay_frozen_through_a_big_match() -> None:
     gc.collect()
-    gc.freeze()  # as a server does before it forks its workers
+    gc.freeze()  # as ``serve`` does once started: start-up objects leave the scans
     try:
         frozen = gc.get_freeze_count()
         parsed = parse(_BIG_FILE)
-        assert parsed.owners_of_paths(_BIG_PATHS)["a/1/x/f1.py"] == {Owner("name", "x")}
+        result = parsed.owners_of_paths(_BIG_PATHS)
         assert gc.get_freeze_count() == frozen
-        states = list(parsed._index._dirs.values())
-        assert not _in_generation(states, 0)  # the young generation was collected instead
+        assert result["a/1/x/f1.py"] == {Owner("name", "x")}
+        assert result["a/9/x/f9.py"] == frozenset()  # excluded: no owner in its section
+        assert result["c/2/d/e/f2.py"] == {Owner("name", "d")}
+        assert all(result[path] == reference_owners(parsed, path) for path in _BIG_PATHS)
     finally:
         gc.unfreeze()
 
 
 def test_a_dropped_index_is_freed_without_the_collector() -> None:
-    """No cache of a match holds a reference cycle: dropping the parsed file frees all of
-    it by reference counting, whatever generation a bulk match moved it to."""
+    """No cache of a match holds a reference cycle: dropping the parsed file (the service
+    keeps the last few) frees all of it by reference counting, at once."""
     gc.collect()
     gc.disable()
     try:
