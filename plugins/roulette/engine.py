@@ -65,6 +65,9 @@ class Availability:
     detail: Message | None = None
 
 
+_AVAILABLE = Availability()  # whoever nothing is known of (immutable: shared)
+
+
 @dataclass(frozen=True)
 class MergeRequestFacts:
     author: str
@@ -111,10 +114,11 @@ class Candidate:
     pools: tuple[Pool, ...]
     active_reviews: int
     components: Mapping[str, float]  # base, active_review, recent_review, expertise, working_hours
+    # The sum of the components, worked out once: a roll compares scores often.
+    score: float = field(init=False)
 
-    @property
-    def score(self) -> float:
-        return sum(self.components.values())
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "score", sum(self.components.values()))
 
 
 @dataclass(frozen=True)
@@ -222,14 +226,21 @@ def score_components(
 
 
 def pools_of(person: Person, mr: MergeRequestFacts, owners: frozenset[str]) -> tuple[Pool, ...]:
-    pools: list[Pool] = []
-    if person.username.lower() in owners:
-        pools.append("codeowner")
-    if mr.team is not None and person.team is not None and person.team.lower() == mr.team.lower():
-        pools.append("team")
-    else:
-        pools.append("external")
-    return tuple(pools)
+    """The pools ``person`` counts in for ``mr``: ``codeowner`` first when their name
+    (lower-cased) is in ``owners``, then ``team`` (the MR's team, any case) or
+    ``external``."""
+    team, mr_team = person.team, mr.team
+    same_team = team is not None and mr_team is not None and team.lower() == mr_team.lower()
+    return _POOLS[person.username.lower() in owners, same_team]
+
+
+# (a code owner, of the MR's team) -> pools_of's answer (tuples made once)
+_POOLS: dict[tuple[bool, bool], tuple[Pool, ...]] = {
+    (True, True): ("codeowner", "team"),
+    (True, False): ("codeowner", "external"),
+    (False, True): ("team",),
+    (False, False): ("external",),
+}
 
 
 def choose(candidates: Sequence[Candidate], margin: float, rng: random.Random) -> Candidate | None:
@@ -322,7 +333,7 @@ def select(
     elif not options.force:
         kept_names = current
 
-    by_name = {p.username.lower(): p for p in people}
+    by_name = {p.username.lower(): p for p in people} if kept_names else {}
     zones: dict[str | None, bool] = {}
 
     def working(timezone: str | None) -> bool:
@@ -331,12 +342,13 @@ def select(
         return zones[timezone]
 
     excluded: list[Exclusion] = []
-    eligible: list[tuple[Person, Candidate]] = []
-    trainees: list[tuple[Person, Candidate]] = []
+    # (lower-cased username, candidate)
+    eligible: list[tuple[str, Candidate]] = []
+    trainees: list[tuple[str, Candidate]] = []
     for person in people:
         key = person.username.lower()
         active_reviews = load.active.get(person.username, 0)
-        facts = availability.get(person.username, Availability())
+        facts = availability.get(person.username, _AVAILABLE)
         reason = unavailability(person, mr, facts, active_reviews)
         if reason is None and key in excluded_names:
             reason = Exclusion(person.username, "excluded", Message("excluded with --exclude"))
@@ -364,9 +376,9 @@ def select(
         if facts.status == "unknown" and facts.detail is not None:
             notes.append(f"@{person.username}: {facts.detail}; counted as available.")
         if person.role == "trainee" and options.trainees == "extra":
-            trainees.append((person, candidate))
+            trainees.append((key, candidate))
         else:
-            eligible.append((person, candidate))
+            eligible.append((key, candidate))
 
     picks: list[Pick] = []
     taken: set[str] = set()
@@ -398,7 +410,7 @@ def select(
         picks.append(Pick(person.username, pools[0], None, active_reviews, kept=True))
         occupy(person.username, pools[0])
 
-    pool_of = {c.username.lower(): c for _, c in eligible + trainees}
+    pool_of = dict(eligible + trainees)
     for name in options.include:
         key = name.lower().removeprefix("@")
         if key in taken or sum(not p.extra for p in picks) >= options.reviewers:
@@ -417,11 +429,7 @@ def select(
 
     empty: list[Pool] = []
     for slot in list(slots):
-        pool = [
-            c
-            for _, c in eligible
-            if c.username.lower() not in taken and (slot is None or slot in c.pools)
-        ]
+        pool = [c for key, c in eligible if key not in taken and (slot is None or slot in c.pools)]
         chosen = choose(pool, options.margin, rng)
         if chosen is None:
             if slot is not None:
@@ -433,7 +441,7 @@ def select(
 
     if options.trainees == "extra" and not kept_trainee:
         trainee = _extra_trainee(
-            [c for _, c in trainees if c.username.lower() not in taken],
+            [c for key, c in trainees if key not in taken],
             [c for _, c in eligible],
             options,
             rng,
@@ -443,9 +451,8 @@ def select(
                 Pick(trainee.username, "team", trainee.score, trainee.active_reviews, extra=True)
             )
 
-    candidates = sorted(
-        (c for _, c in eligible + trainees), key=lambda c: (-c.score, c.username.lower())
-    )
+    ranked = sorted(eligible + trainees, key=lambda pair: (-pair[1].score, pair[0]))
+    candidates = [c for _, c in ranked]
     return Selection(
         picks=tuple(picks),
         candidates=tuple(candidates),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -391,6 +391,8 @@ class RouletteService:
         # Out-of-office periods are the ooo area's; without it nobody is away by date.
         self.with_ooo = "ooo" in settings.plugins
         self.statuses = StatusReader(config.away_keywords, config.away_emojis, config.back_keywords)
+        # a cached status's text -> its availability (see ``availability``)
+        self._status_texts: dict[str, engine.Availability] = {}
         self._parsed = _Parsed()
         # The settings are frozen: the organisation is read from them once, not per pick.
         self._people = tuple(configured_people(settings))
@@ -798,13 +800,26 @@ class RouletteService:
         # Only that they are away today: the reason they gave stays theirs.
         result = {p.username: OUT_OF_OFFICE for p in people if p.username in ooo}
         asking = [p.username for p in people if p.username not in ooo]
-        cached = await self.cache.get_json_many([_status_key(name) for name in asking])
+        keys = [_status_key(name) for name in asking]
+        texts = await self.cache.get_text_many(keys)
+        # What each cached text gives, decoded once: most are alike ({"availability":
+        # "not_set", ...}), and a pick reads every active person's.
+        readings = self._status_texts
         missing = []
-        for name, value in zip(asking, cached, strict=True):
-            if isinstance(value, dict):
-                result[name] = self.statuses.availability(_status_from(value))
-            else:
+        for name, key, text in zip(asking, keys, texts, strict=True):
+            if text is None:
                 missing.append(name)
+                continue
+            found = readings.get(text)
+            if found is None:
+                value = self.cache.decode(key, text)
+                if not isinstance(value, dict):
+                    missing.append(name)
+                    continue
+                if len(readings) >= _READINGS_KEPT:
+                    readings.clear()
+                found = readings[text] = self.statuses.availability(_status_from(value))
+            result[name] = found
         if not (ask and self.has_gitlab):
             result.update((name, engine.Availability()) for name in missing)
             missing = []
@@ -871,6 +886,49 @@ class _History:
     warnings: tuple[str, ...] = ()
 
 
+# The statements of a pick's history, built once: building a statement and its cache key
+# took more time than SQLite took to run it (2.5 of the 4.2 ms of _LOAD, for
+# ``benchmarks.selection``'s 3,000 assignments).
+_STORED_PEOPLE = (
+    select(
+        User.gitlab_username,
+        Team.name,
+        User.role,
+        User.timezone,
+        User.max_active_reviews,
+        User.is_active,
+    )
+    .outerjoin(Team, Team.id == User.team_id)
+    .order_by(User.gitlab_username)
+)
+_IS_OPEN = (ReviewerAssignment.status == "active") & (MrReview.state == "open")
+_IS_RECENT = ReviewerAssignment.assigned_at >= bindparam("since")
+# username -> open assignments, and 1 if one was made since ``since``.
+_LOAD = (
+    select(
+        User.gitlab_username,
+        func.sum(case((_IS_OPEN, 1), else_=0)),
+        func.max(case((_IS_RECENT, 1), else_=0)),
+    )
+    .join(ReviewerAssignment, ReviewerAssignment.user_id == User.id)
+    .join(MrReview, MrReview.id == ReviewerAssignment.review_id)
+    .where(_IS_OPEN | _IS_RECENT)
+    .group_by(User.gitlab_username)
+)
+# The usernames that answered on the MR ``project_id``, ``mr_iid``.
+_RESPONDED = (
+    select(User.gitlab_username)
+    .join(ReviewerAssignment, ReviewerAssignment.user_id == User.id)
+    .join(MrReview, MrReview.id == ReviewerAssignment.review_id)
+    .where(
+        MrReview.project_id == bindparam("project_id"),
+        MrReview.mr_iid == bindparam("mr_iid"),
+        ReviewerAssignment.first_response_at.is_not(None)
+        | ReviewerAssignment.approved_at.is_not(None),
+    )
+)
+
+
 async def _read_history(
     session: AsyncSession,
     people: Sequence[engine.Person],
@@ -888,34 +946,17 @@ async def _read_history(
     """
     # Core results, not the ORM's: the rows are plain columns, which the ORM's loading
     # turned into rows again in Python (a tenth of the instructions of this read, for
-    # ``benchmarks.selection``'s 500 people, measured with callgrind).
+    # ``benchmarks.selection``'s 500 people, measured with callgrind). The statements are
+    # built once (see _STORED_PEOPLE).
     connection = await session.connection()
-    name = User.gitlab_username
     configured = {p.username.lower() for p in people}
-    stored = await connection.execute(
-        select(name, Team.name, User.role, User.timezone, User.max_active_reviews, User.is_active)
-        .outerjoin(Team, Team.id == User.team_id)
-        .order_by(name)
-    )
+    stored = await connection.execute(_STORED_PEOPLE)
     people = list(people) + [
         engine.Person(str(n), team, role, zone, cap, bool(active))
         for n, team, role, zone, cap, active in stored.all()
         if n.lower() not in configured
     ]
-    assignment, review = ReviewerAssignment, MrReview
-    is_active = (assignment.status == "active") & (review.state == "open")
-    is_recent = assignment.assigned_at >= now - timedelta(hours=24)
-    rows = await connection.execute(
-        select(
-            name,
-            func.sum(case((is_active, 1), else_=0)),
-            func.max(case((is_recent, 1), else_=0)),
-        )
-        .join(assignment, assignment.user_id == User.id)
-        .join(review, review.id == assignment.review_id)
-        .where(is_active | is_recent)
-        .group_by(name)
-    )
+    rows = await connection.execute(_LOAD, {"since": now - timedelta(hours=24)})
     active: dict[str, int] = {}
     recent: set[str] = set()
     for username, open_count, was_recent in rows.all():
@@ -931,14 +972,8 @@ async def _read_history(
 
     responded: frozenset[str] = frozenset()
     if with_responses and mr is not None:
-        answered = (assignment.first_response_at.is_not(None)) | (
-            assignment.approved_at.is_not(None)
-        )
         responded_rows = await connection.execute(
-            select(name)
-            .join(assignment, assignment.user_id == User.id)
-            .join(review, review.id == assignment.review_id)
-            .where(review.project_id == mr.project_id, review.mr_iid == mr.iid, answered)
+            _RESPONDED, {"project_id": mr.project_id, "mr_iid": mr.iid}
         )
         responded = frozenset(str(n) for n in responded_rows.scalars().all())
 
