@@ -2,7 +2,8 @@
 
 The bot only stores JSON values with a time to live and reads them back, one or many at
 a time, so that is all a :class:`Cache` does: :meth:`~Cache.get_json`,
-:meth:`~Cache.set_json`, :meth:`~Cache.get_json_many`, plus :meth:`~Cache.ping` for
+:meth:`~Cache.set_json`, :meth:`~Cache.get_json_many` (and :meth:`~Cache.get_text_many`,
+undecoded), plus :meth:`~Cache.ping` for
 ``/readiness`` and :meth:`~Cache.close`.
 
 Values are stored as compact JSON text on both backends, so a caller never shares an
@@ -136,10 +137,22 @@ class Cache(abc.ABC):
 
     async def get_json_many(self, keys: Sequence[str]) -> list[Any | None]:
         """:meth:`get_json` for each of ``keys``, in order: one round trip on Redis."""
+        raws = await self.get_text_many(keys)
+        return [_decode(key, raw) for key, raw in zip(keys, raws, strict=True)]
+
+    async def get_text_many(self, keys: Sequence[str]) -> list[str | None]:
+        """The JSON texts stored at ``keys``, in order, not decoded (``None`` where
+        missing): for a caller that remembers what it made of a text, and so decodes
+        each distinct text once (:meth:`decode`). One round trip on Redis."""
         if not keys:
             return []
-        raws = await self._get_many(keys)
-        return [_decode(key, raw) for key, raw in zip(keys, raws, strict=True)]
+        return await self._get_many(keys)
+
+    @staticmethod
+    def decode(key: str, text: str | None) -> Any | None:
+        """A text of :meth:`get_text_many` decoded, as :meth:`get_json` would: ``None``
+        when missing or not valid JSON (logged with ``key``)."""
+        return _decode(key, text)
 
     async def set_json(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` as compact JSON, replacing any value and expiry ``key`` had.
@@ -219,7 +232,8 @@ class MemoryCache(Cache):
         return None if stored is None else stored.text
 
     async def _get_many(self, keys: Sequence[str]) -> list[str | None]:
-        return [await self._get(key) for key in keys]
+        get = self._data.get
+        return [None if (stored := get(key)) is None else stored.text for key in keys]
 
     async def _set(self, key: str, text: str, ttl: float | None) -> None:
         self._data[key] = _Stored(text, ttl)

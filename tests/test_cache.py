@@ -235,6 +235,17 @@ async def test_get_json_many_keeps_order_and_misses(harness: Harness) -> None:
     assert await cache.get_json_many([]) == []
 
 
+async def test_get_text_many_gives_the_stored_texts_undecoded(harness: Harness) -> None:
+    cache = harness.cache
+    await cache.set_json("a", {"n": 1, "text": "✓"})
+    texts = await cache.get_text_many(["a", "missing", "a"])
+    assert texts == ['{"n":1,"text":"✓"}', None, '{"n":1,"text":"✓"}']
+    assert cache.decode("a", texts[0]) == {"n": 1, "text": "✓"}
+    assert cache.decode("missing", None) is None
+    assert cache.decode("damaged", "{not json") is None
+    assert await cache.get_text_many([]) == []
+
+
 async def test_values_are_not_shared_between_callers(harness: Harness) -> None:
     cache = harness.cache
     stored: dict[str, Any] = {"names": ["alice"], "status": {"emoji": "palm_tree"}}

@@ -295,3 +295,39 @@ async def test_statuses_read_through_the_service(
         assert "bob" not in excluded
         assert "erin" not in excluded
         assert "bob" in plan.selection.reviewers
+
+
+async def test_a_changed_or_damaged_cached_status_is_read_again(
+    service: RouletteService, standin: GitLabStandIn
+) -> None:
+    """What a cached status text gives is remembered by the text: a new status (another
+    text) is read afresh, and a text that is not JSON is a miss that GitLab answers."""
+    people = [p for p in service.people() if p.username in ("carol", "dave")]
+    for name in ("carol", "dave"):
+        await service.cache.set_json(
+            f"gl:status:{name}", {"availability": "not_set", "emoji": None, "message": None}
+        )
+    first = await service.availability(people, frozenset())
+    assert {name: a.status for name, a in first.items()} == {
+        "carol": "available",
+        "dave": "available",
+    }
+
+    await service.cache.set_json(
+        "gl:status:carol", {"availability": "not_set", "emoji": None, "message": "On PTO"}
+    )
+    await service.cache.set_json("gl:status:dave", {"availability": "busy"})
+    second = await service.availability(people, frozenset())
+    assert second["carol"].status == "away"
+    assert second["dave"].status == "busy"
+
+    assert isinstance(service.cache, MemoryCache)
+    await service.cache._set("gl:status:carol", "{not json", None)
+    standin.set_status("carol", availability="busy")
+    third = await service.availability(people, frozenset())
+    assert third["carol"].status == "busy"  # asked of GitLab, and cached again
+    assert await service.cache.get_json("gl:status:carol") == {
+        "availability": "busy",
+        "emoji": None,
+        "message": None,
+    }
