@@ -197,25 +197,30 @@ class _OwnerReader:
     def read(self, text: str, line: int, warnings: list[str]) -> tuple[bool, tuple[Owner, ...]]:
         """Whether ``text`` has owner tokens, and the owners found in them, de-duplicated; a
         token holding no owner at all is malformed (GitLab's ``malformed_entry_owner``)."""
-        known = self.texts.get(text)
-        if known is None:
-            tokens = text.split() if self.plain else _TOKEN_RE.findall(text)
-            get = self.tokens.get
-            # A text names one to a few owners: tuples added up are the quickest here.
-            every: tuple[Owner, ...] = ()
-            malformed: tuple[str, ...] = ()
-            for token in tokens:
-                owners = get(token) or self._token(token)
-                if owners:
-                    every += owners
-                else:
-                    malformed += (token,)
-            if len(every) > 1 and len(set(every)) < len(every):  # named twice: kept once
-                every = tuple(dict.fromkeys(every))
-            known = self.texts[text] = (bool(tokens), every, malformed)
+        known = self.texts.get(text) or self.new(text)
         for token in known[2]:
             warnings.append(f"line {line}: ignored malformed owner {token!r}")
         return known[0], known[1]
+
+    def new(self, text: str) -> tuple[bool, tuple[Owner, ...], tuple[str, ...]]:
+        """Read a text not read before: ``(has tokens, owners, malformed tokens)``."""
+        tokens = text.split() if self.plain else _TOKEN_RE.findall(text)
+        get = self.tokens.get
+        # A text names one to a few owners: tuples added up are the quickest here.
+        every: tuple[Owner, ...] = ()
+        malformed: tuple[str, ...] = ()
+        for token in tokens:
+            owners = get(token)
+            if owners is None:
+                owners = self._token(token)
+            if owners:
+                every += owners
+            else:
+                malformed += (token,)
+        if len(every) > 1 and len(set(every)) < len(every):  # named twice: kept once
+            every = tuple(dict.fromkeys(every))
+        read = self.texts[text] = (bool(tokens), every, malformed)
+        return read
 
     def _token(self, token: str) -> tuple[Owner, ...]:
         owners = self.tokens[token] = _token_owners(token)
@@ -268,7 +273,20 @@ def _parse_header(
 
 
 def parse(text: str) -> CodeOwners:
-    """Parse a CODEOWNERS file and compile its matchers."""
+    """Parse a CODEOWNERS file and compile its matchers.
+
+    A big file (:data:`_PARSE_PAUSE_FROM` characters or more) is parsed with Python's
+    cyclic garbage collector paused, as a big match is (see :func:`_collector_paused`):
+    its entries, owners and index live as long as the file, so the collections their
+    making would start free nothing, and each one walks what the process keeps (an
+    eighth of the parse of 5,000 entries in a process that holds four such files)."""
+    if len(text) < _PARSE_PAUSE_FROM:
+        return _parse(text)
+    with _collector_paused():
+        return _parse(text)
+
+
+def _parse(text: str) -> CodeOwners:
     warnings: list[str] = []
     default = _SectionBuilder(DEFAULT_SECTION, False, 1, ())
     sections: list[_SectionBuilder] = [default]
@@ -278,12 +296,17 @@ def parse(text: str) -> CodeOwners:
     plain = text.isascii() and not any(space in text for space in _OTHER_ASCII_WS)
     reader = _OwnerReader(plain)
     known = reader.texts  # most owner texts repeat: their reading is looked up here first
+    # str.split() finds the end of every pattern: no escaped whitespace to keep
+    simple = plain and "\\" not in text
+    append = current.entries.append
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip(_WS)
-        if not line or line[0] == "#":
+        if not line:
             continue
-        header = _parse_header(line, number, warnings, reader) if line[0] in "[^" else None
-        if header is not None:
+        first = line[0]
+        if first == "#":
+            continue
+        if first in "[^" and (header := _parse_header(line, number, warnings, reader)):
             name, optional, approvals, defaults = header
             key = name.casefold()
             found = by_key.get(key)
@@ -293,25 +316,26 @@ def parse(text: str) -> CodeOwners:
             else:
                 found.optional = found.optional and optional
                 found.approvals = max(found.approvals, approvals)
-            current = found
+            current, append = found, found.entries.append
             continue
-        parts = line.split(maxsplit=1) if plain and "\\" not in line else _SPLIT_RE.split(line, 1)
-        pattern, owner_text = parts[0], parts[1] if len(parts) > 1 else ""
-        exclusion = pattern.startswith("!")
-        if exclusion:
+        if simple or (plain and "\\" not in line):
+            parts = line.split(None, 1)
+        else:
+            parts = _SPLIT_RE.split(line, 1)
+        if len(parts) == 2:
+            pattern, owner_text = parts
+        else:
+            pattern, owner_text = parts[0], ""
+        if first == "!":
             pattern = pattern[1:]
             for token in _TOKEN_RE.findall(owner_text):
                 warnings.append(f"line {number}: ignored owner {token!r} on an exclusion")
-            owners: tuple[Owner, ...] = ()
-        else:
-            read = known.get(owner_text)
-            if read is None or read[2]:  # new, or with a warning to repeat for this line
-                written, owners = reader.read(owner_text, number, warnings)
-            else:
-                written, owners = read[0], read[1]
-            if not written:
-                owners = defaults
-        current.entries.append(_new_entry(Entry, (pattern, owners, exclusion, number)))
+            append(_new_entry(Entry, (pattern, (), True, number)))
+            continue
+        read = known.get(owner_text) or reader.new(owner_text)
+        for token in read[2]:  # a warning for each line that has it
+            warnings.append(f"line {number}: ignored malformed owner {token!r}")
+        append(_new_entry(Entry, (pattern, read[1] if read[0] else defaults, False, number)))
     return CodeOwners([s.build() for s in sections], warnings)
 
 
@@ -697,6 +721,7 @@ _EMPTY: frozenset[Owner] = frozenset()
 _CACHE_LIMIT = 200_000  # directory and basename states and answers kept per file
 _CACHE_BYTES = 32 << 20  # what their masks may take, about
 _PAUSE_FROM = 64  # paths in a match from which the garbage collector is paused
+_PARSE_PAUSE_FROM = 16_384  # characters of a file from which parse pauses it
 _GLOB_SPLIT_RE = re.compile(r"(\*+|\?)")
 
 

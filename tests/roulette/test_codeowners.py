@@ -561,6 +561,32 @@ def test_a_big_match_pauses_the_garbage_collector_and_restores_it(
         gc.enable()
 
 
+def test_a_big_file_is_parsed_with_the_garbage_collector_paused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    line = "/team/a/*.py @alice @org/backend\n"
+    big = line * (co._PARSE_PAUSE_FROM // len(line) + 1)
+    seen: list[bool] = []
+    read = co._OwnerReader.new
+
+    def watched(
+        reader: co._OwnerReader, text: str
+    ) -> tuple[bool, tuple[Owner, ...], tuple[str, ...]]:
+        seen.append(gc.isenabled())
+        return read(reader, text)
+
+    monkeypatch.setattr(co._OwnerReader, "new", watched)
+    parsed = parse(big)
+    assert seen == [False]  # one distinct owner text, read while paused
+    assert gc.isenabled()
+    assert parsed.owners_of("team/a/x.py") == {
+        Owner("name", "alice"),
+        Owner("group", "org/backend"),
+    }
+    parse(line)  # a small file: not worth a pause
+    assert seen == [False, True] and gc.isenabled()
+
+
 # What a big match leaves: states for directories at several depths, some that add
 # rules below them, some only for their own files, some nothing (their parent's).
 _BIG_FILE = "* @all\n/a/ @a\n/a/*/x/*.py @x\n**/b/* @b\n/c/**/d/ @d\n!/a/9/\n"
