@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -212,20 +212,33 @@ class Recorded:
     missing: tuple[str, ...]  # picked usernames with no row in the users table
 
 
+# The statements of a roll's record, built once: building a statement and its cache key
+# costs more than running it (see plugins.roulette.service._LOAD).
+_USERS = select(User).where(
+    func.lower(User.gitlab_username).in_(bindparam("names", expanding=True))
+)
+_REVIEW = select(MrReview).where(
+    MrReview.project_id == bindparam("project_id"), MrReview.mr_iid == bindparam("iid")
+)
+_TEAM_ID = select(Team.id).where(func.lower(Team.name) == bindparam("name"))
+_ASSIGNMENTS = select(ReviewerAssignment).where(
+    ReviewerAssignment.review_id == bindparam("review_id")
+)
+_GITLAB_IDS = select(User.gitlab_username, User.gitlab_id).where(
+    func.lower(User.gitlab_username).in_(bindparam("names", expanding=True))
+)
+
+
 async def _users(session: AsyncSession, names: Iterable[str]) -> dict[str, User]:
     wanted = {n.lower() for n in names}
     if not wanted:
         return {}
-    rows = await session.scalars(
-        select(User).where(func.lower(User.gitlab_username).in_(sorted(wanted)))
-    )
+    rows = await session.scalars(_USERS, {"names": sorted(wanted)})
     return {u.gitlab_username.lower(): u for u in rows.all()}
 
 
 async def _review(session: AsyncSession, project_id: int, iid: int) -> MrReview | None:
-    return await session.scalar(
-        select(MrReview).where(MrReview.project_id == project_id, MrReview.mr_iid == iid)
-    )
+    return await session.scalar(_REVIEW, {"project_id": project_id, "iid": iid})
 
 
 async def ensure_review(
@@ -244,7 +257,7 @@ async def ensure_review(
     review = await _review(session, mr.project_id, mr.iid)
     team_id = None
     if team:
-        team_id = await session.scalar(select(Team.id).where(func.lower(Team.name) == team.lower()))
+        team_id = await session.scalar(_TEAM_ID, {"name": team.lower()})
     if users is None:
         users = await _users(session, [mr.author])
     author = users.get(mr.author.lower())
@@ -317,11 +330,7 @@ async def _record_roll(
             raise ReviewEnded(where, review.state)
         existing = {
             a.user_id: a
-            for a in (
-                await session.scalars(
-                    select(ReviewerAssignment).where(ReviewerAssignment.review_id == review.id)
-                )
-            ).all()
+            for a in (await session.scalars(_ASSIGNMENTS, {"review_id": review.id})).all()
         }
         assigned: list[str] = []
         missing: list[str] = []
@@ -457,11 +466,7 @@ async def record_handover(
         users = await _users(session, names)
         rows = {
             a.user_id: a
-            for a in (
-                await session.scalars(
-                    select(ReviewerAssignment).where(ReviewerAssignment.review_id == review.id)
-                )
-            ).all()
+            for a in (await session.scalars(_ASSIGNMENTS, {"review_id": review.id})).all()
         }
         passing = users.get(passer.lower())
         row = rows.get(passing.id) if passing else None
@@ -565,11 +570,7 @@ async def merge_request_event(
             review = await _reviewers_changed(session, review, payload, changes["reviewers"], now)
         if review is None:
             return None
-        rows = (
-            await session.scalars(
-                select(ReviewerAssignment).where(ReviewerAssignment.review_id == review.id)
-            )
-        ).all()
+        rows = (await session.scalars(_ASSIGNMENTS, {"review_id": review.id})).all()
         by_user = {row.user_id: row for row in rows}
         actor_row = None
         if actor:
@@ -685,11 +686,7 @@ async def _reviewers_changed(
         await session.flush()
     rows = {
         row.user_id: row
-        for row in (
-            await session.scalars(
-                select(ReviewerAssignment).where(ReviewerAssignment.review_id == review.id)
-            )
-        ).all()
+        for row in (await session.scalars(_ASSIGNMENTS, {"review_id": review.id})).all()
     }
     for name in removed:
         user = users.get(name)
@@ -721,11 +718,7 @@ async def gitlab_ids(sessions: Sessions, usernames: Iterable[str]) -> dict[str, 
         return {}
     async with sessions() as session:
         connection = await session.connection()
-        rows = await connection.execute(
-            select(User.gitlab_username, User.gitlab_id).where(
-                func.lower(User.gitlab_username).in_(wanted)
-            )
-        )
+        rows = await connection.execute(_GITLAB_IDS, {"names": wanted})
     return {str(name).lower(): i for name, i in rows.all() if i is not None}
 
 
