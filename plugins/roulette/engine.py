@@ -65,7 +65,7 @@ class Availability:
     detail: Message | None = None
 
 
-_AVAILABLE = Availability()  # whoever nothing is known of (immutable: shared)
+AVAILABLE = Availability()  # whoever nothing is known of (immutable: shared)
 
 
 @dataclass(frozen=True)
@@ -348,7 +348,7 @@ def select(
     for person in people:
         key = person.username.lower()
         active_reviews = load.active.get(person.username, 0)
-        facts = availability.get(person.username, _AVAILABLE)
+        facts = availability.get(person.username, AVAILABLE)
         reason = unavailability(person, mr, facts, active_reviews)
         if reason is None and key in excluded_names:
             reason = Exclusion(person.username, "excluded", Message("excluded with --exclude"))

@@ -142,7 +142,7 @@ def standings_of(
     """
     standings = []
     for person in people:
-        facts = availability.get(person.username, engine.Availability())
+        facts = availability.get(person.username, engine.AVAILABLE)
         active = load.active.get(person.username, 0)
         reason = engine.unavailability(person, NO_MR, facts, active)
         standings.append(Standing(person, facts, active, reason))
@@ -727,10 +727,21 @@ class RouletteService:
                 return await self._role_members(project_id, owner.value, found), found
             return [], []
 
-        # Every owner at once (each lookup is cached; a cold one is a GitLab round trip),
-        # their warnings in the owners' order.
+        # Configured people at once; every other owner at once (each lookup is cached; a
+        # cold one is a GitLab round trip), their warnings in the owners' order.
         names: set[str] = set()
-        for found, said in await gather_all(*(resolve(o) for o in sorted(owners))):
+        others: list[Owner] = []
+        for owner in sorted(owners):
+            known = None
+            if owner.kind == "name":
+                known = configured.get(owner.value.lower())
+            elif owner.kind == "email":
+                known = emails.get(owner.value)
+            if known:
+                names.add(known)
+            else:
+                others.append(owner)
+        for found, said in await gather_all(*(resolve(o) for o in others)):
             names.update(found)
             warnings.extend(said)
         return names
@@ -821,7 +832,7 @@ class RouletteService:
                 found = readings[text] = self.statuses.availability(_status_from(value))
             result[name] = found
         if not (ask and self.has_gitlab):
-            result.update((name, engine.Availability()) for name in missing)
+            result.update((name, engine.AVAILABLE) for name in missing)
             missing = []
         if missing:
             limit = asyncio.Semaphore(_STATUS_CONCURRENCY)
