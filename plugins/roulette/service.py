@@ -898,8 +898,24 @@ class _History:
 
 
 # The statements of a pick's history, built once: building a statement and its cache key
-# took more time than SQLite took to run it (2.5 of the 4.2 ms of _LOAD, for
+# took more time than SQLite took to run it (2.5 of the 4.2 ms of the load's part, for
 # ``benchmarks.selection``'s 3,000 assignments).
+_IS_OPEN = (ReviewerAssignment.status == "active") & (MrReview.state == "open")
+_IS_RECENT = ReviewerAssignment.assigned_at >= bindparam("since")
+# user id -> open assignments, and 1 if one was made since ``since``.
+_LOAD = (
+    select(
+        ReviewerAssignment.user_id,
+        func.sum(case((_IS_OPEN, 1), else_=0)).label("open"),
+        func.max(case((_IS_RECENT, 1), else_=0)).label("recent"),
+    )
+    .join(MrReview, MrReview.id == ReviewerAssignment.review_id)
+    .where(_IS_OPEN | _IS_RECENT)
+    .group_by(ReviewerAssignment.user_id)
+    .subquery("load")
+)
+# Every stored person with their load (NULL without an open or recent assignment): one
+# statement, one round trip.
 _STORED_PEOPLE = (
     select(
         User.gitlab_username,
@@ -908,23 +924,12 @@ _STORED_PEOPLE = (
         User.timezone,
         User.max_active_reviews,
         User.is_active,
+        _LOAD.c.open,
+        _LOAD.c.recent,
     )
     .outerjoin(Team, Team.id == User.team_id)
+    .outerjoin(_LOAD, _LOAD.c.user_id == User.id)
     .order_by(User.gitlab_username)
-)
-_IS_OPEN = (ReviewerAssignment.status == "active") & (MrReview.state == "open")
-_IS_RECENT = ReviewerAssignment.assigned_at >= bindparam("since")
-# username -> open assignments, and 1 if one was made since ``since``.
-_LOAD = (
-    select(
-        User.gitlab_username,
-        func.sum(case((_IS_OPEN, 1), else_=0)),
-        func.max(case((_IS_RECENT, 1), else_=0)),
-    )
-    .join(ReviewerAssignment, ReviewerAssignment.user_id == User.id)
-    .join(MrReview, MrReview.id == ReviewerAssignment.review_id)
-    .where(_IS_OPEN | _IS_RECENT)
-    .group_by(User.gitlab_username)
 )
 # The usernames that answered on the MR ``project_id``, ``mr_iid``.
 _RESPONDED = (
@@ -961,20 +966,18 @@ async def _read_history(
     # built once (see _STORED_PEOPLE).
     connection = await session.connection()
     configured = {p.username.lower() for p in people}
-    stored = await connection.execute(_STORED_PEOPLE)
-    people = list(people) + [
-        engine.Person(str(n), team, role, zone, cap, bool(active))
-        for n, team, role, zone, cap, active in stored.all()
-        if n.lower() not in configured
-    ]
-    rows = await connection.execute(_LOAD, {"since": now - timedelta(hours=24)})
+    stored = await connection.execute(_STORED_PEOPLE, {"since": now - timedelta(hours=24)})
+    people = list(people)
     active: dict[str, int] = {}
     recent: set[str] = set()
-    for username, open_count, was_recent in rows.all():
+    for name, team, role, zone, cap, is_active, open_count, was_recent in stored.all():
+        username = str(name)
         if open_count:
-            active[str(username)] = int(open_count)
+            active[username] = int(open_count)
         if was_recent:
-            recent.add(str(username))
+            recent.add(username)
+        if username.lower() not in configured:
+            people.append(engine.Person(username, team, role, zone, cap, bool(is_active)))
 
     # Out of office "today in the reviewer's timezone", asked of the ooo area (if enabled).
     away: set[str] = set()

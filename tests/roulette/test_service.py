@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -159,6 +159,50 @@ async def test_active_reviews_come_from_the_database(
     assert bob_candidate.active_reviews == 2  # the merged MR's review does not count
     assert bob_candidate.components["active_review"] == -20
     assert bob_candidate.components["recent_review"] == -5
+
+
+async def test_the_load_of_configured_and_stored_only_people_in_one_read(
+    service: RouletteService, sessions: Sessions
+) -> None:
+    """Open reviews count whenever they were assigned; any review assigned in the last 24
+    hours is recent, open or not; a person only stored (a GitLab group's member) has a
+    load too."""
+    async with sessions.begin() as session:
+        team = await session.scalar(select(Team).where(Team.name == "frontend"))
+        assert team is not None
+        grace = User(gitlab_username="grace", team_id=team.id)
+        session.add(grace)
+        await session.flush()
+        carol = await _user_id(sessions, "carol")
+        for iid, state, user_id, assigned in (
+            (60, "open", grace.id, NOW - timedelta(days=3)),  # open, not recent
+            (61, "open", grace.id, NOW - timedelta(days=9)),
+            (62, "merged", carol, NOW - timedelta(hours=2)),  # recent, not open
+            (63, "closed", carol, NOW - timedelta(days=2)),  # neither
+        ):
+            review = MrReview(
+                project_id=9,
+                project_path="acme/other",
+                mr_iid=iid,
+                web_url="u",
+                author_username="erin",
+                state=state,
+            )
+            session.add(review)
+            await session.flush()
+            session.add(
+                ReviewerAssignment(
+                    review_id=review.id, user_id=user_id, role="team", assigned_at=assigned
+                )
+            )
+    plan = await service.plan(REF, now=NOW)
+    candidates = {c.username: c for c in plan.selection.candidates}
+    assert candidates["grace"].active_reviews == 2
+    assert candidates["grace"].components["recent_review"] == 0
+    assert candidates["carol"].active_reviews == 0
+    assert candidates["carol"].components["recent_review"] == -5
+    assert candidates["dave"].active_reviews == 0
+    assert candidates["dave"].components["recent_review"] == 0
 
 
 async def test_no_codeowners_file(service: RouletteService, standin: GitLabStandIn) -> None:
