@@ -42,6 +42,31 @@ def service(org: Settings, sessions: Sessions, gitlab: GitLab) -> RouletteServic
     return RouletteService(org, sessions, MemoryCache(), gitlab)
 
 
+async def _assign(
+    session: AsyncSession,
+    iid: int,
+    state: str,
+    user_id: int,
+    assigned_at: datetime | None = None,
+) -> None:
+    """A review of MR ``iid`` of another project, in ``state``, with ``user_id`` assigned
+    (at ``assigned_at``; the column's default, now, when None)."""
+    review = MrReview(
+        project_id=9,
+        project_path="acme/other",
+        mr_iid=iid,
+        web_url="u",
+        author_username="erin",
+        state=state,
+    )
+    session.add(review)
+    await session.flush()
+    assignment = ReviewerAssignment(review_id=review.id, user_id=user_id, role="team")
+    if assigned_at is not None:
+        assignment.assigned_at = assigned_at
+    session.add(assignment)
+
+
 async def _user_id(sessions: Sessions, name: str) -> int:
     async with sessions() as session:
         found = await session.scalar(select(User.id).where(User.gitlab_username == name))
@@ -143,17 +168,7 @@ async def test_active_reviews_come_from_the_database(
     bob = await _user_id(sessions, "bob")
     async with sessions.begin() as session:
         for iid, state in ((50, "open"), (51, "open"), (52, "merged")):
-            review = MrReview(
-                project_id=9,
-                project_path="acme/other",
-                mr_iid=iid,
-                web_url="u",
-                author_username="erin",
-                state=state,
-            )
-            session.add(review)
-            await session.flush()
-            session.add(ReviewerAssignment(review_id=review.id, user_id=bob, role="team"))
+            await _assign(session, iid, state, bob)
     plan = await service.plan(REF, now=datetime.now(UTC))
     bob_candidate = next(c for c in plan.selection.candidates if c.username == "bob")
     assert bob_candidate.active_reviews == 2  # the merged MR's review does not count
@@ -174,27 +189,10 @@ async def test_the_load_of_configured_and_stored_only_people_in_one_read(
         session.add(grace)
         await session.flush()
         carol = await _user_id(sessions, "carol")
-        for iid, state, user_id, assigned in (
-            (60, "open", grace.id, NOW - timedelta(days=3)),  # open, not recent
-            (61, "open", grace.id, NOW - timedelta(days=9)),
-            (62, "merged", carol, NOW - timedelta(hours=2)),  # recent, not open
-            (63, "closed", carol, NOW - timedelta(days=2)),  # neither
-        ):
-            review = MrReview(
-                project_id=9,
-                project_path="acme/other",
-                mr_iid=iid,
-                web_url="u",
-                author_username="erin",
-                state=state,
-            )
-            session.add(review)
-            await session.flush()
-            session.add(
-                ReviewerAssignment(
-                    review_id=review.id, user_id=user_id, role="team", assigned_at=assigned
-                )
-            )
+        await _assign(session, 60, "open", grace.id, NOW - timedelta(days=3))  # not recent
+        await _assign(session, 61, "open", grace.id, NOW - timedelta(days=9))
+        await _assign(session, 62, "merged", carol, NOW - timedelta(hours=2))  # recent
+        await _assign(session, 63, "closed", carol, NOW - timedelta(days=2))  # neither
     plan = await service.plan(REF, now=NOW)
     candidates = {c.username: c for c in plan.selection.candidates}
     assert candidates["grace"].active_reviews == 2
