@@ -1,7 +1,8 @@
 """Waking the inbox workers of every replica when a delivery is stored.
 
 A replica that stores deliveries (a web-only one, ``WEBHOOK_WORKERS=0``, or any other)
-sends ``NOTIFY roulette_inbox`` in the transaction that stores them; PostgreSQL delivers
+sends ``NOTIFY roulette_inbox`` in the transaction that stores them (``pg_notify`` in
+the intake's statement, ``bot.webhooks``); PostgreSQL delivers
 it to every session that ran ``LISTEN roulette_inbox`` once the transaction commits
 (and never when it rolls back), folding duplicates sent in one transaction into one.
 Each replica with workers keeps one such session open (:class:`InboxListener`) and wakes
@@ -24,9 +25,7 @@ import logging
 from collections.abc import Callable
 
 import psycopg
-from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.mattermost import Backoff
 
@@ -36,15 +35,6 @@ CHANNEL = "roulette_inbox"
 #: How long the listener waits for a notification before it checks its connection
 #: (seconds): a connection dropped without a TCP reset is found within this.
 CHECK_EVERY = 30.0
-
-
-async def notify_stored(session: AsyncSession) -> None:
-    """Queue ``NOTIFY roulette_inbox`` in ``session``'s transaction (PostgreSQL only).
-
-    Sent when the transaction commits; the payload is empty (the workers look at the
-    inbox themselves, so nothing is lost when notifications fold together).
-    """
-    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
 
 
 def libpq_dsn(url: URL) -> str:

@@ -92,7 +92,8 @@ from bot.context import AppContext
 from bot.db import UTCDateTime, is_unavailable, ping, utcnow
 from bot.hookshapes import shape_problem
 from bot.http import BadInput, error_response, json_response, parse_json_object
-from bot.inboxwake import InboxListener, notify_stored
+from bot.inboxwake import CHANNEL as INBOX_CHANNEL
+from bot.inboxwake import InboxListener
 from bot.leader import Leadership
 from bot.logs import bound_id, stored_error
 from bot.models import WebhookDelivery
@@ -331,9 +332,15 @@ def ordering_key(kind: str, payload: Mapping[str, Any]) -> str | None:
 # is one JSON array parameter, in which each payload is the JSON text GitLab sent, as it
 # was received (the column is ``json``: kept as written, never serialised again); a
 # ``text[]`` per column would have psycopg escape every payload in Python. The columns
-# the model fills by default are given as parameters from the model.
+# the model fills by default are given as parameters from the model. The statement also
+# sends ``NOTIFY roulette_inbox`` (``bot.inboxwake``) once per stored row, which
+# PostgreSQL folds into one notification, and none when every key was already stored;
+# run on its own, in autocommit, it is the whole transaction: one round trip to the
+# server where ``BEGIN``, the INSERT, the NOTIFY and ``COMMIT`` took four, each of them
+# waiting for a server process on a busy machine.
 _INBOX = WebhookDelivery.__table__
 _PG_INTAKE = text(
+    "WITH stored AS ("
     "INSERT INTO webhook_inbox (delivery_key, source, event_type, ordering_key, payload,"
     " status, attempts, received_at, next_attempt_at, updated_at)"
     " SELECT d.key, :source, d.kind, d.ordering, d.payload, :status, :attempts,"
@@ -342,6 +349,7 @@ _PG_INTAKE = text(
     " AS d(key text, kind text, ordering text, received timestamptz, payload json)"
     " ON CONFLICT (delivery_key) DO NOTHING"
     " RETURNING id, delivery_key"
+    ") SELECT id, delivery_key, pg_notify(:channel, '') FROM stored"
 )
 
 
@@ -362,7 +370,8 @@ def _intake_record(row: Mapping[str, Any]) -> str:
 
 
 _PG_INTAKE_DEFAULTS = {
-    name: _INBOX.c[name].default.arg for name in ("source", "status", "attempts")
+    **{name: _INBOX.c[name].default.arg for name in ("source", "status", "attempts")},
+    "channel": INBOX_CHANNEL,
 }
 
 
@@ -917,16 +926,19 @@ class Inbox:
             return {str(key): int(row_id) for row_id, key in result.all()}
 
     async def _insert_postgresql(self, rows: list[dict[str, Any]]) -> dict[str, int]:
-        """:meth:`_insert` on PostgreSQL: one :data:`_PG_INTAKE`, then ``NOTIFY`` in the
-        same transaction when a row was inserted (every replica's workers wake)."""
+        """:meth:`_insert` on PostgreSQL: one :data:`_PG_INTAKE`, a transaction of its own
+        (autocommit), which also wakes every replica's workers when a row was inserted.
+
+        Source: PostgreSQL, ``NOTIFY`` ("if a NOTIFY is executed inside a transaction, the
+        notify events are not delivered until and unless the transaction is committed";
+        duplicates in one transaction are folded), https://www.postgresql.org/docs/current/sql-notify.html
+        """
         batch = ",".join(_intake_record(row) for row in rows)
         parameters = {**_PG_INTAKE_DEFAULTS, "batch": f"[{batch}]"}
-        async with self.context.sessions.begin() as session:
-            result = await session.execute(_PG_INTAKE, parameters)
-            stored = {str(key): int(row_id) for row_id, key in result.all()}
-            if stored:
-                await notify_stored(session)
-            return stored
+        engine = self.context.engine.execution_options(isolation_level="AUTOCOMMIT")
+        async with engine.connect() as connection:
+            result = await connection.execute(_PG_INTAKE, parameters)
+            return {str(key): int(row_id) for row_id, key, _ in result.all()}
 
     # ----------------------------------------------------------------- workers
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from bot.app import INBOX
-from bot.inboxwake import InboxListener, libpq_dsn
+from bot.inboxwake import CHANNEL, InboxListener, libpq_dsn
 from bot.mattermost import Backoff
 from tests.conftest import settings_for
 from tests.test_webhooks import (
@@ -65,6 +65,39 @@ async def test_a_delivery_stored_by_one_replica_wakes_the_workers_of_another(
         await _until(lambda: _status(worker, "done"), within=20)
     worker_recorder, web_recorder = Recorder.instances  # in the order the apps were made
     assert (len(worker_recorder.seen), len(web_recorder.seen)) == (3, 0)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_stored_delivery_notifies_once_and_a_duplicate_not_at_all(
+    migrated_url: URL, aiohttp_client: MakeClient
+) -> None:
+    """The intake's one statement stores and notifies; a key already stored wakes nobody.
+
+    The test's own NOTIFY is a fence: notifications arrive in the order their
+    transactions committed, so whatever follows the first one, up to the fence, came
+    from the duplicate.
+    """
+    web = await _client(aiohttp_client, _settings(migrated_url, webhook_workers=0))
+    async with await psycopg.AsyncConnection.connect(
+        libpq_dsn(migrated_url), autocommit=True
+    ) as listening:
+        await listening.execute(f"LISTEN {CHANNEL}")
+        headers = _headers(**{"Idempotency-Key": "once"})
+        for expected in ("accepted", "duplicate"):
+            response = await web.post("/webhook/gitlab", json=NOTE, headers=headers)
+            assert (await response.json())["status"] == expected
+        async with await psycopg.AsyncConnection.connect(
+            libpq_dsn(migrated_url), autocommit=True
+        ) as fence:
+            await fence.execute("SELECT pg_notify(%s, 'fence')", (CHANNEL,))
+        payloads: list[str] = []
+        async with asyncio.timeout(30):
+            async for notification in listening.notifies():
+                payloads.append(notification.payload)
+                if notification.payload == "fence":
+                    break
+    assert payloads == ["", "fence"]
+    assert len(await _rows(web)) == 1
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
