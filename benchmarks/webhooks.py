@@ -448,6 +448,7 @@ async def _worker_serve(conn: Connection, values: dict[str, Any]) -> None:
     logging.disable(logging.WARNING)  # the parent counts the web side's log lines
     runner = web.AppRunner(create_app(Settings(**values)), handle_signals=False)
     await runner.setup()  # database, cache, GitLab, the workers and their LISTEN
+    gc.freeze()  # as ``bot.server`` does once started
     try:
         await answer_parent(conn, "ready", {"rss": rss_mb})
     finally:
