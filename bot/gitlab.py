@@ -395,6 +395,31 @@ async def gather_all(*awaitables: Awaitable[Any]) -> tuple[Any, ...]:
 # --- the adapter -----------------------------------------------------------------------
 
 
+def _read_environment_once(client: gitlab.Gitlab, url: str) -> None:
+    """Resolve what requests takes from the environment for ``url`` now, and stop it
+    from reading the environment again on every call (``Session.trust_env``).
+
+    With ``trust_env``, requests looks up the proxies (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``, ``NO_PROXY``), the CA bundle (``REQUESTS_CA_BUNDLE``, else
+    ``CURL_CA_BUNDLE``) and ``~/.netrc`` for each request: about 0.2 ms of Python per
+    call, in every roll's five or so. The bot calls one host, so the answers for its URL
+    are the answers for every call; a change to the environment after start-up is not
+    seen. python-gitlab passes ``verify`` on each call (its ``ssl_verify``, default
+    True, which would now mean certifi's bundle): the bundle found is given there.
+    Source: requests, ``Session.merge_environment_settings`` and
+    ``Session.prepare_request`` (https://requests.readthedocs.io/en/latest/api/).
+    """
+    session = client.session
+    if not session.trust_env:
+        return
+    found = session.merge_environment_settings(url, {}, None, client.ssl_verify, None)
+    session.proxies.update(found["proxies"])
+    client.ssl_verify = found["verify"]
+    if session.auth is None:
+        session.auth = requests.utils.get_netrc_auth(url)
+    session.trust_env = False
+
+
 class GitLab:
     """GitLab's REST API v4, as the bot needs it; every method is a coroutine."""
 
@@ -426,6 +451,7 @@ class GitLab:
         adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=concurrency)
         for scheme in ("http://", "https://"):
             self._client.session.mount(scheme, adapter)
+        _read_environment_once(self._client, self.url)
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="gitlab")
 
     def __repr__(self) -> str:

@@ -350,6 +350,28 @@ async def test_gitlab_under_a_path_prefix() -> None:
     assert info.web_url == f"{url}/g/p/-/merge_requests/1"
 
 
+async def test_the_proxy_of_the_environment_is_read_once_and_no_proxy_honoured(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GitLab is reached through ``HTTP_PROXY`` (here the stand-in itself, which answers a
+    request target in absolute form as a proxy would), unless ``NO_PROXY`` names its
+    host; the environment is read when the adapter is built, not on each call."""
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", url)
+    proxied = GitLab("http://gitlab.invalid", TOKEN, max_retries=0)
+    monkeypatch.setenv("NO_PROXY", "gitlab.invalid")
+    direct = GitLab("http://gitlab.invalid", TOKEN, max_retries=0)
+    monkeypatch.delenv("HTTP_PROXY")  # after start-up: changes nothing
+    try:
+        assert (await proxied.user_status("bob")).availability == "busy"
+        with pytest.raises(GitLabUnavailable):  # no proxy: the name does not resolve
+            await direct.user_status("bob")
+    finally:
+        await proxied.close()
+        await direct.close()
+
+
 # --- failures --------------------------------------------------------------------------
 
 

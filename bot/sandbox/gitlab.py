@@ -27,7 +27,10 @@ anonymously; a wrong token is a 401 everywhere), and offset pagination exactly l
 GitLab's ``OffsetHeaderBuilder``: ``page``/``per_page`` (default 20, at most 100), the
 ``X-Page``/``X-Per-Page``/``X-Total``/``X-Total-Pages``/``X-Next-Page``/``X-Prev-Page``
 headers and a ``Link`` header (prev, next, first, last) built from the request's own
-host, with the route parameters and the query in the link as Rails writes them.
+host, with the route parameters and the query in the link as Rails writes them. It also
+answers as the HTTP proxy in front of itself: a request target in absolute form
+(``GET http://gitlab.example/api/v4/...``, RFC 9112 section 3.2.2, as a client sends it
+to a proxy) is served as its path, so a test can point ``HTTP_PROXY`` at it.
 
 Tests and the demo shape the model through a small Python API (``add_user``,
 ``add_project``, ``add_merge_request``, ``add_note``, ``approve``, ``set_reviewers``,
@@ -212,6 +215,16 @@ class _Route:
     pattern: re.Pattern[str]
     handler: Handler
     anonymous: bool = False
+
+
+def _target(request: web.Request) -> str:
+    """The request target in origin form (``/api/v4/...?...``), also when it came in
+    absolute form, as a client sends it to a proxy (RFC 9112, section 3.2.2)."""
+    raw = request.raw_path
+    if raw.startswith(("http://", "https://")):
+        path = raw.split("/", 3)[3] if raw.count("/") >= 3 else ""
+        return f"/{path}"
+    return raw
 
 
 class GitLabStandIn:
@@ -620,10 +633,10 @@ class GitLabStandIn:
         try:
             return await self._answer(request)
         finally:
-            self.timeline.append((started, time.monotonic(), request.method, request.raw_path))
+            self.timeline.append((started, time.monotonic(), request.method, _target(request)))
 
     async def _answer(self, request: web.Request) -> web.Response:
-        raw = request.raw_path
+        raw = _target(request)
         path = raw.partition("?")[0]
         self.requests.append((request.method, raw))
         if self.latency or self.jitter:
@@ -740,7 +753,7 @@ class GitLabStandIn:
 
     async def _params(self, request: web.Request) -> dict[str, Any]:
         data = await _read_params(request)
-        self.writes.append((request.method, request.raw_path, data))
+        self.writes.append((request.method, _target(request), data))
         return data
 
     async def _get_notes(self, request: web.Request, params: dict[str, str]) -> web.Response:
@@ -1403,7 +1416,7 @@ def _paginated(request: web.Request, items: list[JSON], params: Mapping[str, str
     next_page = page + 1 if page < total_pages else None
     prev_page = page - 1 if 1 < page <= total_pages else None
 
-    base = f"{request.scheme}://{request.host}{request.raw_path.partition('?')[0]}"
+    base = f"{request.scheme}://{request.host}{_target(request).partition('?')[0]}"
     query = {**params, **request.query}  # GitLab's links carry the route params too
 
     def href(number: int) -> str:
