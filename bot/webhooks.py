@@ -1082,7 +1082,10 @@ class Inbox:
             return 1.0
         async with self.context.reads() as session:
             due = (await session.execute(_DUE_ROWS, {"now": now, "free": free})).all()
-            upcoming = await session.scalar(_NEXT_RETRY, {"now": now})
+            if len(due) == free:  # no room left: the next retry's time is not needed
+                upcoming = None
+            else:
+                upcoming = await session.scalar(_NEXT_RETRY, {"now": now})
         for row_id, status, kind in due:
             claim = await self._claim(row_id)
             if claim is None:
