@@ -89,7 +89,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from bot.context import AppContext
-from bot.db import UTCDateTime, is_unavailable, ping, utcnow
+from bot.db import UTCDateTime, is_unavailable, one_statement, ping, utcnow
 from bot.hookshapes import shape_problem
 from bot.http import BadInput, error_response, json_response, parse_json_object
 from bot.inboxwake import CHANNEL as INBOX_CHANNEL
@@ -935,8 +935,7 @@ class Inbox:
         """
         batch = ",".join(_intake_record(row) for row in rows)
         parameters = {**_PG_INTAKE_DEFAULTS, "batch": f"[{batch}]"}
-        engine = self.context.engine.execution_options(isolation_level="AUTOCOMMIT")
-        async with engine.connect() as connection:
+        async with one_statement(self.context.engine) as connection:
             result = await connection.execute(_PG_INTAKE, parameters)
             return {str(key): int(row_id) for row_id, key, _ in result.all()}
 
@@ -1117,9 +1116,8 @@ class Inbox:
         whose row was taken over after its lease ran out changes nothing.
         """
         now = self.clock.now()
-        async with self.context.sessions.begin() as session:
+        async with one_statement(self.context.engine) as connection:
             parameters = {"row_id": row_id, "now": now, "until": now + self.lease}
-            connection = await session.connection()  # Core: no ORM bulk-update bookkeeping
             claimed = (await connection.execute(_CLAIM, parameters)).one_or_none()
         if claimed is None:
             return None
@@ -1213,8 +1211,7 @@ class Inbox:
 
     async def _renew(self, claim: Claim, now: datetime) -> bool:
         """Extend the lease from ``now``; False when the row is no longer this claim's."""
-        async with self.context.sessions.begin() as session:
-            connection = await session.connection()
+        async with one_statement(self.context.engine) as connection:
             result = await connection.execute(
                 update(WebhookDelivery)
                 .where(*self._held(claim))
@@ -1296,8 +1293,7 @@ class Inbox:
         """Run ``statement``, an UPDATE of the claim's row under its lease (see
         :meth:`_mark`), through Core; False, counted as a lost lease, if it changed
         nothing."""
-        async with self.context.sessions.begin() as session:
-            connection = await session.connection()
+        async with one_statement(self.context.engine) as connection:
             result = await connection.execute(statement, parameters)
         if result.rowcount == 1:
             return True
