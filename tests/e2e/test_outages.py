@@ -433,7 +433,8 @@ async def test_a_replica_killed_during_the_drain_loses_and_doubles_nothing(
                 def draining() -> bool:
                     waiting = admin.execute(
                         "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bot'"
-                        " AND wait_event_type = 'Lock' AND query LIKE '%%INSERT INTO webhook_inbox%%'"
+                        " AND wait_event_type = 'Lock'"
+                        " AND query LIKE '%%INSERT INTO webhook_inbox%%'"
                     ).fetchone()
                     return bool(waiting and waiting[0])
 
