@@ -2,9 +2,9 @@
 
 A replica that stores deliveries (a web-only one, ``WEBHOOK_WORKERS=0``, or any other)
 sends ``NOTIFY roulette_inbox`` in the transaction that stores them (``pg_notify`` in
-the intake's statement, ``bot.webhooks``); PostgreSQL delivers
-it to every session that ran ``LISTEN roulette_inbox`` once the transaction commits
-(and never when it rolls back), folding duplicates sent in one transaction into one.
+the intake's one statement, ``bot.webhooks``); PostgreSQL delivers it to every session
+that ran ``LISTEN roulette_inbox`` once the transaction commits (and never when it
+rolls back), folding duplicates sent in one transaction into one.
 Each replica with workers keeps one such session open (:class:`InboxListener`) and wakes
 its poll loop on every notification, so a delivery acknowledged by one replica starts on
 another within a round trip instead of at its next poll. The poll stays as the fallback:
