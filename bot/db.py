@@ -7,11 +7,8 @@ PostgreSQL gets pre-ping so that a restarted server costs one retry, not an erro
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
-import weakref
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -20,7 +17,6 @@ from sqlalchemy import MetaData, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -202,32 +198,6 @@ def read_sessionmaker(
     return async_sessionmaker(
         bind.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
     )
-
-
-_AUTOCOMMIT: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
-
-
-@contextlib.asynccontextmanager
-async def one_statement(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection for a write that is one statement, and a transaction of its own.
-
-    On PostgreSQL the connection is in autocommit: the statement commits as it ends,
-    without the ``BEGIN`` and ``COMMIT`` round trips of a transaction around it (psycopg
-    sends each on its own), and a failed one changes nothing. A second statement on
-    the same connection would be a transaction of its own too: write several in
-    ``sessions.begin()``. On SQLite, a transaction (``engine.begin()``), committed when
-    the block ends. Source: PostgreSQL, "Transactions" (each statement outside ``BEGIN``
-    runs in a transaction of its own), https://www.postgresql.org/docs/current/tutorial-transactions.html
-    """
-    if engine.dialect.name != "postgresql":
-        async with engine.begin() as connection:
-            yield connection
-        return
-    autocommit = _AUTOCOMMIT.get(engine)
-    if autocommit is None:
-        autocommit = _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
-    async with autocommit.connect() as connection:
-        yield connection
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -89,7 +89,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from bot.context import AppContext
-from bot.db import UTCDateTime, is_unavailable, one_statement, ping, utcnow
+from bot.db import UTCDateTime, is_unavailable, ping, utcnow
 from bot.hookshapes import shape_problem
 from bot.http import BadInput, error_response, json_response, parse_json_object
 from bot.inboxwake import CHANNEL as INBOX_CHANNEL
@@ -334,10 +334,12 @@ def ordering_key(kind: str, payload: Mapping[str, Any]) -> str | None:
 # ``text[]`` per column would have psycopg escape every payload in Python. The columns
 # the model fills by default are given as parameters from the model. The statement also
 # sends ``NOTIFY roulette_inbox`` (``bot.inboxwake``) once per stored row, which
-# PostgreSQL folds into one notification, and none when every key was already stored;
-# run on its own, in autocommit, it is the whole transaction: one round trip to the
-# server where ``BEGIN``, the INSERT, the NOTIFY and ``COMMIT`` took four, each of them
-# waiting for a server process on a busy machine.
+# PostgreSQL folds into one notification, and none when every key was already stored:
+# one round trip fewer than an INSERT and a NOTIFY (psycopg sends ``BEGIN`` and
+# ``COMMIT`` on their own: three, where there were four). Not in autocommit, which
+# would save two more: SQLAlchemy switches a pooled connection's autocommit on checkout
+# and back on return, and a task cancelled meanwhile (the intake's timeout, a shutdown)
+# left the connection to the garbage collector in 16 to 20 of 300 tries.
 _INBOX = WebhookDelivery.__table__
 _PG_INTAKE = text(
     "WITH stored AS ("
@@ -926,8 +928,8 @@ class Inbox:
             return {str(key): int(row_id) for row_id, key in result.all()}
 
     async def _insert_postgresql(self, rows: list[dict[str, Any]]) -> dict[str, int]:
-        """:meth:`_insert` on PostgreSQL: one :data:`_PG_INTAKE`, a transaction of its own
-        (autocommit), which also wakes every replica's workers when a row was inserted.
+        """:meth:`_insert` on PostgreSQL: one :data:`_PG_INTAKE` in a transaction of its
+        own, which also wakes every replica's workers when a row was inserted.
 
         Source: PostgreSQL, ``NOTIFY`` ("if a NOTIFY is executed inside a transaction, the
         notify events are not delivered until and unless the transaction is committed";
@@ -935,8 +937,8 @@ class Inbox:
         """
         batch = ",".join(_intake_record(row) for row in rows)
         parameters = {**_PG_INTAKE_DEFAULTS, "batch": f"[{batch}]"}
-        async with one_statement(self.context.engine) as connection:
-            result = await connection.execute(_PG_INTAKE, parameters)
+        async with self.context.sessions.begin() as session:
+            result = await session.execute(_PG_INTAKE, parameters)
             return {str(key): int(row_id) for row_id, key, _ in result.all()}
 
     # ----------------------------------------------------------------- workers
@@ -1116,8 +1118,9 @@ class Inbox:
         whose row was taken over after its lease ran out changes nothing.
         """
         now = self.clock.now()
-        async with one_statement(self.context.engine) as connection:
+        async with self.context.sessions.begin() as session:
             parameters = {"row_id": row_id, "now": now, "until": now + self.lease}
+            connection = await session.connection()  # Core: no ORM bulk-update bookkeeping
             claimed = (await connection.execute(_CLAIM, parameters)).one_or_none()
         if claimed is None:
             return None
@@ -1211,7 +1214,8 @@ class Inbox:
 
     async def _renew(self, claim: Claim, now: datetime) -> bool:
         """Extend the lease from ``now``; False when the row is no longer this claim's."""
-        async with one_statement(self.context.engine) as connection:
+        async with self.context.sessions.begin() as session:
+            connection = await session.connection()
             result = await connection.execute(
                 update(WebhookDelivery)
                 .where(*self._held(claim))
@@ -1293,7 +1297,8 @@ class Inbox:
         """Run ``statement``, an UPDATE of the claim's row under its lease (see
         :meth:`_mark`), through Core; False, counted as a lost lease, if it changed
         nothing."""
-        async with one_statement(self.context.engine) as connection:
+        async with self.context.sessions.begin() as session:
+            connection = await session.connection()
             result = await connection.execute(statement, parameters)
         if result.rowcount == 1:
             return True

@@ -14,9 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from sqlalchemy import func, select, text
-from sqlalchemy import insert as sa_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
 
 import bot.db
 from bot import migrate
@@ -121,30 +119,6 @@ async def test_read_sessions_skip_begin_and_rollback_on_postgresql(settings: Set
         context.sessions_ = replaced = create_sessionmaker(engine)
         assert context.reads is not first  # they follow the sessions they come from
         assert (context.reads is replaced) is not postgresql
-    finally:
-        await engine.dispose()
-
-
-async def test_one_statement_commits_on_its_own_and_a_failed_one_changes_nothing(
-    settings: Settings,
-) -> None:
-    engine = create_engine(settings.async_database_url)
-    sessions = create_sessionmaker(engine)
-    insert = sa_insert(JobRun).values(job_name="digest", period="p1", owner="t")
-    try:
-        async with bot.db.one_statement(engine) as connection:
-            await connection.execute(insert)
-            raw = (await connection.get_raw_connection()).driver_connection
-            postgresql = engine.dialect.name == "postgresql"
-            assert getattr(raw, "autocommit", None) is (True if postgresql else None)
-        with pytest.raises(IntegrityError):  # the same (job, period) twice
-            async with bot.db.one_statement(engine) as connection:
-                await connection.execute(insert)
-        async with sessions() as session:  # another connection sees the first, only
-            names = (await session.scalars(select(JobRun.job_name))).all()
-            assert names == ["digest"]
-            raw = (await (await session.connection()).get_raw_connection()).driver_connection
-            assert getattr(raw, "autocommit", None) is (False if postgresql else None)
     finally:
         await engine.dispose()
 
