@@ -722,6 +722,10 @@ _EMPTY: frozenset[Owner] = frozenset()
 _CACHE_LIMIT = 200_000  # directory and basename states and answers kept per file
 _CACHE_BYTES = 32 << 20  # what their masks may take, about
 _PAUSE_FROM = 64  # paths in a match from which the garbage collector is paused
+# Sharing derived states (_Index._dir) stops once this many lookups found fewer than one
+# hit in _SHARING_HITS: a miss costs a key and an entry and saves nothing.
+_SHARING_TRIAL = 512
+_SHARING_HITS = 4
 _PARSE_PAUSE_FROM = 16_384  # characters of a file from which parse pauses it
 _GLOB_SPLIT_RE = re.compile(r"(\*+|\?)")
 
@@ -1278,7 +1282,8 @@ class _Index:
 
     A directory's state is built once, from its parent's: the entries whose ``H`` it meets
     give a match to the files in or below it when ``L`` is ``*``, else a basename check.
-    Directories meeting the same rules below the same state share one state. When every
+    Directories meeting the same rules below the same state share one state (while that
+    pays: :meth:`_share_or_not`). When every
     directory rule is met by names alone (``b/``, ``a/b/``, ``b/*``: unanchored patterns),
     a directory's state is instead the OR of what its names give (each name, each name
     with its parent's, each parent's: masks made with the index, :class:`_NameMasks`);
@@ -1531,8 +1536,11 @@ class _Index:
         self._bases: dict[str, tuple[int, _Answers]] = {}
         self._answers: dict[int, _Answers] = {}  # a basename's mask -> its answers
         self._answered = 0  # how many answers they hold
-        # (the parent directory's state, the rules its subdirectory meets) -> the state
+        # (the parent directory's state, the rules its subdirectory meets) -> the state;
+        # used while it pays (see _dir)
         self._derived: dict[tuple[object, ...], _Dir] = {}
+        self._sharing = True
+        self._lookups = self._hits = 0
         self._depths: dict[int, tuple[int, int]] = {}  # depth -> masks (_dir_by_names)
 
     # ----------------------------------------------------------------- states
@@ -1551,6 +1559,8 @@ class _Index:
             self._derived,
         )
         end_items, at_depth, fixed, tested = self.end_items, self.at_depth, self.fixed, self.tested
+        sharing = self._sharing
+        lookups = hits = 0
         for directory in reversed(missing):
             name = names[count]
             count += 1
@@ -1592,17 +1602,40 @@ class _Index:
             if not fired:
                 dirs[directory] = state = self._below(state)
                 continue
-            # Directories that meet the same rules below the same state share their state:
-            # keyed by the state of the subdirectories that add nothing (shared by states
-            # that add rules for their own files only), or while that is not made yet (a
-            # state that adds rules below it: a state of its own) by the parent's state.
+            if not sharing:
+                dirs[directory] = state = self._derive(state, fired)
+                continue
+            # Directories that meet the same rules below the same state share their state
+            # (and so their files' answers): keyed by the state of the subdirectories that
+            # add nothing (shared by states that add rules for their own files only), or
+            # while that is not made yet (a state that adds rules below it: a state of its
+            # own) by the parent's state.
             below = state.below
             key = (state if below is _LATER or below is _ITSELF else below, *fired)
             found = derived.get(key)
             if found is None:
                 found = derived[key] = self._derive(state, fired)
+            else:
+                hits += 1
+            lookups += 1
             dirs[directory] = state = found
+        if lookups:
+            self._share_or_not(lookups, hits)
         return state
+
+    def _share_or_not(self, lookups: int, hits: int) -> None:
+        """Count the lookups of derived states and their hits; stop sharing them once
+        :data:`_SHARING_TRIAL` lookups found fewer than one hit in :data:`_SHARING_HITS`.
+        Where most directories of a change meet rules of their own (a third of the
+        patterns unanchored: one hit in nine), each miss costs a key and an entry and
+        the match is about 5% quicker without; where many meet the same ones (the
+        extension globs: four hits in five), sharing spares most answers. Until the
+        caches are started afresh."""
+        self._lookups += lookups
+        self._hits += hits
+        if self._lookups >= _SHARING_TRIAL and self._hits * _SHARING_HITS < self._lookups:
+            self._sharing = False
+            self._derived = {}
 
     def _ancestor(self, directory: str) -> tuple[_Dir, list[str], list[str], int]:
         """The state of the nearest known ancestor of ``directory``, the directories from
@@ -1778,9 +1811,9 @@ class _Index:
         """Start afresh once the caches hold too much (a long-lived bot process): more
         than :data:`_CACHE_LIMIT` items, or masks of more than :data:`_CACHE_BYTES`
         (states and basenames hold masks of up to one bit per entry)."""
-        depths = len(self._depths)
-        sizes = len(self._dirs) + len(self._bases) + self._answered + len(self._derived) + depths
-        masks = 2 * len(self._derived) + len(self._bases) + 2 * depths
+        dirs, bases, depths = len(self._dirs), len(self._bases), len(self._depths)
+        sizes = dirs + bases + self._answered + len(self._derived) + depths
+        masks = 2 * dirs + bases + 2 * depths  # a state holds two masks (at most: shared)
         if sizes > _CACHE_LIMIT or masks * (len(self.entries) >> 3) > _CACHE_BYTES:
             self._reset()
 
@@ -1800,17 +1833,6 @@ class _Index:
             best[section] = top + self.excluded if self.entries[top].exclusion else top
             matched &= self.before[section]
         return best
-
-    def owners(self, matched: int) -> frozenset[Owner]:
-        """The owners of the entries in ``matched``: each section's highest entry's (none
-        when that is an exclusion)."""
-        facts = self.winner_facts
-        found: list[frozenset[Owner]] = []
-        while matched:
-            before, owners = facts[matched.bit_length()] or self._winner_facts(matched)
-            found.append(owners)  # (a bound append is slower: 3.11 specialises this call)
-            matched &= before
-        return _EMPTY.union(*found)
 
     def _winner_facts(self, matched: int) -> tuple[int, frozenset[Owner]]:
         """The facts of the highest entry in ``matched`` (see :attr:`winner_facts`)."""
@@ -1834,7 +1856,7 @@ class _Index:
 
     def _owners_of(self, paths: list[str]) -> dict[str, frozenset[Owner]]:
         result: dict[str, frozenset[Owner]] = {}
-        dirs, bases, exact = self._dirs, self._bases, self.exact
+        dirs, bases, exact, facts = self._dirs, self._bases, self.exact, self.winner_facts
         answered = 0
         for original in paths:
             path = original if original[:1] == "/" else "/" + original
@@ -1842,12 +1864,29 @@ class _Index:
             state = dirs.get(directory) or self._dir(directory)
             base = bases.get(name) or self._base(name)
             if exact and path in exact:  # (an empty dict still hashes the path)
-                result[original] = self.owners(state.mask & base[0] | exact[path])
-                continue
-            answers = base[1]
-            owners = answers.get(state)
-            if owners is None:
-                owners = answers[state] = self.owners(state.mask & base[0])
+                answers = None
+                matched = state.mask & base[0] | exact[path]
+            else:
+                answers = base[1]
+                owners = answers.get(state)
+                if owners is not None:
+                    result[original] = owners
+                    continue
+                matched = state.mask & base[0]
+            # The owners of the entries in ``matched``: each section's highest entry's
+            # (none when that is an exclusion). Written out here, not called: this runs
+            # for nearly every file of a big change. Winners without owners are left out
+            # of the union, and one section's owners are the answer as they are (no new
+            # set: fewer objects for the young collection, see _collector_paused).
+            found: list[frozenset[Owner]] = []
+            while matched:
+                before, owners = facts[matched.bit_length()] or self._winner_facts(matched)
+                if owners:
+                    found.append(owners)  # (a bound append is slower: 3.11 specialises it)
+                matched &= before
+            owners = found[0] if len(found) == 1 else _EMPTY.union(*found)
+            if answers is not None:
+                answers[state] = owners
                 answered += 1
             result[original] = owners
         self._answered += answered

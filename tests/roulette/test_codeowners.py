@@ -699,6 +699,81 @@ def test_caches_are_bounded_by_the_size_of_their_masks(monkeypatch: pytest.Monke
     assert resets(20_000) >= 2  # 40 states of 2,003 bits each pass 20 kB
 
 
+def test_the_states_of_unanchored_patterns_count_toward_the_byte_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file whose directory patterns are all unanchored (``b/``) gives each directory a
+    state made from its names; those states hold masks too, and start afresh as well."""
+    text = "*.md @docs\n" + "".join(f"d{n}/ @o{n}\n" for n in range(2_000))
+    paths = [f"x{n}/d{n}/f.py" for n in range(0, 2_000, 40)] + ["x/y/z.md"]
+
+    def resets(bound: int) -> int:
+        monkeypatch.setattr(co, "_CACHE_BYTES", bound)
+        parsed = parse(text)
+        index = parsed._index
+        assert index.by_name_only  # the states come from _dir_by_names
+        count = 0
+        reset = index._reset
+
+        def counted() -> None:
+            nonlocal count
+            count += 1
+            reset()
+
+        monkeypatch.setattr(index, "_reset", counted)
+        for _ in range(3):
+            result = parsed.owners_of_paths(paths)
+            assert result == {path: reference_owners(parsed, path) for path in paths}
+            assert result["x40/d40/f.py"] == {Owner("name", "o40")}
+        return count
+
+    assert resets(co._CACHE_BYTES) == 0
+    assert resets(20_000) >= 2  # 51 states of 2,001 bits each pass 20 kB
+
+
+def _sharing_workload(siblings: int) -> tuple[str, list[str]]:
+    """``/a/N/`` owned one by one, and ``src/`` below each: each ``/a/N/src`` meets the
+    rules of ``src/`` below a state of its own (no two share one), while the
+    ``/b/N/src`` below the unowned ``/b/N`` all meet them below one state."""
+    text = "* @all\nsrc/ @src\n" + "".join(f"/a/{n}/ @a{n}\n" for n in range(siblings))
+    paths = [f"a/{n}/src/main.py" for n in range(siblings)]
+    paths += [f"b/{n}/src/main.py" for n in range(siblings)]
+    return text, paths
+
+
+def test_derived_states_are_shared_while_that_pays_and_answers_stay_right(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(co, "_SHARING_TRIAL", 64)
+    text, paths = _sharing_workload(100)
+    parsed = parse(text)
+    index = parsed._index
+    # the /b/N/src come first: every one after the first finds the shared state
+    result = parsed.owners_of_paths(paths[100:] + paths[:100])
+    assert index._sharing
+    assert index._hits >= 99
+    assert len({id(index._dirs[f"/b/{n}/src"]) for n in range(100)}) == 1
+    assert result == {path: reference_owners(parsed, path) for path in paths}
+
+    # the /a/N/src first: 64 lookups without a hit, and sharing stops (the /b/N/src
+    # then get a state each, with the same owners)
+    parsed = parse(text)
+    index = parsed._index
+    result = parsed.owners_of_paths(paths)
+    assert not index._sharing
+    assert index._derived == {}
+    assert len({id(index._dirs[f"/b/{n}/src"]) for n in range(100)}) > 1
+    assert result == {path: reference_owners(parsed, path) for path in paths}
+    assert result["a/7/src/main.py"] == {Owner("name", "a7")}  # the last entry wins
+    assert result["b/7/src/main.py"] == {Owner("name", "src")}
+
+    # until the caches start afresh: then sharing is tried again
+    monkeypatch.setattr(co, "_CACHE_LIMIT", 10)
+    parsed.owners_of_paths(paths[100:])
+    assert index._sharing
+    assert index._hits >= 99
+
+
 # --------------------------------------------------------------------------- Ruby's fnmatch
 
 # A port of ``fnmatch``/``fnmatch_helper``/``bracket`` from Ruby's dir.c, with
