@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.db import read_sessionmaker
 from bot.i18n import Translator, environment, translator
 from bot.metrics import Metrics
 from bot.settings import Settings
@@ -31,8 +30,6 @@ class AppContext:
     metrics: Metrics = field(default_factory=Metrics)
     engine_: AsyncEngine | None = None
     sessions_: async_sessionmaker[AsyncSession] | None = None
-    # (sessions, the read sessions made from them): remade if ``sessions_`` is replaced
-    _reads: tuple[Any, async_sessionmaker[AsyncSession]] | None = field(default=None, repr=False)
     cache_: Cache | None = None
     gitlab_: GitLab | None = None  # None when GITLAB_URL is not configured
     chat_: Mattermost | None = None  # None when MATTERMOST_URL/TOKEN are not configured
@@ -52,11 +49,17 @@ class AppContext:
 
     @property
     def reads(self) -> async_sessionmaker[AsyncSession]:
-        """Sessions for reads only (see ``bot.db.read_sessionmaker``): no write in them."""
-        sessions = self.sessions
-        if self._reads is None or self._reads[0] is not sessions:
-            self._reads = (sessions, read_sessionmaker(sessions))
-        return self._reads[1]
+        """Sessions for reads only: no write in them. Today they are :attr:`sessions`, in
+        a transaction like any other session.
+
+        Not in autocommit, which on PostgreSQL would spare each read its ``BEGIN`` and
+        ``ROLLBACK`` round trips: the pool's connections are not in autocommit, SQLAlchemy
+        switches a connection to it when it hands it out and back when it takes it back,
+        and a task cancelled in between (a shutdown, a roll's timeout) left the connection
+        to the garbage collector (one or two in 300 cancelled reads; none without the
+        switch). An engine of its own, in autocommit from the start, would need a second
+        pool beside ``DATABASE_POOL_SIZE``."""
+        return self.sessions
 
     @property
     def gitlab(self) -> GitLab:
@@ -97,8 +100,7 @@ class PluginContext:
 
     @property
     def reads(self) -> async_sessionmaker[AsyncSession]:
-        """Sessions for reads only: on PostgreSQL without ``BEGIN`` and ``ROLLBACK`` round
-        trips (see ``bot.db.read_sessionmaker``). Never write in them."""
+        """Sessions for reads only (see ``AppContext.reads``). Never write in them."""
         return self._core.reads
 
     @property

@@ -179,27 +179,6 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def read_sessionmaker(
-    sessions: async_sessionmaker[AsyncSession],
-) -> async_sessionmaker[AsyncSession]:
-    """Sessions for reads only, over the same pool as ``sessions``.
-
-    On PostgreSQL their connections are in autocommit: each statement reads what was
-    committed when it started, which is all that a transaction at PostgreSQL's default
-    READ COMMITTED gives several statements too, without the two round trips of its
-    ``BEGIN`` and ``ROLLBACK``. A write in such a session would commit on its own at
-    once: write in ``sessions.begin()``. On SQLite, ``sessions`` itself (its driver
-    begins a transaction only before a write). Source: PostgreSQL, "Transaction
-    Isolation", https://www.postgresql.org/docs/current/transaction-iso.html
-    """
-    bind = sessions.kw.get("bind")
-    if not isinstance(bind, AsyncEngine) or bind.dialect.name != "postgresql":
-        return sessions
-    return async_sessionmaker(
-        bind.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-    )
-
-
 async def ping(engine: AsyncEngine) -> None:
     """Raise if the database does not answer ``SELECT 1``."""
     async with engine.connect() as connection:
