@@ -995,10 +995,13 @@ class _Rules:
         self.ready = False  # frozen: done when a directory first meets the rules
 
     def freeze(self) -> _Rules:
-        """Build the masks ``below`` and ``here`` from the entry numbers."""
+        """Build the masks ``below`` and ``here`` from the entry numbers (most rules have
+        one entry or none: those without a call)."""
         self.ready = True
-        self.below = _mask(self.below_gids)
-        self.here = _mask(self.here_gids)
+        gids = self.below_gids
+        self.below = (1 << gids[0] if gids else 0) if len(gids) < 2 else _mask(gids)
+        gids = self.here_gids
+        self.here = (1 << gids[0] if gids else 0) if len(gids) < 2 else _mask(gids)
         return self
 
 
@@ -1015,18 +1018,16 @@ class _Named:
         self.deep: _Rules | None = None
         self.parents: dict[str, list[tuple[str | None, _Rules]]] | None = None
 
-    def meet(self, directory: str, parent: str | None, met: list[_Rules]) -> None:
-        """Add to ``met`` the rules that ``directory``, so named, meets; ``parent`` is the
-        name of its parent directory (None at the root's level)."""
-        if self.rules is not None:
-            met.append(self.rules)
-        if parent is not None:
-            if self.deep is not None:
-                met.append(self.deep)
-            if self.parents is not None:
-                for needle, rules in self.parents.get(parent, ()):
-                    if needle is None or directory.endswith(needle):
-                        met.append(rules)
+    def meet_below(self, directory: str, parent: str, met: list[_Rules]) -> None:
+        """Add to ``met`` the rules that ``directory``, so named, meets below the root's
+        level, its parent directory being named ``parent``: ``deep`` and ``parents``
+        (``rules`` are :meth:`_Index._dir`'s to add)."""
+        if self.deep is not None:
+            met.append(self.deep)
+        if self.parents is not None:
+            for needle, rules in self.parents.get(parent, ()):
+                if needle is None or directory.endswith(needle):
+                    met.append(rules)
 
 
 def _merged(into: _Rules | None, rules: _Rules) -> _Rules:
@@ -1551,7 +1552,17 @@ class _Index:
         if self.by_name_only and (found := self._dir_by_names(directory)) is not None:
             return found
         dirs = self._dirs
-        state, missing, names, count = self._ancestor(directory)
+        # the nearest known ancestor's state, the directories from this one up to it
+        # (deepest first), this one's names, and how many of them the ancestor has
+        missing = [directory]
+        up = directory[: directory.rfind("/")]
+        state = dirs.get(up)
+        while state is None:
+            missing.append(up)
+            up = up[: up.rfind("/")]
+            state = dirs.get(up)
+        names = directory[1:].split("/")
+        count = len(names) - len(missing)
         by_dir, by_name, by_parent, derived = (
             self.by_dir,
             self.by_name,
@@ -1571,7 +1582,10 @@ class _Index:
             parent = names[count - 2] if count > 1 else None
             named = by_name.get(name)
             if named is not None:
-                named.meet(directory, parent, fired)
+                if named.rules is not None:
+                    fired.append(named.rules)
+                if parent is not None and (named.deep is not None or named.parents is not None):
+                    named.meet_below(directory, parent, fired)
             if by_parent and parent is not None:
                 rules = by_parent.get(parent)
                 if rules is not None:
@@ -1636,21 +1650,6 @@ class _Index:
         if self._lookups >= _SHARING_TRIAL and self._hits * _SHARING_HITS < self._lookups:
             self._sharing = False
             self._derived = {}
-
-    def _ancestor(self, directory: str) -> tuple[_Dir, list[str], list[str], int]:
-        """The state of the nearest known ancestor of ``directory``, the directories from
-        ``directory`` up to that ancestor (deepest first), ``directory``'s names, and how
-        many of them the ancestor has."""
-        dirs = self._dirs
-        missing = [directory]
-        up = directory[: directory.rfind("/")]
-        state = dirs.get(up)
-        while state is None:
-            missing.append(up)
-            up = up[: up.rfind("/")]
-            state = dirs.get(up)
-        names = directory[1:].split("/")
-        return state, missing, names, len(names) - len(missing)
 
     def _dir_by_names(self, directory: str) -> _Dir | None:
         """:meth:`_dir` for a file whose directory rules are all met by a directory's name,
