@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -670,33 +670,45 @@ def test_paths_that_match_as_they_are_read_get_their_own_answers(
     assert result == {path: reference_owners(parsed, path) for path in paths}
 
 
+def _resets(
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+    paths: list[str],
+    bound: int,
+    check: Callable[[co.CodeOwners, dict[str, frozenset[Owner]]], None],
+) -> int:
+    """How often the caches of ``text``'s matcher start afresh over three matches of
+    ``paths`` with a byte bound of ``bound``; ``check`` looks at each match's answers."""
+    monkeypatch.setattr(co, "_CACHE_BYTES", bound)
+    parsed = parse(text)
+    index = parsed._index
+    count = 0
+    reset = index._reset
+
+    def counted() -> None:
+        nonlocal count
+        count += 1
+        reset()
+
+    monkeypatch.setattr(index, "_reset", counted)
+    for _ in range(3):
+        check(parsed, parsed.owners_of_paths(paths))
+    return count
+
+
 def test_caches_are_bounded_by_the_size_of_their_masks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each state holds masks of one bit per entry: a file of many entries starts its
     caches afresh once those would pass the byte bound, and answers the same."""
     text = "* @all\n" + "".join(f"/z/{n}/ @z{n}\n" for n in range(2_000)) + "/a/ @a\n!/a/skip/\n"
     paths = [f"z/{n}/{n}.txt" for n in range(0, 2_000, 50)] + ["a/skip/x.txt", "a/b/y.md"]
 
-    def resets(bound: int) -> int:
-        monkeypatch.setattr(co, "_CACHE_BYTES", bound)
-        index = parse(text)._index
-        count = 0
-        reset = index._reset
+    def check(_parsed: co.CodeOwners, result: dict[str, frozenset[Owner]]) -> None:
+        assert result["z/50/50.txt"] == {Owner("name", "z50")}
+        assert result["a/skip/x.txt"] == frozenset()  # the exclusion wins its section
+        assert result["a/b/y.md"] == {Owner("name", "a")}
 
-        def counted() -> None:
-            nonlocal count
-            count += 1
-            reset()
-
-        monkeypatch.setattr(index, "_reset", counted)
-        for _ in range(3):
-            result = index.owners_of_paths(paths)
-            assert result["z/50/50.txt"] == {Owner("name", "z50")}
-            assert result["a/skip/x.txt"] == frozenset()  # the exclusion wins its section
-            assert result["a/b/y.md"] == {Owner("name", "a")}
-        return count
-
-    assert resets(co._CACHE_BYTES) == 0
-    assert resets(20_000) >= 2  # 40 states of 2,003 bits each pass 20 kB
+    assert _resets(monkeypatch, text, paths, co._CACHE_BYTES, check) == 0
+    assert _resets(monkeypatch, text, paths, 20_000, check) >= 2  # 40 states of 2,003 bits
 
 
 def test_the_states_of_unanchored_patterns_count_toward_the_byte_bound(
@@ -707,28 +719,13 @@ def test_the_states_of_unanchored_patterns_count_toward_the_byte_bound(
     text = "*.md @docs\n" + "".join(f"d{n}/ @o{n}\n" for n in range(2_000))
     paths = [f"x{n}/d{n}/f.py" for n in range(0, 2_000, 40)] + ["x/y/z.md"]
 
-    def resets(bound: int) -> int:
-        monkeypatch.setattr(co, "_CACHE_BYTES", bound)
-        parsed = parse(text)
-        index = parsed._index
-        assert index.by_name_only  # the states come from _dir_by_names
-        count = 0
-        reset = index._reset
+    def check(parsed: co.CodeOwners, result: dict[str, frozenset[Owner]]) -> None:
+        assert parsed._index.by_name_only  # the states come from _dir_by_names
+        assert result == {path: reference_owners(parsed, path) for path in paths}
+        assert result["x40/d40/f.py"] == {Owner("name", "o40")}
 
-        def counted() -> None:
-            nonlocal count
-            count += 1
-            reset()
-
-        monkeypatch.setattr(index, "_reset", counted)
-        for _ in range(3):
-            result = parsed.owners_of_paths(paths)
-            assert result == {path: reference_owners(parsed, path) for path in paths}
-            assert result["x40/d40/f.py"] == {Owner("name", "o40")}
-        return count
-
-    assert resets(co._CACHE_BYTES) == 0
-    assert resets(20_000) >= 2  # 51 states of 2,001 bits each pass 20 kB
+    assert _resets(monkeypatch, text, paths, co._CACHE_BYTES, check) == 0
+    assert _resets(monkeypatch, text, paths, 20_000, check) >= 2  # 51 states of 2,001 bits
 
 
 def _sharing_workload(siblings: int) -> tuple[str, list[str]]:
