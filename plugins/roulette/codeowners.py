@@ -1284,10 +1284,10 @@ class _Index:
     A directory's state is built once, from its parent's: the entries whose ``H`` it meets
     give a match to the files in or below it when ``L`` is ``*``, else a basename check.
     Directories meeting the same rules below the same state share one state (while that
-    pays: :meth:`_share_or_not`). When every
-    directory rule is met by names alone (``b/``, ``a/b/``, ``b/*``: unanchored patterns),
-    a directory's state is instead the OR of what its names give (each name, each name
-    with its parent's, each parent's: masks made with the index, :class:`_NameMasks`);
+    pays: :meth:`_share_or_not`). When every directory rule is met by names alone (``b/``,
+    ``a/b/``, ``b/*``: unanchored patterns), a directory's state is instead the OR of what
+    its names give (each name, each name with its parent's, each parent's: masks made with
+    the index, :class:`_NameMasks`);
     only the directories holding files get a state. A basename's
     state is built once too: the entries that are just ``L`` (dict by name, by ``*suffix``,
     else a test indexed by ``L``'s literal prefix or suffix) and the checks it passes,
